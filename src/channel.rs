@@ -1,0 +1,1196 @@
+//! `Sender` and `Receiver`: the public API, in the shapes of
+//! `std::sync::mpsc` and crossbeam-channel.
+#![deny(unsafe_code)]
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{
+    InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+use crate::layout::{fingerprint, Geometry, RX_DROPPED};
+use crate::peers;
+use crate::ring::{Claim, Peek, Ring};
+use crate::segment::{Created, Segment};
+use crate::sys::Wake;
+use crate::wait;
+
+/// Default size of the data area: 1 MiB.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+/// Default maximum number of sender endpoints attached at once.
+pub const DEFAULT_MAX_SENDERS: u32 = 64;
+/// Default liveness tick: how late, at most, a blocked endpoint notices that
+/// its peer died.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(50);
+
+fn type_fingerprint<T>() -> u64 {
+    fingerprint(&[std::any::type_name::<T>(), codec::NAME])
+}
+
+fn name_type<T>(e: OpenError) -> OpenError {
+    match e {
+        OpenError::TypeMismatch { name, .. } => OpenError::TypeMismatch {
+            name,
+            expected: std::any::type_name::<T>(),
+        },
+        e => e,
+    }
+}
+
+/// Creates a channel named `name` with default settings and returns its
+/// first sender and its receiver.
+///
+/// Other processes attach senders with [`Sender::open`]. The name is removed
+/// when the receiver is dropped. See [`Builder`] for capacity, message size,
+/// number of senders and permissions.
+///
+/// If a channel of this name exists and its receiver is alive, this fails
+/// with [`OpenError::AlreadyExists`]. If its receiver died, the new receiver
+/// takes the channel over, with every message still in it.
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<String>("doc-channel")?;
+/// tx.send("hello".to_string()).unwrap();
+/// assert_eq!(rx.recv().unwrap(), "hello");
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub fn channel<T: Serialize + DeserializeOwned>(
+    name: &str,
+) -> Result<(Sender<T>, Receiver<T>), OpenError> {
+    Builder::new(name).create()
+}
+
+/// Settings for creating a channel, or for opening one with a non-default
+/// liveness tick.
+///
+/// ```
+/// use std::time::Duration;
+/// let (tx, rx) = shmpsc::Builder::new("doc-builder")
+///     .capacity(1 << 16)
+///     .max_message_size(4096)
+///     .max_senders(8)
+///     .mode(0o600)
+///     .tick(Duration::from_millis(20))
+///     .create::<u64>()?;
+/// tx.send(1).unwrap();
+/// assert_eq!(rx.recv(), Ok(1));
+/// assert_eq!(rx.capacity(), 1 << 16);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    name: String,
+    capacity: u64,
+    max_message: Option<u64>,
+    max_senders: u32,
+    mode: u32,
+    tick: Duration,
+}
+
+impl Builder {
+    /// Starts settings for the channel `name`.
+    ///
+    /// ```
+    /// let b = shmpsc::Builder::new("doc-builder-new");
+    /// # let _ = b;
+    /// ```
+    pub fn new(name: &str) -> Builder {
+        Builder {
+            name: name.to_owned(),
+            capacity: DEFAULT_CAPACITY,
+            max_message: None,
+            max_senders: DEFAULT_MAX_SENDERS,
+            mode: 0o600,
+            tick: DEFAULT_TICK,
+        }
+    }
+
+    /// Size of the ring's data area in bytes: a power of two from 4 KiB to
+    /// 1 TiB. Default 1 MiB. The memory is reserved when the channel is created.
+    ///
+    /// ```
+    /// let b = shmpsc::Builder::new("doc-cap").capacity(1 << 24);
+    /// # let _ = b;
+    /// ```
+    pub fn capacity(mut self, bytes: u64) -> Builder {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Largest encoded message accepted, in bytes; larger messages are
+    /// refused before anything is written. Default: a quarter of the capacity.
+    /// At most the capacity minus 8.
+    ///
+    /// ```
+    /// let b = shmpsc::Builder::new("doc-maxmsg").max_message_size(64 * 1024);
+    /// # let _ = b;
+    /// ```
+    pub fn max_message_size(mut self, bytes: u64) -> Builder {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Largest number of sender endpoints attached at once (1 to 4096).
+    /// Default 64. Dead senders' slots are reclaimed.
+    ///
+    /// ```
+    /// let b = shmpsc::Builder::new("doc-maxsenders").max_senders(256);
+    /// # let _ = b;
+    /// ```
+    pub fn max_senders(mut self, n: u32) -> Builder {
+        self.max_senders = n;
+        self
+    }
+
+    /// Permission bits of the shared-memory object. Default `0o600` (owner
+    /// only); `0o660` lets the owner's group send too.
+    ///
+    /// ```
+    /// let b = shmpsc::Builder::new("doc-mode").mode(0o660);
+    /// # let _ = b;
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Builder {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// How often a blocked endpoint checks whether its peers are alive (and
+    /// so how late, at most, it notices a death). Default 50 ms.
+    ///
+    /// ```
+    /// let b = shmpsc::Builder::new("doc-tick").tick(std::time::Duration::from_millis(10));
+    /// # let _ = b;
+    /// ```
+    pub fn tick(mut self, tick: Duration) -> Builder {
+        self.tick = tick.max(Duration::from_millis(1));
+        self
+    }
+
+    fn geometry(&self) -> Result<Geometry, OpenError> {
+        let max_message = self.max_message.unwrap_or(self.capacity / 4);
+        Geometry::new(self.capacity, max_message, self.max_senders).map_err(|reason| {
+            OpenError::InvalidConfig {
+                name: self.name.clone(),
+                reason,
+            }
+        })
+    }
+
+    /// Creates the channel (or takes over one whose receiver died) and
+    /// returns only the receiver.
+    ///
+    /// A receiver without a sender of its own reports
+    /// [`RecvError::Disconnected`] whenever no sender is attached and the
+    /// ring is drained; see the crate docs, "Disconnection".
+    ///
+    /// ```
+    /// let rx = shmpsc::Builder::new("doc-receiver").receiver::<u32>()?;
+    /// let tx = shmpsc::Sender::<u32>::open("doc-receiver")?;
+    /// tx.send(3).unwrap();
+    /// assert_eq!(rx.recv(), Ok(3));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn receiver<T: DeserializeOwned>(&self) -> Result<Receiver<T>, OpenError> {
+        let geo = self.geometry()?;
+        let (seg, created) = Segment::create(&self.name, geo, self.mode, type_fingerprint::<T>())
+            .map_err(name_type::<T>)?;
+        Ok(Receiver {
+            ring: Ring::new(seg),
+            tick: self.tick,
+            tail: Cell::new(0),
+            last_check: Cell::new(None),
+            taken_over: created == Created::TakenOver,
+            _t: PhantomData,
+        })
+    }
+
+    /// Creates the channel and returns a sender and the receiver.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::Builder::new("doc-create").create::<u32>()?;
+    /// tx.send(1).unwrap();
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn create<T: Serialize + DeserializeOwned>(
+        &self,
+    ) -> Result<(Sender<T>, Receiver<T>), OpenError> {
+        let rx = self.receiver::<T>()?;
+        let tx = rx.sender()?;
+        Ok((tx, rx))
+    }
+
+    /// Opens a sender on the existing channel, with this builder's tick.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpsc::channel::<u32>("doc-open-sender")?;
+    /// let tx = shmpsc::Builder::new("doc-open-sender").open_sender::<u32>()?;
+    /// tx.send(2).unwrap();
+    /// assert_eq!(rx.recv(), Ok(2));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
+        let fp = type_fingerprint::<T>();
+        let seg = Segment::open(&self.name, fp).map_err(name_type::<T>)?;
+        Sender::attach(seg, self.tick)
+    }
+}
+
+// ------------------------------------------------------------------- Sender
+
+struct SenderInner {
+    ring: Ring,
+    slot: usize,
+    tick: Duration,
+    /// Latched when this endpoint saw the receiver dropped or dead.
+    disconnected: AtomicBool,
+    local: Mutex<SenderLocal>,
+}
+
+struct SenderLocal {
+    /// Encoding buffer, reused for every message.
+    buf: Vec<u8>,
+    /// Last seen `head`; reloaded only when it says the ring is full.
+    cached_head: u64,
+    /// When the receiver's liveness was last asked of the kernel.
+    last_check: Option<Instant>,
+}
+
+impl Drop for SenderInner {
+    fn drop(&mut self) {
+        let seg = self.ring.segment();
+        peers::release(seg, self.slot);
+        // The receiver may be asleep waiting for data that will not come.
+        let h = seg.header();
+        wait::wake_if_waiting(
+            &h.data.seq,
+            || h.data.waiting.load(Ordering::Relaxed) != 0,
+            false,
+        );
+    }
+}
+
+/// The sending half of a channel. Many processes may hold senders of one
+/// channel; each message is delivered once, and the messages of one sender
+/// arrive in the order they were sent.
+///
+/// `Sender` is `Clone + Send + Sync`. Clones share one slot and are
+/// serialized; for parallel sending threads, open one sender per thread.
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u32>("doc-sender")?;
+/// let tx2 = tx.clone();
+/// std::thread::spawn(move || tx2.send(2).unwrap()).join().unwrap();
+/// tx.send(1).unwrap();
+/// let mut got: Vec<u32> = rx.try_iter().collect();
+/// got.sort();
+/// assert_eq!(got, [1, 2]);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub struct Sender<T> {
+    inner: Arc<SenderInner>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender {
+            inner: self.inner.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("channel", &self.inner.ring.segment().name())
+            .field("slot", &self.inner.slot)
+            .finish()
+    }
+}
+
+enum SendFail {
+    Full,
+    Timeout,
+    Disconnected,
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Copy)]
+enum Deadline {
+    Now,
+    At(Instant),
+    Never,
+}
+
+impl Deadline {
+    fn after(d: Duration) -> Deadline {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Deadline::Never, Deadline::At)
+    }
+    fn instant(self) -> Option<Instant> {
+        match self {
+            Deadline::At(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Serialize> Sender<T> {
+    /// Attaches a new sender to the channel `name`, created by a receiver in
+    /// this or another process.
+    ///
+    /// Fails with [`OpenError::NotFound`] if no such channel exists,
+    /// [`OpenError::ReceiverGone`] if its receiver was dropped or died,
+    /// [`OpenError::TypeMismatch`] if it carries another message type, and
+    /// [`OpenError::TooManySenders`] if every slot is held by a live sender.
+    ///
+    /// A process that `fork`s shares its open senders with the child; the
+    /// child should open its own.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpsc::channel::<String>("doc-open")?;
+    /// // In another process:
+    /// let tx = shmpsc::Sender::<String>::open("doc-open")?;
+    /// tx.send("hi".into()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "hi");
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Sender<T>, OpenError> {
+        Builder::new(name).open_sender()
+    }
+
+    fn attach(seg: Segment, tick: Duration) -> Result<Sender<T>, OpenError> {
+        if !peers::receiver_alive(&seg) {
+            return Err(OpenError::ReceiverGone {
+                name: seg.name().to_owned(),
+            });
+        }
+        let slot = peers::acquire(&seg)?;
+        let head = seg.header().rx.head.load(Ordering::Acquire);
+        Ok(Sender {
+            inner: Arc::new(SenderInner {
+                ring: Ring::new(seg),
+                slot,
+                tick,
+                disconnected: AtomicBool::new(false),
+                local: Mutex::new(SenderLocal {
+                    buf: Vec::new(),
+                    cached_head: head,
+                    last_check: None,
+                }),
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    /// Sends a message, blocking while the ring is full.
+    ///
+    /// Returns the message in [`SendError::Disconnected`] if the receiver was
+    /// dropped, or died (noticed within one tick while blocked), and in
+    /// [`SendError::Rejected`] if it is too large or cannot be encoded.
+    ///
+    /// `Ok` means the message is in the ring: it will be received, unless
+    /// the receiver is dropped first, or dies and is never replaced (a new
+    /// receiver created on the same name takes the messages over).
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<Vec<u8>>("doc-send")?;
+    /// tx.send(vec![1, 2, 3]).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), [1, 2, 3]);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        self.send_encoded(msg, Deadline::Never)
+            .map_err(|(t, f)| match f {
+                SendFail::Rejected(r) => SendError::Rejected(t, r),
+                _ => SendError::Disconnected(t),
+            })
+    }
+
+    /// Sends a message if the ring has room now.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-try-send")?;
+    /// tx.try_send(1).unwrap();
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        self.send_encoded(msg, Deadline::Now)
+            .map_err(|(t, f)| match f {
+                SendFail::Rejected(r) => TrySendError::Rejected(t, r),
+                SendFail::Full | SendFail::Timeout => TrySendError::Full(t),
+                SendFail::Disconnected => TrySendError::Disconnected(t),
+            })
+    }
+
+    /// Sends a message, waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-send-timeout-ok")?;
+    /// tx.send_timeout(1, Duration::from_millis(10)).unwrap();
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_encoded(msg, Deadline::after(timeout))
+            .map_err(|(t, f)| match f {
+                SendFail::Rejected(r) => SendTimeoutError::Rejected(t, r),
+                SendFail::Full | SendFail::Timeout => SendTimeoutError::Timeout(t),
+                SendFail::Disconnected => SendTimeoutError::Disconnected(t),
+            })
+    }
+
+    fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
+        let mut local = self.inner.lock();
+        let mut buf = std::mem::take(&mut local.buf);
+        if let Err(e) = codec::encode(&msg, &mut buf) {
+            local.buf = buf;
+            return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
+        }
+        let r = self.inner.send_raw(&mut local, &buf, deadline);
+        local.buf = buf;
+        r.map_err(|f| (msg, f))
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends bytes that the caller encoded: the receiver gets exactly these
+    /// bytes (see [`Receiver::recv_bytes_with`]). Blocks while the ring is full.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-send-bytes")?;
+    /// tx.send_bytes(b"raw frame").unwrap();
+    /// let n = rx.recv_bytes_with(|b| b.len()).unwrap();
+    /// assert_eq!(n, 9);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
+        let mut local = self.inner.lock();
+        self.inner
+            .send_raw(&mut local, bytes, Deadline::Never)
+            .map_err(|f| match f {
+                SendFail::Rejected(r) => SendError::Rejected(bytes, r),
+                _ => SendError::Disconnected(bytes),
+            })
+    }
+
+    /// Sends bytes if the ring has room now.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-try-send-bytes")?;
+    /// tx.try_send_bytes(&[1, 2]).unwrap();
+    /// assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), [1, 2]);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
+        let mut local = self.inner.lock();
+        self.inner
+            .send_raw(&mut local, bytes, Deadline::Now)
+            .map_err(|f| match f {
+                SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
+                SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
+                SendFail::Disconnected => TrySendError::Disconnected(bytes),
+            })
+    }
+
+    /// The channel's name.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::channel::<u8>("doc-sender-name")?;
+    /// assert_eq!(tx.name(), "doc-sender-name");
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.inner.ring.segment().name()
+    }
+
+    /// Largest encoded message this channel accepts, in bytes.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::Builder::new("doc-sender-max").max_message_size(100).create::<u8>()?;
+    /// assert_eq!(tx.max_message_size(), 100);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn max_message_size(&self) -> u64 {
+        self.inner.ring.segment().geometry().max_message
+    }
+}
+
+impl SenderInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SenderLocal> {
+        // A panic while holding the lock cannot leave the ring inconsistent
+        // (the shared state is only changed by atomic steps), so poison is
+        // not meaningful here.
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn receiver_dropped(&self) -> bool {
+        self.disconnected.load(Ordering::Relaxed)
+            || self
+                .ring
+                .segment()
+                .header()
+                .control
+                .rx_state
+                .load(Ordering::Acquire)
+                == RX_DROPPED
+    }
+
+    /// Asks the kernel whether the receiver lives, at most once per tick.
+    fn receiver_died(&self, local: &mut SenderLocal) -> bool {
+        let now = Instant::now();
+        if local
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < self.tick)
+        {
+            return false;
+        }
+        local.last_check = Some(now);
+        !peers::receiver_alive(self.ring.segment())
+    }
+
+    fn send_raw(
+        &self,
+        local: &mut SenderLocal,
+        payload: &[u8],
+        deadline: Deadline,
+    ) -> Result<(), SendFail> {
+        let seg = self.ring.segment();
+        let geo = seg.geometry();
+        let len = payload.len() as u64;
+        if len > geo.max_message {
+            return Err(SendFail::Rejected(Rejection::TooLarge {
+                size: len,
+                max: geo.max_message,
+            }));
+        }
+        if self.receiver_dropped() {
+            return Err(SendFail::Disconnected);
+        }
+        let slot = &seg.slots()[self.slot];
+        let h = seg.header();
+        loop {
+            if let Claim::At(pos) = self.ring.claim(slot, len, &mut local.cached_head) {
+                self.ring.commit(slot, pos, payload);
+                // One writer per slot (the local mutex): no RMW needed.
+                slot.sent_messages.store(
+                    slot.sent_messages.load(Ordering::Relaxed) + 1,
+                    Ordering::Relaxed,
+                );
+                slot.sent_bytes.store(
+                    slot.sent_bytes.load(Ordering::Relaxed) + len,
+                    Ordering::Relaxed,
+                );
+                wait::wake_if_waiting(
+                    &h.data.seq,
+                    || h.data.waiting.load(Ordering::Relaxed) != 0,
+                    false,
+                );
+                return Ok(());
+            }
+            // Full.
+            if matches!(deadline, Deadline::Now) {
+                return Err(if self.receiver_dropped() || self.receiver_died(local) {
+                    self.disconnected.store(true, Ordering::Relaxed);
+                    SendFail::Disconnected
+                } else {
+                    SendFail::Full
+                });
+            }
+            let room = || {
+                let tail = h.tail.load(Ordering::Relaxed);
+                let head = h.rx.head.load(Ordering::Acquire);
+                tail.wrapping_sub(head)
+                    .checked_add(crate::layout::record_size(len))
+                    .is_some_and(|u| u <= geo.capacity)
+                    || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
+            };
+            if !wait::spin_until(room) {
+                let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
+                    return Err(SendFail::Timeout);
+                };
+                let me = peers::sleeper_bit(seg, self.slot);
+                wait::sleep(&h.control.space_seq, &me, timeout, room);
+            }
+            if self.receiver_dropped() || self.receiver_died(local) {
+                self.disconnected.store(true, Ordering::Relaxed);
+                return Err(SendFail::Disconnected);
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------- Receiver
+
+/// The receiving half of a channel: one per channel, in one process.
+///
+/// `Receiver` is `Send` but not `Sync` and not `Clone`. Dropping it removes
+/// the channel's name, and every sender's next `send` fails.
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u32>("doc-receiver-type")?;
+/// for i in 0..3 {
+///     tx.send(i).unwrap();
+/// }
+/// drop(tx);
+/// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub struct Receiver<T> {
+    ring: Ring,
+    tick: Duration,
+    /// Cached view of the claim cursor.
+    tail: Cell<u64>,
+    /// When liveness maintenance last ran.
+    last_check: Cell<Option<Instant>>,
+    taken_over: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("channel", &self.ring.segment().name())
+            .finish()
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let seg = self.ring.segment();
+        let h = seg.header();
+        // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
+        h.control.rx_state.store(RX_DROPPED, Ordering::Release);
+        seg.unlink();
+        // Every blocked sender must return its message now.
+        wait::wake(&h.control.space_seq, true);
+    }
+}
+
+enum RecvFail {
+    Empty,
+    Disconnected,
+    Invalid(InvalidMessage),
+}
+
+impl<T> Receiver<T> {
+    /// Receives the next record's bytes and lends them to `f`, without
+    /// decoding: zero-copy, straight from the shared mapping. Blocks until a
+    /// message arrives or every sender is gone.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-recv-bytes")?;
+    /// tx.send_bytes(b"abc").unwrap();
+    /// let sum: u32 = rx.recv_bytes_with(|b| b.iter().map(|&x| x as u32).sum()).unwrap();
+    /// assert_eq!(sum, 294);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv_bytes_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
+        match self.recv_raw(Deadline::Never, |b| Ok(f(b))) {
+            Ok(r) => Ok(r),
+            Err(RecvFail::Invalid(i)) => Err(RecvError::Invalid(i)),
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Like [`recv_bytes_with`](Receiver::recv_bytes_with), without blocking.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-try-recv-bytes")?;
+    /// assert!(rx.try_recv_bytes_with(|b| b.len()).is_err());
+    /// tx.send_bytes(b"x").unwrap();
+    /// assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Ok(1));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_recv_bytes_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+        self.recv_raw(Deadline::Now, |b| Ok(f(b)))
+            .map_err(TryRecvError::from_fail)
+    }
+
+    /// Like [`recv_bytes_with`](Receiver::recv_bytes_with), waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-recv-bytes-timeout")?;
+    /// tx.send_bytes(b"xy").unwrap();
+    /// assert_eq!(rx.recv_bytes_timeout_with(Duration::from_secs(1), |b| b.len()), Ok(2));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv_bytes_timeout_with<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_raw(Deadline::after(timeout), |b| Ok(f(b)))
+            .map_err(RecvTimeoutError::from_fail)
+    }
+
+    /// Opens a new sender on this receiver's channel.
+    ///
+    /// ```
+    /// let rx = shmpsc::Builder::new("doc-rx-sender").receiver::<u8>()?;
+    /// let tx = rx.sender()?;
+    /// tx.send(9).unwrap();
+    /// assert_eq!(rx.recv(), Ok(9));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn sender(&self) -> Result<Sender<T>, OpenError>
+    where
+        T: Serialize,
+    {
+        let seg = self.ring.segment().reopen(type_fingerprint::<T>())?;
+        Sender::attach(seg, self.tick)
+    }
+
+    /// The channel's name.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpsc::channel::<u8>("doc-rx-name")?;
+    /// assert_eq!(rx.name(), "doc-rx-name");
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.ring.segment().name()
+    }
+
+    /// Whether this receiver took the channel over from a receiver that
+    /// died, with the messages it had not received.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpsc::channel::<u8>("doc-taken-over")?;
+    /// assert!(!rx.was_taken_over());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn was_taken_over(&self) -> bool {
+        self.taken_over
+    }
+
+    /// Number of messages in the ring, approximately while senders are active.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-len")?;
+    /// tx.send(1).unwrap();
+    /// tx.send(2).unwrap();
+    /// assert_eq!(rx.len(), 2);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        let seg = self.ring.segment();
+        let sent: u64 = seg
+            .slots()
+            .iter()
+            .map(|s| s.sent_messages.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add);
+        let received = seg.header().rx.received_messages.load(Ordering::Relaxed);
+        sent.saturating_sub(received) as usize
+    }
+
+    /// Whether no message is in the ring.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-is-empty")?;
+    /// assert!(rx.is_empty());
+    /// tx.send(1).unwrap();
+    /// assert!(!rx.is_empty());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.ring.head() == self.ring.tail()
+    }
+
+    /// Size of the ring's data area in bytes (messages take their encoded
+    /// size plus 8 to 15 bytes of framing).
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpsc::Builder::new("doc-capacity").capacity(8192).create::<u8>()?;
+    /// assert_eq!(rx.capacity(), 8192);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.ring.segment().geometry().capacity as usize
+    }
+
+    /// Liveness maintenance, at most once per tick: reclaims dead senders'
+    /// slots and skips a dead sender's claim at `head`. Returns whether
+    /// anything changed.
+    fn maintain(&self, force: bool) -> Result<bool, InvalidMessage> {
+        let now = Instant::now();
+        if !force
+            && self
+                .last_check
+                .get()
+                .is_some_and(|t| now.duration_since(t) < self.tick)
+        {
+            return Ok(false);
+        }
+        self.last_check.set(Some(now));
+        let seg = self.ring.segment();
+        let reaped = peers::reap_dead(seg) > 0;
+        let head = self.ring.head();
+        let tail = self.ring.tail();
+        if head >= tail {
+            return Ok(reaped);
+        }
+        let intents = peers::live_intents(seg);
+        match self
+            .ring
+            .dead_claim_end(head, tail, |p| intents.contains(&p))
+        {
+            Ok(Some(end)) => {
+                self.ring.skip(head, end);
+                seg.header()
+                    .rx
+                    .recovered_bytes
+                    .fetch_add(end - head, Ordering::Relaxed);
+                self.wake_senders();
+                Ok(true)
+            }
+            Ok(None) => Ok(reaped),
+            Err(reason) => Err(self.resync(head, tail, reason)),
+        }
+    }
+
+    /// Skips a malformed record at `head`: resumes at the next position
+    /// that holds a well-formed header or a live sender's claim.
+    fn resync(&self, head: u64, tail: u64, reason: String) -> InvalidMessage {
+        let seg = self.ring.segment();
+        let intents = peers::live_intents(seg);
+        let end = self.ring.resync_end(head, tail, |p| intents.contains(&p));
+        self.ring.skip(head, end);
+        seg.header()
+            .rx
+            .invalid_messages
+            .fetch_add(1, Ordering::Relaxed);
+        self.wake_senders();
+        InvalidMessage {
+            position: head,
+            len: end - head,
+            reason: format!("is malformed ({reason}); {} bytes were skipped", end - head),
+        }
+    }
+
+    fn wake_senders(&self) {
+        let seg = self.ring.segment();
+        wait::wake_if_waiting(
+            &seg.header().control.space_seq,
+            || peers::any_sleeper(seg),
+            true,
+        );
+    }
+
+    fn recv_raw<R>(
+        &self,
+        deadline: Deadline,
+        f: impl FnOnce(&[u8]) -> Result<R, String>,
+    ) -> Result<R, RecvFail> {
+        let seg = self.ring.segment();
+        let h = seg.header();
+        let mut tail = self.tail.get();
+        let mut spun = false;
+        loop {
+            let (head, found) = self.ring.peek(self.ring.head(), &mut tail);
+            self.tail.set(tail);
+            match found {
+                Peek::Message { len, offset } => {
+                    let r = f(self.ring.payload(offset, len));
+                    self.ring.consume(head, len);
+                    let rx = &h.rx;
+                    rx.received_messages.store(
+                        rx.received_messages.load(Ordering::Relaxed) + 1,
+                        Ordering::Relaxed,
+                    );
+                    rx.received_bytes.store(
+                        rx.received_bytes.load(Ordering::Relaxed) + len,
+                        Ordering::Relaxed,
+                    );
+                    self.wake_senders();
+                    return r.map_err(|reason| {
+                        rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
+                        RecvFail::Invalid(InvalidMessage {
+                            position: head,
+                            len,
+                            reason: format!(
+                                "could not be decoded as `{}`: {reason}",
+                                std::any::type_name::<T>()
+                            ),
+                        })
+                    });
+                }
+                Peek::Malformed { reason } => {
+                    let tail = self.ring.tail();
+                    return Err(RecvFail::Invalid(self.resync(head, tail, reason)));
+                }
+                Peek::Empty => {
+                    // SYNC POINT: the Acquire loads in `any_active` pair with
+                    // the Release clear in `peers::release`: a sender's
+                    // commits are visible once its bit is seen clear, so
+                    // re-peeking after it cannot miss a message.
+                    if !peers::any_active(seg) {
+                        let (_, again) = self.ring.peek(self.ring.head(), &mut tail);
+                        self.tail.set(tail);
+                        if again == Peek::Empty {
+                            return Err(RecvFail::Disconnected);
+                        }
+                        continue;
+                    }
+                }
+                Peek::Pending => {}
+            }
+            // Nothing to deliver now.
+            if matches!(deadline, Deadline::Now) {
+                if self.maintain(false).map_err(RecvFail::Invalid)? {
+                    continue;
+                }
+                return Err(RecvFail::Empty);
+            }
+            let ready = || {
+                let mut t = self.tail.get();
+                let (_, p) = self.ring.peek(self.ring.head(), &mut t);
+                !matches!(p, Peek::Empty | Peek::Pending)
+                    || (p == Peek::Empty && !peers::any_active(seg))
+            };
+            if !spun {
+                spun = true;
+                if wait::spin_until(ready) {
+                    continue;
+                }
+            }
+            if self.maintain(false).map_err(RecvFail::Invalid)? {
+                continue;
+            }
+            let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
+                return Err(RecvFail::Empty);
+            };
+            if wait::sleep(&h.data.seq, &h.data.waiting, timeout, ready) == Wake::TimedOut
+                && self.maintain(true).map_err(RecvFail::Invalid)?
+            {
+                continue;
+            }
+        }
+    }
+}
+
+impl TryRecvError {
+    fn from_fail(f: RecvFail) -> Self {
+        match f {
+            RecvFail::Empty => TryRecvError::Empty,
+            RecvFail::Disconnected => TryRecvError::Disconnected,
+            RecvFail::Invalid(i) => TryRecvError::Invalid(i),
+        }
+    }
+}
+
+impl RecvTimeoutError {
+    fn from_fail(f: RecvFail) -> Self {
+        match f {
+            RecvFail::Empty => RecvTimeoutError::Timeout,
+            RecvFail::Disconnected => RecvTimeoutError::Disconnected,
+            RecvFail::Invalid(i) => RecvTimeoutError::Invalid(i),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Receiver<T> {
+    /// Blocks until a message arrives, and returns it.
+    ///
+    /// Returns [`RecvError::Disconnected`] once no sender is attached (all
+    /// were dropped, or their processes exited or died) and every message
+    /// was received; [`RecvError::Invalid`] for a record that cannot be
+    /// decoded (it is skipped: call `recv` again for the next one).
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<i32>("doc-recv")?;
+    /// tx.send(-1).unwrap();
+    /// drop(tx);
+    /// assert_eq!(rx.recv(), Ok(-1));
+    /// assert_eq!(rx.recv(), Err(shmpsc::RecvError::Disconnected));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv(&self) -> Result<T, RecvError> {
+        match self.recv_raw(Deadline::Never, codec::decode::<T>) {
+            Ok(t) => Ok(t),
+            Err(RecvFail::Invalid(i)) => Err(RecvError::Invalid(i)),
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Returns a message if one is ready, without blocking.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<i32>("doc-try-recv")?;
+    /// assert_eq!(rx.try_recv(), Err(shmpsc::TryRecvError::Empty));
+    /// tx.send(5).unwrap();
+    /// assert_eq!(rx.try_recv(), Ok(5));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.recv_raw(Deadline::Now, codec::decode::<T>)
+            .map_err(TryRecvError::from_fail)
+    }
+
+    /// Waits at most `timeout` for a message.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = shmpsc::channel::<i32>("doc-recv-timeout")?;
+    /// assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(shmpsc::RecvTimeoutError::Timeout));
+    /// tx.send(5).unwrap();
+    /// assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Ok(5));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_raw(Deadline::after(timeout), codec::decode::<T>)
+            .map_err(RecvTimeoutError::from_fail)
+    }
+
+    /// Waits until `deadline` (monotonic clock) for a message.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (tx, rx) = shmpsc::channel::<i32>("doc-recv-deadline")?;
+    /// tx.send(5).unwrap();
+    /// assert_eq!(rx.recv_deadline(Instant::now() + Duration::from_millis(5)), Ok(5));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.recv_raw(Deadline::At(deadline), codec::decode::<T>)
+            .map_err(RecvTimeoutError::from_fail)
+    }
+
+    /// A blocking iterator over messages; it ends when the channel is
+    /// disconnected. Records that cannot be decoded are skipped (and counted
+    /// in the channel's statistics); use [`recv`](Receiver::recv) to see them.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-iter")?;
+    /// tx.send(1).unwrap();
+    /// tx.send(2).unwrap();
+    /// drop(tx);
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2]);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// An iterator over the messages ready now; it never blocks.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-try-iter")?;
+    /// tx.send(1).unwrap();
+    /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1]);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+}
+
+/// Blocking iterator returned by [`Receiver::iter`].
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u8>("doc-iter-type")?;
+/// drop(tx);
+/// let it: shmpsc::Iter<'_, u8> = rx.iter();
+/// assert_eq!(it.count(), 0);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+/// Non-blocking iterator returned by [`Receiver::try_iter`].
+///
+/// ```
+/// let (_tx, rx) = shmpsc::channel::<u8>("doc-try-iter-type")?;
+/// let it: shmpsc::TryIter<'_, u8> = rx.try_iter();
+/// assert_eq!(it.count(), 0);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+/// Owning blocking iterator, from `Receiver::into_iter`.
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u8>("doc-into-iter")?;
+/// tx.send(4).unwrap();
+/// drop(tx);
+/// let v: Vec<u8> = rx.into_iter().collect();
+/// assert_eq!(v, [4]);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    rx: Receiver<T>,
+}
+
+fn next_blocking<T: DeserializeOwned>(rx: &Receiver<T>) -> Option<T> {
+    loop {
+        match rx.recv() {
+            Ok(t) => return Some(t),
+            Err(RecvError::Invalid(_)) => continue,
+            Err(RecvError::Disconnected) => return None,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        next_blocking(self.rx)
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(t) => return Some(t),
+                Err(TryRecvError::Invalid(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        next_blocking(&self.rx)
+    }
+}
+
+impl<'a, T: DeserializeOwned> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T: DeserializeOwned> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { rx: self }
+    }
+}

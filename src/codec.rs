@@ -1,0 +1,104 @@
+//! serde <-> bytes. The one seam between messages and the ring: bincode 2.x
+//! through its serde API by default, postcard with the `postcard` feature.
+//!
+//! bincode 3.0.0 is a tombstone release and 2.x is flagged unmaintained
+//! (RUSTSEC-2025-0141); 2.0.1 is stable and audited enough for a wire format
+//! that never leaves the machine, and postcard is one feature away.
+#![deny(unsafe_code)]
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[cfg(not(any(feature = "bincode", feature = "postcard")))]
+compile_error!("shmpsc needs a codec: enable the `bincode` (default) or `postcard` feature");
+
+/// Name of the codec, part of every channel's fingerprint.
+#[cfg(feature = "postcard")]
+pub(crate) const NAME: &str = "postcard-1";
+/// Name of the codec, part of every channel's fingerprint.
+#[cfg(all(feature = "bincode", not(feature = "postcard")))]
+pub(crate) const NAME: &str = "bincode-2-standard";
+
+#[cfg(all(feature = "bincode", not(feature = "postcard")))]
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Appends the encoding of `value` to `buf` (cleared first).
+pub(crate) fn encode<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), String> {
+    buf.clear();
+    #[cfg(feature = "postcard")]
+    {
+        let out = std::mem::take(buf);
+        match postcard::to_extend(value, out) {
+            Ok(v) => {
+                *buf = v;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    #[cfg(all(feature = "bincode", not(feature = "postcard")))]
+    {
+        bincode::serde::encode_into_std_write(value, buf, CONFIG)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes one message that must span exactly `bytes`.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    #[cfg(feature = "postcard")]
+    {
+        match postcard::take_from_bytes::<T>(bytes) {
+            Ok((v, rest)) if rest.is_empty() => Ok(v),
+            Ok((_, rest)) => Err(format!("{} trailing bytes after the message", rest.len())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    #[cfg(all(feature = "bincode", not(feature = "postcard")))]
+    {
+        match bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG) {
+            Ok((v, used)) if used == bytes.len() => Ok(v),
+            Ok((_, used)) => Err(format!(
+                "{} trailing bytes after the message",
+                bytes.len() - used
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Event {
+        id: u64,
+        name: String,
+        data: Vec<u8>,
+    }
+
+    #[test]
+    fn round_trip() {
+        let ev = Event {
+            id: 42,
+            name: "hello".into(),
+            data: vec![1, 2, 3],
+        };
+        let mut buf = vec![9, 9, 9];
+        encode(&ev, &mut buf).unwrap();
+        assert_eq!(decode::<Event>(&buf).unwrap(), ev);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode::<Event>(&[0xFF; 3]).is_err());
+        assert!(decode::<Event>(&[]).is_err());
+        let mut buf = Vec::new();
+        encode(&7u8, &mut buf).unwrap();
+        buf.push(0);
+        let e = decode::<u8>(&buf).unwrap_err();
+        assert!(e.contains("trailing"), "{e}");
+    }
+}

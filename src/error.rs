@@ -1,0 +1,586 @@
+//! Every public error type. Send errors hand the unsent message back; their
+//! `Debug` output hides the payload, as std's do.
+#![deny(unsafe_code)]
+
+use std::fmt;
+use std::io;
+
+/// Why a message was refused before anything was written to the channel.
+///
+/// The channel is unaffected: the next message can be sent.
+///
+/// ```
+/// let (tx, _rx) = shmpsc::Builder::new("doc-rejection").max_message_size(16).create::<Vec<u8>>()?;
+/// let err = tx.send(vec![0u8; 100]).unwrap_err();
+/// let rejection = err.rejection().expect("too large");
+/// assert!(rejection.to_string().contains("larger than the channel's maximum"));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The encoded message is larger than the channel's maximum message size.
+    TooLarge {
+        /// Encoded size of the message, in bytes.
+        size: u64,
+        /// The channel's maximum message size, in bytes.
+        max: u64,
+    },
+    /// The codec could not encode the message.
+    Encode(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::TooLarge { size, max } => write!(
+                f,
+                "message of {size} bytes is larger than the channel's maximum of {max} bytes: \
+                 create the channel with a larger Builder::max_message_size"
+            ),
+            Rejection::Encode(e) => write!(f, "message could not be encoded: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// An error returned from [`Sender::send`](crate::Sender::send).
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u32>("doc-send-error")?;
+/// drop(rx);
+/// let err = tx.send(7).unwrap_err();
+/// assert!(err.is_disconnected());
+/// assert_eq!(err.into_inner(), 7);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum SendError<T> {
+    /// The receiver was dropped or its process died; the message comes back.
+    Disconnected(T),
+    /// The message was refused before anything was written; it comes back.
+    Rejected(T, Rejection),
+}
+
+/// An error returned from [`Sender::try_send`](crate::Sender::try_send).
+///
+/// ```
+/// use shmpsc::TrySendError;
+/// let (tx, _rx) = shmpsc::Builder::new("doc-try-send-error").capacity(4096).create::<Vec<u8>>()?;
+/// let mut full = false;
+/// for _ in 0..100 {
+///     if let Err(TrySendError::Full(_)) = tx.try_send(vec![0u8; 1000]) {
+///         full = true;
+///         break;
+///     }
+/// }
+/// assert!(full);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The ring has no room for the message now.
+    Full(T),
+    /// The receiver was dropped or its process died.
+    Disconnected(T),
+    /// The message was refused before anything was written.
+    Rejected(T, Rejection),
+}
+
+/// An error returned from [`Sender::send_timeout`](crate::Sender::send_timeout).
+///
+/// ```
+/// use std::time::Duration;
+/// use shmpsc::SendTimeoutError;
+/// let (tx, _rx) = shmpsc::Builder::new("doc-send-timeout").capacity(4096).create::<Vec<u8>>()?;
+/// while tx.try_send(vec![0u8; 1000]).is_ok() {}
+/// let err = tx.send_timeout(vec![0u8; 1000], Duration::from_millis(1)).unwrap_err();
+/// assert!(err.is_timeout());
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum SendTimeoutError<T> {
+    /// No room appeared before the timeout.
+    Timeout(T),
+    /// The receiver was dropped or its process died.
+    Disconnected(T),
+    /// The message was refused before anything was written.
+    Rejected(T, Rejection),
+}
+
+macro_rules! send_error_common {
+    ($ty:ident { $($v:ident),* }) => {
+        impl<T> $ty<T> {
+            /// Returns the message that was not sent.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $($ty::$v(t) => t,)*
+                    $ty::Rejected(t, _) => t,
+                }
+            }
+
+            /// Whether the receiver is gone.
+            pub fn is_disconnected(&self) -> bool {
+                matches!(self, $ty::Disconnected(_))
+            }
+
+            /// Why the message was refused, if it was.
+            pub fn rejection(&self) -> Option<&Rejection> {
+                match self {
+                    $ty::Rejected(_, r) => Some(r),
+                    _ => None,
+                }
+            }
+        }
+
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($ty::$v(_) => write!(f, concat!(stringify!($ty), "::", stringify!($v), "(..)")),)*
+                    $ty::Rejected(_, r) => write!(f, concat!(stringify!($ty), "::Rejected(.., {:?})"), r),
+                }
+            }
+        }
+
+        impl<T> std::error::Error for $ty<T> {}
+    };
+}
+
+send_error_common!(SendError { Disconnected });
+send_error_common!(TrySendError { Full, Disconnected });
+send_error_common!(SendTimeoutError {
+    Timeout,
+    Disconnected
+});
+
+const DISCONNECTED_SEND: &str =
+    "sending on a disconnected channel: the receiver was dropped or its process exited";
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Disconnected(_) => f.write_str(DISCONNECTED_SEND),
+            SendError::Rejected(_, r) => r.fmt(f),
+        }
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("sending on a full channel"),
+            TrySendError::Disconnected(_) => f.write_str(DISCONNECTED_SEND),
+            TrySendError::Rejected(_, r) => r.fmt(f),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => {
+                f.write_str("timed out waiting for room on the channel")
+            }
+            SendTimeoutError::Disconnected(_) => f.write_str(DISCONNECTED_SEND),
+            SendTimeoutError::Rejected(_, r) => r.fmt(f),
+        }
+    }
+}
+
+impl<T> TrySendError<T> {
+    /// Whether the ring was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+}
+
+impl<T> SendTimeoutError<T> {
+    /// Whether the timeout elapsed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+}
+
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Disconnected(t) => TrySendError::Disconnected(t),
+            SendError::Rejected(t, r) => TrySendError::Rejected(t, r),
+        }
+    }
+}
+
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Disconnected(t) => SendTimeoutError::Disconnected(t),
+            SendError::Rejected(t, r) => SendTimeoutError::Rejected(t, r),
+        }
+    }
+}
+
+/// A committed record that the receiver could not turn into a message.
+///
+/// The record has been consumed: the next receive continues with the
+/// following message. Nothing was delivered from it.
+///
+/// ```
+/// // A sender of `String` and a receiver of `u64` disagree on the bytes.
+/// let (tx, rx) = shmpsc::channel::<u64>("doc-invalid")?;
+/// tx.send_bytes(&[0xFF; 3]).unwrap();
+/// tx.send(5).unwrap();
+/// let err = rx.recv().unwrap_err();
+/// assert!(err.to_string().contains("could not be decoded"));
+/// assert_eq!(rx.recv(), Ok(5));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidMessage {
+    pub(crate) position: u64,
+    pub(crate) len: u64,
+    pub(crate) reason: String,
+}
+
+impl InvalidMessage {
+    /// Byte position of the record in the channel's stream.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Payload length of the record, in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the record had an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Display for InvalidMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "message at position {} ({} bytes) {}; it was skipped and the next receive continues \
+             with the following message (do both ends use the same message type and codec?)",
+            self.position, self.len, self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidMessage {}
+
+/// An error returned from [`Receiver::recv`](crate::Receiver::recv).
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u32>("doc-recv-error")?;
+/// drop(tx);
+/// assert_eq!(rx.recv(), Err(shmpsc::RecvError::Disconnected));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvError {
+    /// No sender is attached and every message was received.
+    Disconnected,
+    /// The next record could not be decoded; it was skipped.
+    Invalid(InvalidMessage),
+}
+
+/// An error returned from [`Receiver::try_recv`](crate::Receiver::try_recv).
+///
+/// ```
+/// let (_tx, rx) = shmpsc::channel::<u32>("doc-try-recv-error")?;
+/// assert_eq!(rx.try_recv(), Err(shmpsc::TryRecvError::Empty));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// No message is ready now.
+    Empty,
+    /// No sender is attached and every message was received.
+    Disconnected,
+    /// The next record could not be decoded; it was skipped.
+    Invalid(InvalidMessage),
+}
+
+/// An error returned from [`Receiver::recv_timeout`](crate::Receiver::recv_timeout).
+///
+/// ```
+/// use std::time::Duration;
+/// let (_tx, rx) = shmpsc::channel::<u32>("doc-recv-timeout-error")?;
+/// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(shmpsc::RecvTimeoutError::Timeout));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// No message arrived before the timeout.
+    Timeout,
+    /// No sender is attached and every message was received.
+    Disconnected,
+    /// The next record could not be decoded; it was skipped.
+    Invalid(InvalidMessage),
+}
+
+const DISCONNECTED_RECV: &str =
+    "receiving on a disconnected channel: every sender was dropped or exited and every message was received";
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Disconnected => f.write_str(DISCONNECTED_RECV),
+            RecvError::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => f.write_str("receiving on an empty channel"),
+            TryRecvError::Disconnected => f.write_str(DISCONNECTED_RECV),
+            TryRecvError::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => f.write_str("timed out waiting on the channel"),
+            RecvTimeoutError::Disconnected => f.write_str(DISCONNECTED_RECV),
+            RecvTimeoutError::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+impl std::error::Error for TryRecvError {}
+impl std::error::Error for RecvTimeoutError {}
+
+impl RecvError {
+    /// Whether every sender is gone and the channel is drained.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvError::Disconnected)
+    }
+}
+
+impl TryRecvError {
+    /// Whether no message was ready.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+    /// Whether every sender is gone and the channel is drained.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryRecvError::Disconnected)
+    }
+}
+
+impl RecvTimeoutError {
+    /// Whether the timeout elapsed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+    /// Whether every sender is gone and the channel is drained.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvTimeoutError::Disconnected)
+    }
+}
+
+impl From<RecvError> for TryRecvError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Invalid(i) => TryRecvError::Invalid(i),
+        }
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => RecvTimeoutError::Disconnected,
+            RecvError::Invalid(i) => RecvTimeoutError::Invalid(i),
+        }
+    }
+}
+
+/// Why a channel could not be created or opened. Every message names the
+/// channel and says what to do.
+///
+/// ```
+/// let err = shmpsc::Sender::<u32>::open("doc-no-such-channel").unwrap_err();
+/// assert!(matches!(err, shmpsc::OpenError::NotFound { .. }));
+/// assert!(err.to_string().contains("is the receiver running?"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// No channel has this name.
+    NotFound {
+        /// The channel name.
+        name: String,
+    },
+    /// A channel with this name exists and its receiver is alive.
+    AlreadyExists {
+        /// The channel name.
+        name: String,
+    },
+    /// The name cannot name a channel.
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A builder setting is out of range.
+    InvalidConfig {
+        /// The channel name.
+        name: String,
+        /// Which setting, and its allowed range.
+        reason: String,
+    },
+    /// The channel carries another message type or codec.
+    TypeMismatch {
+        /// The channel name.
+        name: String,
+        /// The message type this endpoint was opened with.
+        expected: &'static str,
+    },
+    /// The segment was made by an incompatible version of shmpsc.
+    IncompatibleVersion {
+        /// The channel name.
+        name: String,
+        /// Layout version found in the segment.
+        found: u32,
+        /// Layout version this build understands.
+        supported: u32,
+    },
+    /// The segment's header is not a valid shmpsc header.
+    Corrupt {
+        /// The channel name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The operating system refused access.
+    PermissionDenied {
+        /// The channel name.
+        name: String,
+    },
+    /// Every sender slot is owned by a live sender.
+    TooManySenders {
+        /// The channel name.
+        name: String,
+        /// The channel's maximum number of senders.
+        max: u32,
+    },
+    /// The channel exists but its receiver was dropped or died.
+    ReceiverGone {
+        /// The channel name.
+        name: String,
+    },
+    /// The channel is still being created (or its creator died while creating it).
+    NotReady {
+        /// The channel name.
+        name: String,
+    },
+    /// Any other operating-system error.
+    Io {
+        /// The channel name.
+        name: String,
+        /// What was being done.
+        op: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NotFound { name } => {
+                write!(f, "channel `{name}` not found: is the receiver running?")
+            }
+            OpenError::AlreadyExists { name } => write!(
+                f,
+                "channel `{name}` already exists and its receiver is alive: pick another name, \
+                 or stop the process that receives on it"
+            ),
+            OpenError::InvalidName { name, reason } => {
+                write!(f, "invalid channel name {name:?}: {reason}")
+            }
+            OpenError::InvalidConfig { name, reason } => {
+                write!(f, "invalid settings for channel `{name}`: {reason}")
+            }
+            OpenError::TypeMismatch { name, expected } => write!(
+                f,
+                "channel `{name}` carries another message type or codec than `{expected}`: \
+                 open it with the type (and codec feature) its receiver uses"
+            ),
+            OpenError::IncompatibleVersion {
+                name,
+                found,
+                supported,
+            } => write!(
+                f,
+                "channel `{name}` has segment layout version {found} but this build of shmpsc \
+                 supports version {supported}: use the same shmpsc version on both ends"
+            ),
+            OpenError::Corrupt { name, reason } => write!(
+                f,
+                "channel `{name}` is not a valid shmpsc segment ({reason}): remove it with \
+                 shmpsc::remove(\"{name}\") and create it again"
+            ),
+            OpenError::PermissionDenied { name } => write!(
+                f,
+                "permission denied for channel `{name}`: it belongs to another user; ask its \
+                 creator to widen Builder::mode, or run as that user"
+            ),
+            OpenError::TooManySenders { name, max } => write!(
+                f,
+                "channel `{name}` already has its maximum of {max} live senders: drop a sender, \
+                 or create the channel with a larger Builder::max_senders"
+            ),
+            OpenError::ReceiverGone { name } => write!(
+                f,
+                "channel `{name}` has no receiver: its receiver was dropped or exited; start \
+                 the receiver again, then open the channel"
+            ),
+            OpenError::NotReady { name } => write!(
+                f,
+                "channel `{name}` is not ready: its creator is still setting it up or died while \
+                 doing so; retry, or create it again"
+            ),
+            OpenError::Io { name, op, source } => {
+                write!(f, "channel `{name}`: {op} failed: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<OpenError> for io::Error {
+    fn from(e: OpenError) -> io::Error {
+        let kind = match &e {
+            OpenError::NotFound { .. } => io::ErrorKind::NotFound,
+            OpenError::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            OpenError::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
+            OpenError::InvalidName { .. } | OpenError::InvalidConfig { .. } => {
+                io::ErrorKind::InvalidInput
+            }
+            OpenError::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}

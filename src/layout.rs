@@ -1,0 +1,358 @@
+//! The bytes of a segment: the `#[repr(C)]` header, the sender slot table,
+//! the record header word, and the checks that turn untrusted numbers read
+//! from shared memory into a trusted [`Geometry`].
+//!
+//! Nothing here holds a pointer: the segment stores only sizes, offsets and
+//! monotonic byte positions, so it means the same in every process.
+#![deny(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// "SHMPSC" plus a format byte; the first word of every segment.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPSC\x00\x01");
+/// Bumped whenever the bytes of a segment change meaning.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Written last by the creator (Release), so a reader that sees it (Acquire)
+/// sees a fully initialised header.
+pub(crate) const STATE_READY: u32 = 0x5244_5952; // "RYDR"
+
+/// The receiver is attached (or died without dropping: ask its lock).
+pub(crate) const RX_ALIVE: u32 = 1;
+/// The receiver was dropped: senders fail at once.
+pub(crate) const RX_DROPPED: u32 = 2;
+
+/// `Slot::intent` when the sender is not claiming.
+pub(crate) const NO_INTENT: u64 = u64::MAX;
+
+/// Distance between hot words: two cache lines, so that adjacent-line
+/// prefetching does not make them share.
+pub(crate) const LINE: usize = 128;
+/// Bytes of the record header word; records start 8-aligned.
+pub(crate) const RECORD_HEADER: u64 = 8;
+
+/// Smallest data area accepted.
+pub(crate) const MIN_CAPACITY: u64 = 4096;
+/// Largest data area accepted (1 TiB): larger requests are refused up front.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest number of sender slots.
+pub(crate) const MAX_SENDERS: u32 = 4096;
+const _: () = assert!(MAX_SENDERS % 64 == 0);
+/// Largest payload of one record (the length field is 32 bits).
+pub(crate) const MAX_MESSAGE: u64 = (u32::MAX as u64) & !7;
+
+/// Aligns a value to two cache lines.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct Line<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Written once by the creator before `state` becomes ready; read-only after.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Config {
+    pub(crate) magic: AtomicU64,
+    pub(crate) version: AtomicU32,
+    pub(crate) state: AtomicU32,
+    pub(crate) capacity: AtomicU64,
+    pub(crate) max_message: AtomicU64,
+    pub(crate) max_senders: AtomicU32,
+    pub(crate) creator_pid: AtomicU32,
+    pub(crate) fingerprint: AtomicU64,
+    pub(crate) segment_len: AtomicU64,
+}
+
+/// Written by the receiver only.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RxHot {
+    /// Consumer cursor: every byte in `[head, tail)` is claimed; every byte
+    /// from the end of the last claim to `head + capacity` is zero.
+    pub(crate) head: AtomicU64,
+    pub(crate) received_messages: AtomicU64,
+    pub(crate) received_bytes: AtomicU64,
+    /// Records that were committed but could not be decoded or were malformed.
+    pub(crate) invalid_messages: AtomicU64,
+    /// Bytes skipped because their writer died before committing.
+    pub(crate) recovered_bytes: AtomicU64,
+}
+
+/// A futex word and the count of processes that announced they sleep on it.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct WakeWord {
+    pub(crate) seq: AtomicU32,
+    pub(crate) waiting: AtomicU32,
+}
+
+/// Endpoint bookkeeping; written rarely.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    /// `RX_ALIVE` or `RX_DROPPED`.
+    pub(crate) rx_state: AtomicU32,
+    /// For display only; liveness is the receiver's lock.
+    pub(crate) rx_pid: AtomicU32,
+    /// How many times a receiver took this segment over from a dead one.
+    pub(crate) takeovers: AtomicU32,
+    /// Futex word senders sleep on while the ring is full.
+    pub(crate) space_seq: AtomicU32,
+}
+
+/// Words of a slot bitmap: one bit per possible sender slot.
+pub(crate) const BITMAP_WORDS: usize = MAX_SENDERS as usize / 64;
+
+/// One bit per sender slot. A single atomic RMW flips a slot's bit, so a
+/// process that dies between two instructions never leaves a count wrong.
+pub(crate) type Bitmap = [AtomicU64; BITMAP_WORDS];
+
+/// The segment header. Lives at offset 0.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Header {
+    pub(crate) config: Line<Config>,
+    /// Producers' claim cursor (monotonic byte position).
+    pub(crate) tail: Line<AtomicU64>,
+    pub(crate) rx: Line<RxHot>,
+    /// Receiver sleeps here waiting for data.
+    pub(crate) data: Line<WakeWord>,
+    pub(crate) control: Line<Control>,
+    /// Bit `i` set: slot `i` is owned by a sender endpoint (alive, or dead
+    /// and not yet reaped). Set and cleared only by the holder of the slot's lock.
+    pub(crate) active: Line<Bitmap>,
+    /// Bit `i` set: the sender of slot `i` announced that it sleeps on
+    /// `control.space_seq` waiting for room.
+    pub(crate) sleepers: Line<Bitmap>,
+}
+
+/// One sender endpoint's slot. Slot `i` is owned by whoever holds the
+/// open-file-description lock on byte `1 + i` of the segment file.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// For display only.
+    pub(crate) pid: AtomicU32,
+    /// Reserved.
+    pub(crate) flags: AtomicU32,
+    /// Position this sender is claiming (set before the CAS on `tail`,
+    /// cleared after commit), or `NO_INTENT`.
+    pub(crate) intent: AtomicU64,
+    /// Messages committed through this slot (cumulative over owners).
+    pub(crate) sent_messages: AtomicU64,
+    /// Payload bytes committed through this slot (cumulative over owners).
+    pub(crate) sent_bytes: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == 5 * LINE + 2 * 8 * BITMAP_WORDS);
+const _: () = assert!(std::mem::size_of::<Slot>() == LINE);
+const _: () = assert!(std::mem::size_of::<Config>() <= LINE);
+
+/// Byte of the segment file whose lock says "the receiver is alive".
+pub(crate) const RECEIVER_LOCK_BYTE: u64 = 0;
+
+/// Byte of the segment file whose lock says "slot `i` is owned".
+pub(crate) fn slot_lock_byte(i: usize) -> u64 {
+    1 + i as u64
+}
+
+/// Trusted sizes and offsets of a segment, derived from a few numbers that
+/// were checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) capacity: u64,
+    pub(crate) max_message: u64,
+    pub(crate) max_senders: u32,
+    pub(crate) slots_offset: usize,
+    pub(crate) data_offset: usize,
+    pub(crate) len: usize,
+}
+
+impl Geometry {
+    /// Checks the numbers and lays the segment out. The error says which
+    /// number is wrong and what range it must be in.
+    pub(crate) fn new(capacity: u64, max_message: u64, max_senders: u32) -> Result<Self, String> {
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(format!(
+                "capacity {capacity} must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY} bytes"
+            ));
+        }
+        let max_fit = (capacity - RECORD_HEADER).min(MAX_MESSAGE);
+        if max_message == 0 || max_message > max_fit {
+            return Err(format!(
+                "maximum message size {max_message} must be between 1 and {max_fit} bytes for a capacity of {capacity} bytes"
+            ));
+        }
+        if max_senders == 0 || max_senders > MAX_SENDERS {
+            return Err(format!(
+                "maximum number of senders {max_senders} must be between 1 and {MAX_SENDERS}"
+            ));
+        }
+        let slots_offset = std::mem::size_of::<Header>();
+        let data_offset = slots_offset + max_senders as usize * std::mem::size_of::<Slot>();
+        let len = (data_offset as u64)
+            .checked_add(capacity)
+            .filter(|&l| l <= isize::MAX as u64)
+            .ok_or_else(|| format!("capacity {capacity} does not fit in this address space"))?
+            as usize;
+        Ok(Geometry {
+            capacity,
+            max_message,
+            max_senders,
+            slots_offset,
+            data_offset,
+            len,
+        })
+    }
+
+    /// Reads the configuration words of a header (which may hold any bytes)
+    /// and returns the geometry they describe, if it is consistent.
+    pub(crate) fn from_config(c: &Config) -> Result<Self, String> {
+        let g = Geometry::new(
+            c.capacity.load(Ordering::Relaxed),
+            c.max_message.load(Ordering::Relaxed),
+            c.max_senders.load(Ordering::Relaxed),
+        )?;
+        let stored = c.segment_len.load(Ordering::Relaxed);
+        if stored != g.len as u64 {
+            return Err(format!(
+                "header says the segment is {stored} bytes but its geometry needs {}",
+                g.len
+            ));
+        }
+        Ok(g)
+    }
+
+    /// Byte offset inside the data area of a position.
+    #[inline]
+    pub(crate) fn offset(&self, pos: u64) -> usize {
+        (pos & (self.capacity - 1)) as usize
+    }
+}
+
+/// What a record header word says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// All zero: nothing written here yet.
+    Empty,
+    /// Claimed, being written; `len` payload bytes follow when done.
+    Claimed(u32),
+    /// Committed message of `len` payload bytes.
+    Committed(u32),
+    /// Committed filler of `len` bytes after the header; skip it.
+    Padding(u32),
+}
+
+const KIND_CLAIMED: u64 = 0xC1;
+const KIND_COMMITTED: u64 = 0xA5;
+const KIND_PADDING: u64 = 0x9D;
+
+fn tag(pos: u64) -> u64 {
+    (pos >> 3) & 0xFF_FFFF
+}
+
+/// Builds the header word of a record that starts at `pos`. The word carries
+/// the kind, the payload length and a tag of the position, so a stray or
+/// stale word is recognised as malformed instead of trusted.
+#[inline]
+pub(crate) fn record_word(r: Record, pos: u64) -> u64 {
+    let (kind, len) = match r {
+        Record::Empty => return 0,
+        Record::Claimed(l) => (KIND_CLAIMED, l),
+        Record::Committed(l) => (KIND_COMMITTED, l),
+        Record::Padding(l) => (KIND_PADDING, l),
+    };
+    (tag(pos) << 40) | (kind << 32) | len as u64
+}
+
+/// Parses a header word read at `pos`. `Err` carries what is wrong with it.
+#[inline]
+pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, String> {
+    if word == 0 {
+        return Ok(Record::Empty);
+    }
+    let len = word as u32;
+    let kind = (word >> 32) & 0xFF;
+    if word >> 40 != tag(pos) {
+        return Err(format!(
+            "record header {word:#018x} at position {pos} does not carry this position's tag"
+        ));
+    }
+    match kind {
+        KIND_CLAIMED => Ok(Record::Claimed(len)),
+        KIND_COMMITTED => Ok(Record::Committed(len)),
+        KIND_PADDING => Ok(Record::Padding(len)),
+        _ => Err(format!(
+            "record header {word:#018x} at position {pos} has unknown kind {kind:#04x}"
+        )),
+    }
+}
+
+/// Bytes a record of `len` payload bytes occupies: header plus payload,
+/// rounded up to 8.
+#[inline]
+pub(crate) fn record_size(len: u64) -> u64 {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+/// 64-bit FNV-1a, for the message type and codec fingerprint.
+pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0xFF)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_words_round_trip() {
+        for pos in [0u64, 8, 4096, 1 << 40, u64::MAX & !7] {
+            for r in [
+                Record::Claimed(5),
+                Record::Committed(0),
+                Record::Padding(4088),
+            ] {
+                assert_eq!(parse_record(record_word(r, pos), pos), Ok(r));
+            }
+            assert!(
+                parse_record(record_word(Record::Committed(1), pos), pos.wrapping_add(8)).is_err()
+            );
+        }
+        assert_eq!(parse_record(0, 64), Ok(Record::Empty));
+        assert!(parse_record(0x0000_0012_0000_0001, 0).is_err());
+    }
+
+    #[test]
+    fn geometry_rejects_bad_numbers() {
+        assert!(Geometry::new(4096, 64, 4).is_ok());
+        assert!(Geometry::new(4095, 64, 4).is_err());
+        assert!(Geometry::new(1 << 41, 64, 4).is_err());
+        assert!(Geometry::new(4096, 4096, 4).is_err());
+        assert!(Geometry::new(4096, 0, 4).is_err());
+        assert!(Geometry::new(4096, 64, 0).is_err());
+        assert!(Geometry::new(4096, 64, MAX_SENDERS + 1).is_err());
+        let g = Geometry::new(1 << 20, 1 << 10, 8).unwrap();
+        assert_eq!(g.data_offset % LINE, 0);
+        assert_eq!(g.len, g.data_offset + (1 << 20));
+        assert_eq!(g.offset((1 << 20) + 24), 24);
+    }
+
+    #[test]
+    fn record_sizes_are_aligned() {
+        assert_eq!(record_size(0), 8);
+        assert_eq!(record_size(1), 16);
+        assert_eq!(record_size(8), 16);
+        assert_eq!(record_size(9), 24);
+    }
+}

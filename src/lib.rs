@@ -1,0 +1,100 @@
+//! # shmpsc
+//!
+//! Multi-producer, single-consumer channels between **processes** on Linux,
+//! in the shape of [`std::sync::mpsc`]: serde messages through a lock-free
+//! ring buffer in a named POSIX shared-memory segment, futex wake-ups, and
+//! crash safety: a process that dies, even by `SIGKILL`, counts as a dropped
+//! endpoint.
+//!
+//! ```no_run
+//! # use serde::{Deserialize, Serialize};
+//! #[derive(Serialize, Deserialize, Debug)]
+//! struct Event { worker: u32, value: u64 }
+//!
+//! // In the parent or daemon: create the channel (this names it).
+//! let (tx, rx) = shmpsc::channel::<Event>("jobs")?;
+//!
+//! // In each worker process, started in any way:
+//! let tx = shmpsc::Sender::<Event>::open("jobs")?;
+//! tx.send(Event { worker: 1, value: 42 }).unwrap();
+//!
+//! // Back in the receiver:
+//! for ev in rx.iter().take(1) {
+//!     println!("{ev:?}");
+//! }
+//! # Ok::<(), shmpsc::OpenError>(())
+//! ```
+//!
+//! ## Guarantees
+//!
+//! 1. A message whose `send` returned `Ok` is received exactly once, unless
+//!    the receiver is dropped first or dies and is never replaced.
+//! 2. The messages of one sender arrive in the order they were sent.
+//! 3. No process, killed at any instruction, can wedge the channel: a claim
+//!    that a dead sender left half-written is skipped, never delivered; a
+//!    sender never waits forever on a dead receiver.
+//! 4. The receiver never delivers a torn message and never reads or writes
+//!    outside the segment, whatever bytes the segment holds.
+//! 5. A slow sender is never mistaken for a dead one: death is what the
+//!    kernel says (each endpoint holds an open-file-description lock on the
+//!    segment, released by the kernel when its process dies), never a timeout.
+//! 6. No syscall on the send or receive path while nobody sleeps.
+//!
+//! ## Disconnection
+//!
+//! As in std, the receiver sees [`RecvError::Disconnected`] once no sender
+//! is attached and every buffered message has been received; senders see
+//! [`SendError::Disconnected`] once the receiver is gone. Process death is a
+//! drop: a blocked endpoint notices its peer's death within one
+//! [tick](Builder::tick) (50 ms by default).
+//!
+//! A channel has a name, so new senders can attach at any time with
+//! [`Sender::open`]. "No sender is attached" is therefore a state, not an
+//! end: after `Disconnected`, a sender that opens the channel later makes
+//! `recv` return messages again. Two patterns follow:
+//!
+//! - **Long-lived daemon**, receiving from generations of senders that come
+//!   and go: keep the sender that [`channel`] returns. The channel then never
+//!   reports `Disconnected`, and `for msg in &rx` runs for as long as the
+//!   daemon does.
+//! - **Worker pool**, ending `for msg in rx` when every worker is gone: keep
+//!   the parent's sender until every worker has attached, then drop it. The
+//!   race-free way is to attach each worker's sender *before* spawning it:
+//!   [`Sender::pass_to`] opens a sender for the child and hands it over with
+//!   the spawned command; the child picks it up with [`Sender::open`]. A
+//!   worker that dies before (or after) opening counts as dropped.
+//!
+//! ## Failure model
+//!
+//! | event | receiver sees | senders see |
+//! |---|---|---|
+//! | sender dropped or exits | its messages, then `Disconnected` if it was the last | nothing |
+//! | sender killed (any instruction) | its committed messages; its half-written claim skipped within one tick | nothing |
+//! | sender stopped (`SIGSTOP`) mid-claim | waits for it; nothing skipped | — |
+//! | receiver dropped | — | `Disconnected` at once, blocked senders wake |
+//! | receiver killed | a new receiver on the name takes over every committed message | blocked senders get `Disconnected` within one tick |
+#![deny(missing_docs, missing_debug_implementations)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmpsc uses futexes and open-file-description locks: it supports Linux only");
+
+mod channel;
+mod codec;
+mod error;
+mod layout;
+mod peers;
+mod ring;
+mod segment;
+mod sys;
+mod wait;
+
+pub use channel::{
+    channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, DEFAULT_CAPACITY,
+    DEFAULT_MAX_SENDERS, DEFAULT_TICK,
+};
+pub use error::{
+    InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};

@@ -1,0 +1,376 @@
+//! The lock-free multi-producer single-consumer ring of variable-length
+//! records, over a mapped [`Segment`].
+//!
+//! Positions are monotonic `u64` byte counters; a position maps to an offset
+//! in the data area with a mask. A record is an 8-byte header word followed
+//! by the payload, padded to 8. The header word is written `Claimed(len)`
+//! before the payload and `Committed(len)` after it; a claim that would cross
+//! the end of the data area claims the rest of the lap as `Padding` instead.
+//!
+//! Invariant kept by the receiver: every byte from the end of the last claim
+//! up to `head + capacity` is zero (it zeroes what it consumes). Dead-claim
+//! recovery relies on it.
+
+use std::sync::atomic::{fence, Ordering};
+
+use crate::layout::{
+    parse_record, record_size, record_word, Record, Slot, NO_INTENT, RECORD_HEADER,
+};
+use crate::segment::Segment;
+
+/// Result of a claim attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The record may be written at this position.
+    At(u64),
+    /// Not enough room now.
+    Full,
+}
+
+/// What the receiver finds at `head`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// Nothing claimed: `head == tail`.
+    Empty,
+    /// A claim exists at `head` but is not committed yet.
+    Pending,
+    /// A committed message: payload of `len` bytes at data offset `offset`.
+    Message { len: u64, offset: usize },
+    /// A malformed header word: the segment was written by something that
+    /// does not follow the protocol. `skip_to` is where to resume.
+    Malformed { reason: String },
+}
+
+/// A ring view over a segment.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    seg: Segment,
+}
+
+impl Ring {
+    pub(crate) fn new(seg: Segment) -> Ring {
+        Ring { seg }
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn capacity(&self) -> u64 {
+        self.seg.geometry().capacity
+    }
+
+    // ---------------------------------------------------------------- sender
+
+    /// Claims room for a record of `len` payload bytes, writing padding
+    /// records when a claim would cross the end of the data area.
+    ///
+    /// `cached_head` is this sender's last view of `head`; it is reloaded only
+    /// when it says the ring is full. On `Claim::At`, the slot's intent holds
+    /// the position until [`Ring::commit`] clears it.
+    pub(crate) fn claim(&self, slot: &Slot, len: u64, cached_head: &mut u64) -> Claim {
+        let cap = self.capacity();
+        let size = record_size(len);
+        let h = self.seg.header();
+        // Deconstruct the tail.
+        let mut tail = h.tail.load(Ordering::Relaxed);
+        loop {
+            let to_end = cap - (tail & (cap - 1));
+            let (claim, padding) = if size <= to_end {
+                (size, false)
+            } else {
+                (to_end, true)
+            };
+            // Check room against the cached head first; reload it only when
+            // the cache says full.
+            if !fits(tail, claim, *cached_head, cap) {
+                // SYNC POINT: sender. Pairs with the Release store of `head`
+                // in `consume`: the zeroed bytes behind it are visible.
+                *cached_head = h.rx.head.load(Ordering::Acquire);
+                if !fits(tail, claim, *cached_head, cap) {
+                    slot.intent.store(NO_INTENT, Ordering::Relaxed);
+                    return Claim::Full;
+                }
+            }
+            // Publish the intent before the claim, so that the receiver,
+            // which reads `tail` before the intents, sees who owns it. The
+            // Release of the CAS below orders this store before it.
+            slot.intent.store(tail, Ordering::Relaxed);
+            // SYNC POINT: sender. The AcqRel CAS pairs with the Acquire loads
+            // of `tail` in `Ring::tail` (receiver) and other senders' CASes.
+            match h.tail.compare_exchange_weak(
+                tail,
+                tail + claim,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if padding => {
+                    // The rest of this lap is ours: mark it as padding in one
+                    // store (its payload bytes are already zero) and go on
+                    // with the next lap.
+                    let word = record_word(Record::Padding((claim - RECORD_HEADER) as u32), tail);
+                    // SYNC POINT: sender. Pairs with the Acquire load in `peek`.
+                    self.seg
+                        .word_at(self.seg.geometry().offset(tail))
+                        .store(word, Ordering::Release);
+                    tail += claim;
+                }
+                Ok(_) => return Claim::At(tail),
+                Err(current) => tail = current,
+            }
+        }
+    }
+
+    /// Writes the payload of a claimed record and commits it.
+    pub(crate) fn commit(&self, slot: &Slot, pos: u64, payload: &[u8]) {
+        let geo = self.seg.geometry();
+        let off = geo.offset(pos);
+        let len = payload.len() as u32;
+        let word = self.seg.word_at(off);
+        // The length goes first, marked in progress: if this process dies
+        // mid-payload, the receiver knows how much to skip.
+        word.store(record_word(Record::Claimed(len), pos), Ordering::Relaxed);
+        // Keep payload bytes from becoming visible before the header.
+        fence(Ordering::Release);
+        // SAFETY: `claim` reserved `record_size(len)` bytes at `off`, which do
+        // not cross the end of the data area; no other process writes them
+        // until the receiver has consumed this record.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                self.seg.data().add(off + RECORD_HEADER as usize),
+                payload.len(),
+            );
+        }
+        // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`.
+        word.store(record_word(Record::Committed(len), pos), Ordering::Release);
+        // SYNC POINT: pairs with the Acquire loads of intents in `recover`:
+        // an intent seen cleared implies the commit above is visible.
+        slot.intent.store(NO_INTENT, Ordering::Release);
+    }
+
+    // -------------------------------------------------------------- receiver
+
+    /// The claim cursor.
+    pub(crate) fn tail(&self) -> u64 {
+        // SYNC POINT: receiver. Pairs with the AcqRel CAS in `claim`: the
+        // claimer's intent is visible.
+        self.seg.header().tail.load(Ordering::Acquire)
+    }
+
+    /// The consumer cursor, as last published.
+    pub(crate) fn head(&self) -> u64 {
+        self.seg.header().rx.head.load(Ordering::Relaxed)
+    }
+
+    /// Looks at the record at `head`, consuming padding on the way, and
+    /// returns the position it stopped at with what it found there. `tail`
+    /// is the receiver's cached view of the claim cursor, refreshed here only
+    /// when `head` reaches it.
+    pub(crate) fn peek(&self, mut head: u64, tail: &mut u64) -> (u64, Peek) {
+        let cap = self.capacity();
+        let geo = self.seg.geometry();
+        loop {
+            if head >= *tail {
+                *tail = self.tail();
+                if head >= *tail {
+                    return (head, Peek::Empty);
+                }
+            }
+            let off = geo.offset(head);
+            // SYNC POINT: receiver. Pairs with the Release stores of the
+            // header word in `commit` and `claim` (padding).
+            let word = self.seg.word_at(off).load(Ordering::Acquire);
+            let found = match parse_record(word, head) {
+                Ok(Record::Empty) | Ok(Record::Claimed(_)) => Peek::Pending,
+                Ok(Record::Committed(len)) => {
+                    let len = len as u64;
+                    let end = head + record_size(len);
+                    if end > *tail {
+                        *tail = self.tail();
+                    }
+                    if len > geo.max_message || off as u64 + record_size(len) > cap || end > *tail {
+                        Peek::Malformed {
+                            reason: format!(
+                                "committed record at position {head} claims {len} bytes, \
+                                 beyond the channel's limits or its claimed bytes"
+                            ),
+                        }
+                    } else {
+                        Peek::Message {
+                            len,
+                            offset: off + RECORD_HEADER as usize,
+                        }
+                    }
+                }
+                Ok(Record::Padding(len)) if RECORD_HEADER + len as u64 == cap - off as u64 => {
+                    // Skip the rest of the lap: only its header word is
+                    // non-zero.
+                    self.seg.word_at(off).store(0, Ordering::Relaxed);
+                    let next = head + (cap - off as u64);
+                    self.advance(head, cap - off as u64);
+                    head = next;
+                    continue;
+                }
+                Ok(Record::Padding(len)) => Peek::Malformed {
+                    reason: format!(
+                        "padding record at position {head} of {len} bytes does not end the lap"
+                    ),
+                },
+                Err(reason) => Peek::Malformed { reason },
+            };
+            return (head, found);
+        }
+    }
+
+    /// Borrows the payload of a message found by `peek`.
+    pub(crate) fn payload(&self, offset: usize, len: u64) -> &[u8] {
+        // SAFETY: `peek` checked that `offset + len` lies in the data area;
+        // the record is committed and no sender writes it until `consume`
+        // advances `head` past it, which needs `&self` borrows to end first
+        // in the receiver's code (it consumes after decoding).
+        unsafe { std::slice::from_raw_parts(self.seg.data().add(offset), len as usize) }
+    }
+
+    /// Zeroes the record of `len` payload bytes at `head` and moves `head`
+    /// past it.
+    pub(crate) fn consume(&self, head: u64, len: u64) {
+        let size = record_size(len);
+        self.zero(head, size);
+        self.advance(head, size);
+    }
+
+    /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
+    fn zero(&self, pos: u64, size: u64) {
+        let off = self.seg.geometry().offset(pos);
+        debug_assert!(off as u64 + size <= self.capacity());
+        // SAFETY: the range was bounds-checked by the caller against the data
+        // area; it lies between `head` and `tail` and belongs to the receiver
+        // until `head` moves past it.
+        unsafe { std::ptr::write_bytes(self.seg.data().add(off), 0, size as usize) };
+    }
+
+    fn advance(&self, head: u64, size: u64) {
+        // SYNC POINT: receiver. Pairs with the Acquire load of `head` in
+        // `claim`: the zeroing above is visible before the room is reused.
+        self.seg
+            .header()
+            .rx
+            .head
+            .store(head + size, Ordering::Release);
+    }
+
+    /// Skips `[head, to)` after recovery decided no live sender owns it.
+    /// Zeroes it in lap-sized pieces.
+    pub(crate) fn skip(&self, head: u64, to: u64) {
+        let cap = self.capacity();
+        let mut pos = head;
+        while pos < to {
+            let off = pos & (cap - 1);
+            let n = (to - pos).min(cap - off);
+            self.zero(pos, n);
+            pos += n;
+        }
+        self.advance(head, to - head);
+    }
+
+    /// Decides what to do with a pending claim at `head` whose owner may be
+    /// dead. `live_intent(p)` says whether a live sender's intent is `p`
+    /// (the caller collected intents after loading `tail`, and only of
+    /// senders whose lock is held). Returns the position up to which the
+    /// bytes belong to dead claims, or `None` if a live sender owns `head`
+    /// or the record got committed meanwhile.
+    pub(crate) fn dead_claim_end(
+        &self,
+        head: u64,
+        tail: u64,
+        live_intent: impl Fn(u64) -> bool,
+    ) -> Result<Option<u64>, String> {
+        if head >= tail || live_intent(head) {
+            return Ok(None);
+        }
+        let cap = self.capacity();
+        let geo = self.seg.geometry();
+        let off = geo.offset(head);
+        // SYNC POINT: pairs with the Release stores in `commit`.
+        let word = self.seg.word_at(off).load(Ordering::Acquire);
+        match parse_record(word, head)? {
+            Record::Committed(_) | Record::Padding(_) => Ok(None),
+            Record::Claimed(len) => {
+                let end = head + record_size(len as u64);
+                if len as u64 > geo.max_message
+                    || off as u64 + record_size(len as u64) > cap
+                    || end > tail
+                {
+                    return Err(format!(
+                        "in-progress record at position {head} claims {len} bytes, beyond the \
+                         channel's limits"
+                    ));
+                }
+                Ok(Some(end))
+            }
+            Record::Empty => {
+                // The owner died before writing its header, so it wrote no
+                // payload either: everything up to the next header, the next
+                // live claim, or the tail is zero and belongs to dead claims.
+                let mut pos = head + RECORD_HEADER;
+                while pos < tail {
+                    if live_intent(pos) {
+                        break;
+                    }
+                    let w = self.seg.word_at(geo.offset(pos)).load(Ordering::Acquire);
+                    if w != 0 {
+                        break;
+                    }
+                    pos += RECORD_HEADER;
+                }
+                Ok(Some(pos))
+            }
+        }
+    }
+}
+
+impl Ring {
+    /// Where to resume after a malformed header at `head`: the first later
+    /// position (up to `tail`) that a live sender is claiming or that holds a
+    /// well-formed header whose record fits.
+    pub(crate) fn resync_end(
+        &self,
+        head: u64,
+        tail: u64,
+        live_intent: impl Fn(u64) -> bool,
+    ) -> u64 {
+        let geo = self.seg.geometry();
+        let cap = geo.capacity;
+        let mut pos = head + RECORD_HEADER;
+        while pos < tail {
+            if live_intent(pos) {
+                break;
+            }
+            let off = geo.offset(pos);
+            let w = self.seg.word_at(off).load(Ordering::Acquire);
+            let plausible = match parse_record(w, pos) {
+                Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) => {
+                    (l as u64) <= geo.max_message && off as u64 + record_size(l as u64) <= cap
+                }
+                Ok(Record::Padding(l)) => RECORD_HEADER + l as u64 == cap - off as u64,
+                _ => false,
+            };
+            if plausible {
+                break;
+            }
+            pos += RECORD_HEADER;
+        }
+        pos.min(tail)
+    }
+}
+
+/// Whether a claim of `size` bytes at `tail` fits with the consumer at `head`.
+#[inline]
+fn fits(tail: u64, size: u64, head: u64, cap: u64) -> bool {
+    // `head` comes from shared memory: a value ahead of `tail` is not trusted
+    // to mean "room" (wrapping_sub makes it huge, so: full).
+    tail.wrapping_sub(head)
+        .checked_add(size)
+        .is_some_and(|used| used <= cap)
+}

@@ -1,0 +1,420 @@
+//! Named shared memory: create, open, map, validate, unlink. A [`Segment`]
+//! owns one open file description of the shared-memory object (its locks say
+//! "this endpoint is alive") and one mapping of it.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
+
+use crate::error::OpenError;
+use crate::layout::{
+    Geometry, Header, Slot, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE, RX_ALIVE, STATE_READY,
+};
+use crate::sys;
+
+/// Prefix of every shmpsc object in `/dev/shm`, so they can be listed.
+pub(crate) const PREFIX: &str = "shmpsc.";
+/// Longest channel name accepted (NAME_MAX is 255, minus the prefix).
+pub(crate) const MAX_NAME: usize = 255 - PREFIX.len();
+
+/// Checks a channel name and returns the shared-memory path for it.
+pub(crate) fn shm_path(name: &str) -> Result<String, OpenError> {
+    let bad = |reason: &str| {
+        Err(OpenError::InvalidName {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty; use a short name such as \"jobs\"");
+    }
+    if name.len() > MAX_NAME {
+        return bad(&format!(
+            "it is {} bytes long; the limit is {MAX_NAME} bytes",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return bad("`.` and `..` are not names");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == '\0' || c.is_control())
+    {
+        return bad(&format!(
+            "it contains {c:?}; use letters, digits and punctuation other than `/`"
+        ));
+    }
+    Ok(format!("/{PREFIX}{name}"))
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// A new segment.
+    Fresh,
+    /// An existing segment whose receiver had died, with its contents.
+    TakenOver,
+}
+
+/// A mapped shmpsc segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    name: String,
+    path: String,
+    file: File,
+    map: MmapRaw,
+    geo: Geometry,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics and
+// through raw pointers under the ring protocol; nothing in `Segment` is tied
+// to the creating thread.
+unsafe impl Send for Segment {}
+// SAFETY: as above; every shared access goes through atomics or the protocol.
+unsafe impl Sync for Segment {}
+
+fn io_err(name: &str, op: &'static str, e: impl Into<io::Error>) -> OpenError {
+    OpenError::Io {
+        name: name.to_owned(),
+        op,
+        source: e.into(),
+    }
+}
+
+fn open_errno(name: &str, op: &'static str, e: Errno) -> OpenError {
+    match e {
+        Errno::ENOENT => OpenError::NotFound {
+            name: name.to_owned(),
+        },
+        Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
+            name: name.to_owned(),
+        },
+        Errno::EEXIST => OpenError::AlreadyExists {
+            name: name.to_owned(),
+        },
+        Errno::ENAMETOOLONG | Errno::ELOOP | Errno::EINVAL => OpenError::InvalidName {
+            name: name.to_owned(),
+            reason: format!("the system refused it ({e})"),
+        },
+        e => io_err(name, op, e),
+    }
+}
+
+impl Segment {
+    /// Creates the named segment for a receiver, or takes over an existing
+    /// one whose receiver died. The returned segment's file holds the
+    /// receiver lock.
+    pub(crate) fn create(
+        name: &str,
+        geo: Geometry,
+        mode: u32,
+        fingerprint: u64,
+    ) -> Result<(Segment, Created), OpenError> {
+        let path = shm_path(name)?;
+        match sys::shm_create(&path, mode) {
+            Ok(file) => {
+                // Lock before touching anything: whoever holds the receiver
+                // lock owns the segment, and initialises it if it is not ready.
+                if !sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+                    .map_err(|e| io_err(name, "locking the segment", e))?
+                {
+                    return Err(OpenError::AlreadyExists {
+                        name: name.to_owned(),
+                    });
+                }
+                let r = Segment::initialise(name, &path, file, geo, fingerprint);
+                if r.is_err() {
+                    let _ = sys::shm_remove(&path);
+                }
+                r.map(|s| (s, Created::Fresh))
+            }
+            Err(Errno::EEXIST) => {
+                let file =
+                    sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+                if !sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+                    .map_err(|e| io_err(name, "locking the segment", e))?
+                {
+                    return Err(OpenError::AlreadyExists {
+                        name: name.to_owned(),
+                    });
+                }
+                // We hold the receiver lock: the previous receiver is gone.
+                let (_, size) =
+                    sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
+                let ready = size >= std::mem::size_of::<Header>() as u64 && {
+                    let seg = Segment::map(
+                        name,
+                        &path,
+                        file.try_clone()
+                            .map_err(|e| io_err(name, "duplicating", e))?,
+                        size,
+                    )?;
+                    seg.header().config.state.load(Ordering::Acquire) == STATE_READY
+                };
+                if !ready {
+                    // Its creator died while setting it up: nobody else can
+                    // use it (senders only use ready segments), so set it up anew.
+                    return Segment::initialise(name, &path, file, geo, fingerprint)
+                        .map(|s| (s, Created::Fresh));
+                }
+                let seg = Segment::map_validated(name, &path, file, fingerprint)?;
+                let c = &seg.header().control;
+                c.takeovers.fetch_add(1, Ordering::Relaxed);
+                c.rx_pid.store(sys::current_pid(), Ordering::Relaxed);
+                // The dead receiver may have announced a sleep; it is the
+                // only process that waits on `data`.
+                seg.header().data.waiting.store(0, Ordering::Relaxed);
+                c.rx_state.store(RX_ALIVE, Ordering::Release);
+                Ok((seg, Created::TakenOver))
+            }
+            Err(e) => Err(open_errno(name, "creating", e)),
+        }
+    }
+
+    fn initialise(
+        name: &str,
+        path: &str,
+        file: File,
+        geo: Geometry,
+        fingerprint: u64,
+    ) -> Result<Segment, OpenError> {
+        file.set_len(0)
+            .map_err(|e| io_err(name, "resetting the segment", e))?;
+        sys::shm_allocate(&file, geo.len as u64).map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ENOSPC) {
+                io_err(
+                    name,
+                    "reserving memory (is /dev/shm full? free space or choose a smaller Builder::capacity)",
+                    e,
+                )
+            } else {
+                io_err(name, "reserving memory", e)
+            }
+        })?;
+        let seg = Segment::map(name, path, file, geo.len as u64)?;
+        let h = seg.header();
+        let c = &h.config;
+        c.magic.store(MAGIC, Ordering::Relaxed);
+        c.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        c.capacity.store(geo.capacity, Ordering::Relaxed);
+        c.max_message.store(geo.max_message, Ordering::Relaxed);
+        c.max_senders.store(geo.max_senders, Ordering::Relaxed);
+        c.creator_pid.store(sys::current_pid(), Ordering::Relaxed);
+        c.fingerprint.store(fingerprint, Ordering::Relaxed);
+        c.segment_len.store(geo.len as u64, Ordering::Relaxed);
+        for slot in seg.slots() {
+            slot.intent
+                .store(crate::layout::NO_INTENT, Ordering::Relaxed);
+        }
+        h.control
+            .rx_pid
+            .store(sys::current_pid(), Ordering::Relaxed);
+        h.control.rx_state.store(RX_ALIVE, Ordering::Relaxed);
+        // SYNC POINT: creator. Pairs with the Acquire load of `state` in
+        // `map_validated`: a reader that sees READY sees every field above.
+        c.state.store(STATE_READY, Ordering::Release);
+        Ok(Segment { geo, ..seg })
+    }
+
+    /// Maps `size` bytes of the file. The geometry is a placeholder until
+    /// validated.
+    fn map(name: &str, path: &str, file: File, size: u64) -> Result<Segment, OpenError> {
+        if size < std::mem::size_of::<Header>() as u64 || size > isize::MAX as u64 {
+            return Err(OpenError::Corrupt {
+                name: name.to_owned(),
+                reason: format!("its size of {size} bytes cannot hold a header"),
+            });
+        }
+        let map = MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|e| io_err(name, "mapping", e))?;
+        let geo = Geometry {
+            capacity: 0,
+            max_message: 0,
+            max_senders: 0,
+            slots_offset: std::mem::size_of::<Header>(),
+            data_offset: std::mem::size_of::<Header>(),
+            len: std::mem::size_of::<Header>(),
+        };
+        Ok(Segment {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            file,
+            map,
+            geo,
+        })
+    }
+
+    /// Maps an existing file and checks every configuration word.
+    fn map_validated(
+        name: &str,
+        path: &str,
+        file: File,
+        fingerprint: u64,
+    ) -> Result<Segment, OpenError> {
+        let (_, size) = sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
+        let mut seg = Segment::map(name, path, file, size)?;
+        let c = &seg.header().config;
+        let corrupt = |reason: String| OpenError::Corrupt {
+            name: name.to_owned(),
+            reason,
+        };
+        let magic = c.magic.load(Ordering::Relaxed);
+        if magic != MAGIC {
+            return Err(corrupt(format!(
+                "magic number {magic:#018x} is not shmpsc's"
+            )));
+        }
+        let version = c.version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(OpenError::IncompatibleVersion {
+                name: name.to_owned(),
+                found: version,
+                supported: LAYOUT_VERSION,
+            });
+        }
+        // SYNC POINT: opener. Pairs with the Release store of READY in `initialise`.
+        if c.state.load(Ordering::Acquire) != STATE_READY {
+            return Err(OpenError::NotReady {
+                name: name.to_owned(),
+            });
+        }
+        let geo = Geometry::from_config(c).map_err(corrupt)?;
+        if geo.len as u64 != size {
+            return Err(corrupt(format!(
+                "the header describes {} bytes but the object has {size}",
+                geo.len
+            )));
+        }
+        if c.fingerprint.load(Ordering::Relaxed) != fingerprint {
+            return Err(OpenError::TypeMismatch {
+                name: name.to_owned(),
+                expected: "",
+            });
+        }
+        seg.geo = geo;
+        Ok(seg)
+    }
+
+    /// Opens an existing, ready segment (for a sender). Waits up to one
+    /// second for a segment that is still being created.
+    pub(crate) fn open(name: &str, fingerprint: u64) -> Result<Segment, OpenError> {
+        let path = shm_path(name)?;
+        let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        Segment::open_file(name, &path, file, fingerprint)
+    }
+
+    /// Opens a segment from a file already opened by path.
+    pub(crate) fn open_file(
+        name: &str,
+        path: &str,
+        file: File,
+        fingerprint: u64,
+    ) -> Result<Segment, OpenError> {
+        let give_up = Instant::now() + Duration::from_secs(1);
+        loop {
+            let (_, size) = sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
+            if size >= std::mem::size_of::<Header>() as u64 {
+                let file2 = file
+                    .try_clone()
+                    .map_err(|e| io_err(name, "duplicating", e))?;
+                match Segment::map_validated(name, path, file2, fingerprint) {
+                    Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
+                        if Instant::now() < give_up && receiver_locked(&file) => {}
+                    r => return r,
+                }
+            } else if Instant::now() >= give_up || !receiver_locked(&file) {
+                return Err(OpenError::NotReady {
+                    name: name.to_owned(),
+                });
+            }
+            // The creator holds the receiver lock and is still initialising:
+            // its set-up takes microseconds, so poll briefly.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Reopens this segment's object as a new open file description (a new
+    /// lock owner), mapped again.
+    pub(crate) fn reopen(&self, fingerprint: u64) -> Result<Segment, OpenError> {
+        let file =
+            sys::shm_open_existing(&self.path).map_err(|e| open_errno(&self.name, "opening", e))?;
+        Segment::map_validated(&self.name, &self.path, file, fingerprint)
+    }
+
+    /// Removes the name if it still refers to this segment.
+    pub(crate) fn unlink(&self) {
+        if let Ok(other) = sys::shm_open_existing(&self.path) {
+            let same = match (sys::file_identity(&other), sys::file_identity(&self.file)) {
+                (Ok((a, _)), Ok((b, _))) => a == b,
+                _ => false,
+            };
+            if same {
+                let _ = sys::shm_remove(&self.path);
+            }
+        }
+    }
+
+    /// The channel name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This endpoint's open file description (its locks).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The validated geometry.
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The header.
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked
+        // in `map`) and page-aligned; `Header` is made only of atomics, for
+        // which every bit pattern is valid and shared mutation is allowed.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    /// The slot table.
+    pub(crate) fn slots(&self) -> &[Slot] {
+        // SAFETY: `geo` was validated against the mapping's length, so
+        // `max_senders` slots fit at `slots_offset`, which is 128-aligned;
+        // `Slot` is made only of atomics.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(self.geo.slots_offset) as *const Slot,
+                self.geo.max_senders as usize,
+            )
+        }
+    }
+
+    /// Start of the data area (`geo.capacity` bytes, 128-aligned).
+    pub(crate) fn data(&self) -> *mut u8 {
+        // SAFETY: `data_offset + capacity == len` of the mapping (validated).
+        unsafe { self.map.as_mut_ptr().add(self.geo.data_offset) }
+    }
+
+    /// The header word of the record at data offset `off`.
+    #[inline]
+    pub(crate) fn word_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && (off as u64) < self.geo.capacity);
+        // SAFETY: callers pass an offset masked into the data area and
+        // 8-aligned; the data area is 128-aligned, so the word is aligned and
+        // in bounds, and shared words are only accessed atomically.
+        unsafe { &*(self.data().add(off) as *const AtomicU64) }
+    }
+}
+
+/// Whether some open file description holds the receiver lock.
+pub(crate) fn receiver_locked(file: &File) -> bool {
+    sys::ofd_is_locked(file, RECEIVER_LOCK_BYTE).unwrap_or(false)
+}

@@ -1,0 +1,181 @@
+//! The only module that makes raw system calls: futex wait/wake on shared
+//! words, open-file-description byte-range locks, and the POSIX shared-memory
+//! calls. Everything here is a safe function; errno is handled once, here.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::libc;
+use nix::sys::mman::{shm_open, shm_unlink};
+use nix::sys::stat::{fchmod, fstat, Mode};
+
+/// What a futex wait ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, interrupted, or the word no longer held the expected value.
+    Woken,
+    /// The timeout elapsed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, for at most `timeout`.
+///
+/// The word lives in shared memory and is shared between processes, so this
+/// uses the shared futex (no `FUTEX_PRIVATE_FLAG`). The timeout is relative,
+/// which the kernel measures on `CLOCK_MONOTONIC`. `EINTR` is reported as
+/// `Woken`: every caller re-checks its condition and its own deadline.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call
+    // (it is borrowed), and `ts` is a valid timespec on our stack. FUTEX_WAIT
+    // only reads both.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    if r == 0 {
+        return Wake::Woken;
+    }
+    match Errno::last() {
+        Errno::ETIMEDOUT => Wake::TimedOut,
+        Errno::EAGAIN | Errno::EINTR => Wake::Woken,
+        e => {
+            debug_assert!(false, "unexpected futex_wait error: {e}");
+            Wake::Woken
+        }
+    }
+}
+
+/// Wakes up to `count` processes sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access
+    // memory beyond looking up the address.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            count,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    debug_assert!(r >= 0, "futex_wake failed: {}", Errno::last());
+}
+
+fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct for which all-zero bytes is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    fl.l_pid = 0; // required to be 0 for OFD locks
+    fl
+}
+
+/// Tries to take an exclusive open-file-description lock on one byte of the
+/// file. `Ok(false)` means another open file description holds it.
+///
+/// The kernel drops the lock when the last descriptor of this open file
+/// description is closed, which happens when the owning process dies, however
+/// it dies. That is what liveness rests on.
+pub(crate) fn ofd_try_lock(fd: &impl AsFd, byte: u64) -> io::Result<bool> {
+    let fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Releases a lock taken with [`ofd_try_lock`].
+pub(crate) fn ofd_unlock(fd: &impl AsFd, byte: u64) -> io::Result<()> {
+    let fl = ofd_flock(libc::F_UNLCK as libc::c_short, byte);
+    fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&fl))
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Whether an open file description other than `fd`'s holds a lock on `byte`.
+pub(crate) fn ofd_is_locked(fd: &impl AsFd, byte: u64) -> io::Result<bool> {
+    let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).map_err(io::Error::from)?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Creates the named shared-memory object exclusively (`O_CREAT | O_EXCL`),
+/// close-on-exec, with exactly `mode` (the umask is undone with `fchmod`).
+pub(crate) fn shm_create(path: &str, mode: u32) -> Result<File, Errno> {
+    let m = Mode::from_bits_truncate(mode as libc::mode_t);
+    let fd = shm_open(
+        path,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        m,
+    )?;
+    fchmod(fd.as_fd(), m)?;
+    Ok(File::from(fd))
+}
+
+/// Opens an existing named shared-memory object for reading and writing.
+pub(crate) fn shm_open_existing(path: &str) -> Result<File, Errno> {
+    let fd: OwnedFd = shm_open(
+        path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Removes the name of a shared-memory object. Mappings stay valid.
+pub(crate) fn shm_remove(path: &str) -> Result<(), Errno> {
+    shm_unlink(path)
+}
+
+/// Identity of an open file (device, inode) and its size in bytes.
+pub(crate) fn file_identity(file: &File) -> io::Result<((u64, u64), u64)> {
+    let st = fstat(file.as_fd())?;
+    Ok(((st.st_dev, st.st_ino), st.st_size as u64))
+}
+
+/// Sizes a fresh shared-memory object and reserves its pages, so that a full
+/// `/dev/shm` fails here with `ENOSPC` rather than with SIGBUS on first touch.
+pub(crate) fn shm_allocate(file: &File, len: u64) -> io::Result<()> {
+    file.set_len(len)?;
+    // SAFETY: plain syscall on a valid descriptor; no memory is passed.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match r {
+        0 => Ok(()),
+        // Some file systems cannot reserve; the ftruncate above still sized it.
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// The current process id.
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
+}
+
+/// Time left until `deadline`, or `None` once it has passed.
+pub(crate) fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}

@@ -1,0 +1,107 @@
+//! The sleep/wake protocol over futex words in the segment: announce, then
+//! re-check, then sleep; wake only when someone announced. No wake-up is lost
+//! and nobody makes a syscall when nobody sleeps.
+#![deny(unsafe_code)]
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, Wake};
+
+/// Spins before the first sleep: enough to cover a sender that is between
+/// claim and commit, short enough not to matter when idle.
+pub(crate) const SPIN_ROUNDS: u32 = 200;
+
+/// Something that can be announced as sleeping and undone.
+pub(crate) trait Announce {
+    fn announce(&self);
+    fn withdraw(&self);
+}
+
+/// The receiver's announcement: a count (one receiver, reset on takeover).
+impl Announce for AtomicU32 {
+    fn announce(&self) {
+        self.fetch_add(1, Ordering::SeqCst);
+    }
+    fn withdraw(&self) {
+        // Saturating: never wrap a count that a dead process left behind.
+        let _ = self.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+}
+
+/// A sender's announcement: its bit in the sleepers bitmap.
+pub(crate) struct Bit<'a> {
+    pub(crate) word: &'a AtomicU64,
+    pub(crate) mask: u64,
+}
+
+impl Announce for Bit<'_> {
+    fn announce(&self) {
+        self.word.fetch_or(self.mask, Ordering::SeqCst);
+    }
+    fn withdraw(&self) {
+        self.word.fetch_and(!self.mask, Ordering::SeqCst);
+    }
+}
+
+/// Sleeps on `seq` until woken, until `timeout`, or at once if `ready()`
+/// says the awaited condition already holds after the announcement.
+///
+/// Announce-then-recheck: the announcement (SeqCst RMW) and the fence come
+/// before the re-check, and the waker stores its condition before its own
+/// fence and reads the announcement after it, so at least one of the two
+/// sees the other.
+pub(crate) fn sleep(
+    seq: &AtomicU32,
+    who: &impl Announce,
+    timeout: Duration,
+    ready: impl FnOnce() -> bool,
+) -> Wake {
+    let seen = seq.load(Ordering::Acquire);
+    who.announce();
+    // SYNC POINT: sleeper. Pairs with the fence in `wake_if_waiting`.
+    fence(Ordering::SeqCst);
+    let r = if ready() {
+        Wake::Woken
+    } else {
+        sys::futex_wait(seq, seen, timeout)
+    };
+    who.withdraw();
+    r
+}
+
+/// Wakes sleepers on `seq` if `any_waiting()` says someone announced. Call
+/// after making the awaited condition true.
+#[inline]
+pub(crate) fn wake_if_waiting(seq: &AtomicU32, any_waiting: impl FnOnce() -> bool, all: bool) {
+    // SYNC POINT: waker. Pairs with the fence in `sleep`.
+    fence(Ordering::SeqCst);
+    if any_waiting() {
+        wake(seq, all);
+    }
+}
+
+/// Bumps `seq` and wakes its sleepers unconditionally.
+pub(crate) fn wake(seq: &AtomicU32, all: bool) {
+    seq.fetch_add(1, Ordering::Release);
+    sys::futex_wake(seq, if all { i32::MAX } else { 1 });
+}
+
+/// Bounded spinning with `spin_loop`, then `false`.
+pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..SPIN_ROUNDS {
+        if cond() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    cond()
+}
+
+/// How long the next sleep may last: the tick, cut to the deadline.
+pub(crate) fn next_sleep(tick: Duration, deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(tick),
+        Some(d) => sys::remaining(d).map(|left| left.min(tick)),
+    }
+}
