@@ -240,12 +240,31 @@ impl Builder {
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
         let fp = type_fingerprint::<T>();
+        if let Some((raw, slot)) = take_passed(&self.name) {
+            let seg = Segment::open_inherited(&self.name, raw, fp).map_err(name_type::<T>)?;
+            return Sender::adopt(seg, slot, self.tick);
+        }
         let seg = Segment::open(&self.name, fp).map_err(name_type::<T>)?;
         Sender::attach(seg, self.tick)
     }
 }
 
 // ------------------------------------------------------------------- Sender
+
+/// Environment variable through which `Sender::pass_to` tells a child which
+/// inherited descriptor and slot are its sender for channel `name`.
+fn passed_var(name: &str) -> String {
+    format!("SHMPSC_SENDER_{:016x}", fingerprint(&[name]))
+}
+
+/// Takes (once) the sender that the parent passed for `name`, if any.
+fn take_passed(name: &str) -> Option<(i32, usize)> {
+    let key = passed_var(name);
+    let value = std::env::var(&key).ok()?;
+    std::env::remove_var(&key);
+    let (fd, slot) = value.split_once(':')?;
+    Some((fd.parse().ok()?, slot.parse().ok()?))
+}
 
 struct SenderInner {
     ring: Ring,
@@ -378,8 +397,12 @@ impl<T: Serialize> Sender<T> {
             });
         }
         let slot = peers::acquire(&seg)?;
+        Ok(Sender::from_parts(seg, slot, tick))
+    }
+
+    fn from_parts(seg: Segment, slot: usize, tick: Duration) -> Sender<T> {
         let head = seg.header().rx.head.load(Ordering::Acquire);
-        Ok(Sender {
+        Sender {
             inner: Arc::new(SenderInner {
                 ring: Ring::new(seg),
                 slot,
@@ -392,7 +415,64 @@ impl<T: Serialize> Sender<T> {
                 }),
             }),
             _t: PhantomData,
-        })
+        }
+    }
+
+    /// Attaches the sender that a parent passed with [`Sender::pass_to`].
+    fn adopt(seg: Segment, slot: usize, tick: Duration) -> Result<Sender<T>, OpenError> {
+        let bad = |why: &str| OpenError::Io {
+            name: seg.name().to_owned(),
+            op: "adopting the sender passed by the parent",
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+        };
+        if slot >= seg.geometry().max_senders as usize {
+            return Err(bad("slot number out of range"));
+        }
+        // Our descriptor shares the parent's open file description, which
+        // holds the slot's lock: taking it again succeeds only if so.
+        if !crate::sys::ofd_try_lock(seg.file(), crate::layout::slot_lock_byte(slot))
+            .unwrap_or(false)
+        {
+            return Err(bad(
+                "the slot's lock is not held by the inherited descriptor",
+            ));
+        }
+        Ok(Sender::from_parts(seg, slot, tick))
+    }
+
+    /// Opens a sender for a child process and passes it with `cmd`: the
+    /// child's [`Sender::open`] on this channel picks it up instead of
+    /// attaching a new one.
+    ///
+    /// The sender is attached *now*, before the child exists, so a receiver
+    /// counts the child as a sender from the start: a worker pool's parent
+    /// can drop its own sender right after spawning, with no start-up race.
+    /// If the child exits or dies, whether or not it opened the channel, the
+    /// sender counts as dropped. Spawn `cmd` once per call (every process
+    /// spawned from it would share the one sender); the parent's copy is
+    /// closed when `cmd` is dropped.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (tx, rx) = shmpsc::channel::<u64>("pool")?;
+    /// let mut children = Vec::new();
+    /// for _ in 0..4 {
+    ///     let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    ///     cmd.arg("worker");
+    ///     tx.pass_to(&mut cmd)?;
+    ///     children.push(cmd.spawn()?);
+    /// }
+    /// drop(tx); // the workers hold the channel open now
+    /// let total: u64 = rx.iter().sum(); // ends when every worker is gone
+    /// # let _ = (total, children); Ok(()) }
+    /// ```
+    pub fn pass_to(&self, cmd: &mut std::process::Command) -> Result<(), OpenError> {
+        let seg = self.inner.ring.segment().reopen(type_fingerprint::<T>())?;
+        let name = seg.name().to_owned();
+        let slot = peers::acquire(&seg)?;
+        let fd = crate::sys::inherit_in_child(cmd, seg.into_file());
+        cmd.env(passed_var(&name), format!("{fd}:{slot}"));
+        Ok(())
     }
 
     /// Sends a message, blocking while the ring is full.

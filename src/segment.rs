@@ -348,6 +348,25 @@ impl Segment {
         Segment::map_validated(&self.name, &self.path, file, fingerprint)
     }
 
+    /// Opens a segment from a descriptor inherited from the parent process
+    /// (see `Sender::pass_to`), checked against the object named `name`.
+    pub(crate) fn open_inherited(
+        name: &str,
+        raw: i32,
+        fingerprint: u64,
+    ) -> Result<Segment, OpenError> {
+        let path = shm_path(name)?;
+        let named = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        let file = sys::adopt_inherited(raw, &named)
+            .map_err(|e| io_err(name, "adopting the sender passed by the parent", e))?;
+        Segment::map_validated(name, &path, file, fingerprint)
+    }
+
+    /// Gives up the mapping and returns the open file description.
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
+
     /// Removes the name if it still refers to this segment.
     pub(crate) fn unlink(&self) {
         if let Ok(other) = sys::shm_open_existing(&self.path) {

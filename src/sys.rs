@@ -179,3 +179,58 @@ pub(crate) fn remaining(deadline: Instant) -> Option<Duration> {
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero())
 }
+
+/// Arranges for `file` to stay open across `exec` in the child spawned by
+/// `cmd` (at the same descriptor number), keeping it open in this process
+/// until `cmd` is dropped. Returns that descriptor number.
+pub(crate) fn inherit_in_child(cmd: &mut std::process::Command, file: File) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let raw = file.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // fcntl, which is async-signal-safe; it allocates nothing. `file` is
+    // moved into the closure, so the descriptor stays open in the parent
+    // (and so exists in the child) until the command is dropped.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(file.as_raw_fd(), libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    raw
+}
+
+/// Takes ownership of a descriptor that this process inherited across exec,
+/// after checking that it is open and refers to the same object as `expect`.
+/// The adopted descriptor is made close-on-exec again.
+pub(crate) fn adopt_inherited(raw: i32, expect: &File) -> io::Result<File> {
+    // SAFETY: F_GETFD on any integer is harmless; it only reports EBADF for
+    // a number that is not an open descriptor.
+    if raw < 0 || unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the inherited sender descriptor is not open",
+        ));
+    }
+    // SAFETY: the descriptor is open (checked above), and it was handed to
+    // this process by its parent for exactly this purpose through an
+    // environment variable that the caller removes, so nothing else in this
+    // process owns it.
+    let file = File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
+    let (id, _) = file_identity(&file)?;
+    let (want, _) = file_identity(expect)?;
+    if id != want {
+        // Not ours after all: give the number back untouched.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(file);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the inherited sender descriptor refers to another object",
+        ));
+    }
+    fcntl(
+        file.as_fd(),
+        FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(file)
+}
