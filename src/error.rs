@@ -481,6 +481,11 @@ pub enum OpenError {
         /// The channel name.
         name: String,
     },
+    /// A live process still uses the channel, so it was not removed.
+    InUse {
+        /// The channel name.
+        name: String,
+    },
     /// The channel is still being created (or its creator died while creating it).
     NotReady {
         /// The channel name.
@@ -547,6 +552,11 @@ impl fmt::Display for OpenError {
                 f,
                 "channel `{name}` has no receiver: its receiver was dropped or exited; start \
                  the receiver again, then open the channel"
+            ),
+            OpenError::InUse { name } => write!(
+                f,
+                "channel `{name}` is in use by a live receiver or sender and was not removed: \
+                 stop those processes first"
             ),
             OpenError::NotReady { name } => write!(
                 f,

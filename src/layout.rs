@@ -245,11 +245,14 @@ pub(crate) enum Record {
     Committed(u32),
     /// Committed filler of `len` bytes after the header; skip it.
     Padding(u32),
+    /// A message of `len` bytes that the receiver returned and is zeroing.
+    Consumed(u32),
 }
 
 const KIND_CLAIMED: u64 = 0xC1;
 const KIND_COMMITTED: u64 = 0xA5;
 const KIND_PADDING: u64 = 0x9D;
+const KIND_CONSUMED: u64 = 0x7E;
 
 fn tag(pos: u64) -> u64 {
     (pos >> 3) & 0xFF_FFFF
@@ -265,6 +268,7 @@ pub(crate) fn record_word(r: Record, pos: u64) -> u64 {
         Record::Claimed(l) => (KIND_CLAIMED, l),
         Record::Committed(l) => (KIND_COMMITTED, l),
         Record::Padding(l) => (KIND_PADDING, l),
+        Record::Consumed(l) => (KIND_CONSUMED, l),
     };
     (tag(pos) << 40) | (kind << 32) | len as u64
 }
@@ -286,6 +290,7 @@ pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, String> {
         KIND_CLAIMED => Ok(Record::Claimed(len)),
         KIND_COMMITTED => Ok(Record::Committed(len)),
         KIND_PADDING => Ok(Record::Padding(len)),
+        KIND_CONSUMED => Ok(Record::Consumed(len)),
         _ => Err(format!(
             "record header {word:#018x} at position {pos} has unknown kind {kind:#04x}"
         )),

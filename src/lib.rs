@@ -80,6 +80,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmpsc uses futexes and open-file-description locks: it supports Linux only");
 
+mod admin;
 mod channel;
 mod codec;
 mod error;
@@ -90,6 +91,7 @@ mod segment;
 mod sys;
 mod wait;
 
+pub use admin::{inspect, list, remove, remove_unused, ChannelInfo, ReceiverState, SenderInfo};
 pub use channel::{
     channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, DEFAULT_CAPACITY,
     DEFAULT_MAX_SENDERS, DEFAULT_TICK,
@@ -98,3 +100,7 @@ pub use error::{
     InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -88,6 +88,12 @@ impl Ring {
                 // in `consume`: the zeroed bytes behind it are visible.
                 *cached_head = h.rx.head.load(Ordering::Acquire);
                 if !fits(tail, claim, *cached_head, cap) {
+                    // Our `tail` may be older than the head we just read.
+                    let current = h.tail.load(Ordering::Relaxed);
+                    if current != tail {
+                        tail = current;
+                        continue;
+                    }
                     slot.intent.store(NO_INTENT, Ordering::Relaxed);
                     return Claim::Full;
                 }
@@ -212,6 +218,21 @@ impl Ring {
                     head = next;
                     continue;
                 }
+                Ok(Record::Consumed(len))
+                    if off as u64 + record_size(len as u64) <= cap
+                        && head + record_size(len as u64) <= *tail =>
+                {
+                    // A receiver died while consuming this record after
+                    // returning it: finish the job.
+                    self.consume(head, len as u64);
+                    head += record_size(len as u64);
+                    continue;
+                }
+                Ok(Record::Consumed(len)) => Peek::Malformed {
+                    reason: format!(
+                        "consumed record at position {head} of {len} bytes overruns the lap or the claims"
+                    ),
+                },
                 Ok(Record::Padding(len)) => Peek::Malformed {
                     reason: format!(
                         "padding record at position {head} of {len} bytes does not end the lap"
@@ -234,9 +255,20 @@ impl Ring {
 
     /// Zeroes the record of `len` payload bytes at `head` and moves `head`
     /// past it.
+    ///
+    /// The header is marked consumed first and zeroed last, so a receiver
+    /// that dies at any point leaves either an intact committed record (it
+    /// was not returned to the caller yet), a consumed mark, or zeros, which
+    /// the next receiver skips; never a torn record.
     pub(crate) fn consume(&self, head: u64, len: u64) {
         let size = record_size(len);
-        self.zero(head, size);
+        let word = self.seg.word_at(self.seg.geometry().offset(head));
+        word.store(
+            record_word(Record::Consumed(len as u32), head),
+            Ordering::Relaxed,
+        );
+        self.zero(head + RECORD_HEADER, size - RECORD_HEADER);
+        word.store(0, Ordering::Relaxed);
         self.advance(head, size);
     }
 
@@ -295,7 +327,7 @@ impl Ring {
         // SYNC POINT: pairs with the Release stores in `commit`.
         let word = self.seg.word_at(off).load(Ordering::Acquire);
         match parse_record(word, head)? {
-            Record::Committed(_) | Record::Padding(_) => Ok(None),
+            Record::Committed(_) | Record::Padding(_) | Record::Consumed(_) => Ok(None),
             Record::Claimed(len) => {
                 let end = head + record_size(len as u64);
                 if len as u64 > geo.max_message
@@ -350,7 +382,7 @@ impl Ring {
             let off = geo.offset(pos);
             let w = self.seg.word_at(off).load(Ordering::Acquire);
             let plausible = match parse_record(w, pos) {
-                Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) => {
+                Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) | Ok(Record::Consumed(l)) => {
                     (l as u64) <= geo.max_message && off as u64 + record_size(l as u64) <= cap
                 }
                 Ok(Record::Padding(l)) => RECORD_HEADER + l as u64 == cap - off as u64,

@@ -256,8 +256,9 @@ impl Segment {
         name: &str,
         path: &str,
         file: File,
-        fingerprint: u64,
+        fingerprint: impl Into<Option<u64>>,
     ) -> Result<Segment, OpenError> {
+        let fingerprint = fingerprint.into();
         let (_, size) = sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
         let mut seg = Segment::map(name, path, file, size)?;
         let c = &seg.header().config;
@@ -292,7 +293,7 @@ impl Segment {
                 geo.len
             )));
         }
-        if c.fingerprint.load(Ordering::Relaxed) != fingerprint {
+        if fingerprint.is_some_and(|f| f != c.fingerprint.load(Ordering::Relaxed)) {
             return Err(OpenError::TypeMismatch {
                 name: name.to_owned(),
                 expected: "",
@@ -360,6 +361,31 @@ impl Segment {
         let file = sys::adopt_inherited(raw, &named)
             .map_err(|e| io_err(name, "adopting the sender passed by the parent", e))?;
         Segment::map_validated(name, &path, file, fingerprint)
+    }
+
+    /// Maps an existing segment for inspection, whatever its message type.
+    pub(crate) fn inspect(name: &str) -> Result<Segment, OpenError> {
+        let path = shm_path(name)?;
+        let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        Segment::map_validated(name, &path, file, None)
+    }
+
+    /// Removes the name `name` if no live process uses it.
+    pub(crate) fn remove_unused(name: &str) -> Result<(), OpenError> {
+        let path = shm_path(name)?;
+        let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        // Lock the whole endpoint range ourselves while unlinking, so that
+        // no endpoint can attach between the check and the unlink. A segment
+        // whose header cannot be read gets the largest range.
+        let range = 1 + crate::layout::MAX_SENDERS as u64;
+        if !sys::ofd_try_lock_range(&file, RECEIVER_LOCK_BYTE, range)
+            .map_err(|e| io_err(name, "locking", e))?
+        {
+            return Err(OpenError::InUse {
+                name: name.to_owned(),
+            });
+        }
+        sys::shm_remove(&path).map_err(|e| open_errno(name, "removing", e))
     }
 
     /// Gives up the mapping and returns the open file description.

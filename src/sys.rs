@@ -80,12 +80,16 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
 }
 
 fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
+    ofd_flock_range(kind, byte, 1)
+}
+
+fn ofd_flock_range(kind: libc::c_short, start: u64, len: u64) -> libc::flock {
     // SAFETY: `flock` is a plain C struct for which all-zero bytes is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = byte as libc::off_t;
-    fl.l_len = 1;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
     fl.l_pid = 0; // required to be 0 for OFD locks
     fl
 }
@@ -97,12 +101,25 @@ fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
 /// description is closed, which happens when the owning process dies, however
 /// it dies. That is what liveness rests on.
 pub(crate) fn ofd_try_lock(fd: &impl AsFd, byte: u64) -> io::Result<bool> {
-    let fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    ofd_try_lock_range(fd, byte, 1)
+}
+
+/// Like [`ofd_try_lock`], over `len` bytes from `start`.
+pub(crate) fn ofd_try_lock_range(fd: &impl AsFd, start: u64, len: u64) -> io::Result<bool> {
+    let fl = ofd_flock_range(libc::F_WRLCK as libc::c_short, start, len);
     match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
         Ok(_) => Ok(true),
         Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether another open file description holds a lock on any of `len`
+/// bytes from `start` (one syscall for a whole range).
+pub(crate) fn ofd_range_locked(fd: &impl AsFd, start: u64, len: u64) -> io::Result<bool> {
+    let mut fl = ofd_flock_range(libc::F_WRLCK as libc::c_short, start, len);
+    fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).map_err(io::Error::from)?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// Releases a lock taken with [`ofd_try_lock`].
@@ -115,9 +132,7 @@ pub(crate) fn ofd_unlock(fd: &impl AsFd, byte: u64) -> io::Result<()> {
 
 /// Whether an open file description other than `fd`'s holds a lock on `byte`.
 pub(crate) fn ofd_is_locked(fd: &impl AsFd, byte: u64) -> io::Result<bool> {
-    let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
-    fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).map_err(io::Error::from)?;
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    ofd_range_locked(fd, byte, 1)
 }
 
 /// Creates the named shared-memory object exclusively (`O_CREAT | O_EXCL`),
@@ -233,4 +248,19 @@ pub(crate) fn adopt_inherited(raw: i32, expect: &File) -> io::Result<File> {
         FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
     Ok(file)
+}
+
+/// Names of the entries of the shared-memory directory that start with `prefix`.
+pub(crate) fn shm_names(prefix: &str) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/dev/shm")? {
+        let entry = entry?;
+        if let Some(n) = entry.file_name().to_str() {
+            if let Some(rest) = n.strip_prefix(prefix) {
+                out.push(rest.to_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

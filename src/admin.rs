@@ -1,0 +1,187 @@
+//! Seeing and cleaning up the channels on this machine: what `shmpsc ls`
+//! and `shmpsc gc` are made of.
+#![deny(unsafe_code)]
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use crate::error::OpenError;
+use crate::layout::{RECEIVER_LOCK_BYTE, RX_DROPPED};
+use crate::peers;
+use crate::segment::{Segment, PREFIX};
+use crate::sys;
+
+/// The state of a channel's receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverState {
+    /// A live process holds the receiver.
+    Alive,
+    /// The receiver was dropped (the name is normally removed with it).
+    Dropped,
+    /// The receiver's process died; a new receiver can take the channel over.
+    Dead,
+}
+
+/// One sender slot in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// Slot number.
+    pub slot: usize,
+    /// Process id of the sender's process when it attached (for display).
+    pub pid: u32,
+    /// Whether its process is alive (the kernel's lock says so).
+    pub alive: bool,
+    /// Messages committed through this slot, over all its owners.
+    pub sent_messages: u64,
+    /// Payload bytes committed through this slot, over all its owners.
+    pub sent_bytes: u64,
+}
+
+/// A snapshot of one channel.
+///
+/// ```
+/// let (tx, _rx) = shmpsc::channel::<u32>("doc-info")?;
+/// tx.send(1).unwrap();
+/// let info = shmpsc::inspect("doc-info")?;
+/// assert_eq!(info.receiver, shmpsc::ReceiverState::Alive);
+/// assert_eq!(info.senders.len(), 1);
+/// assert_eq!(info.sent_messages(), 1);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The channel name.
+    pub name: String,
+    /// The receiver's state.
+    pub receiver: ReceiverState,
+    /// Process id of the receiver (for display).
+    pub receiver_pid: u32,
+    /// Sender slots in use (alive, or dead and not yet reclaimed).
+    pub senders: Vec<SenderInfo>,
+    /// Size of the data area, in bytes.
+    pub capacity: u64,
+    /// Bytes claimed and not yet consumed.
+    pub used: u64,
+    /// Largest message accepted, in bytes.
+    pub max_message: u64,
+    /// Largest number of senders attached at once.
+    pub max_senders: u32,
+    /// Messages the receiver consumed (including invalid ones).
+    pub received_messages: u64,
+    /// Payload bytes the receiver consumed.
+    pub received_bytes: u64,
+    /// Records the receiver could not decode, or found malformed.
+    pub invalid_messages: u64,
+    /// Bytes of dead senders' unfinished claims that the receiver skipped.
+    pub recovered_bytes: u64,
+    /// How many times a receiver took the channel over from a dead one.
+    pub takeovers: u32,
+}
+
+impl ChannelInfo {
+    /// Messages committed by all senders.
+    pub fn sent_messages(&self) -> u64 {
+        self.senders.iter().map(|s| s.sent_messages).sum::<u64>()
+    }
+
+    /// Whether no live process uses the channel.
+    pub fn is_unused(&self) -> bool {
+        self.receiver != ReceiverState::Alive && !self.senders.iter().any(|s| s.alive)
+    }
+}
+
+/// A snapshot of the channel `name`, whatever its message type.
+///
+/// ```
+/// let err = shmpsc::inspect("doc-inspect-missing").unwrap_err();
+/// assert!(matches!(err, shmpsc::OpenError::NotFound { .. }));
+/// ```
+pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
+    let seg = Segment::inspect(name)?;
+    let h = seg.header();
+    let geo = seg.geometry();
+    let alive_lock = sys::ofd_is_locked(seg.file(), RECEIVER_LOCK_BYTE).unwrap_or(true);
+    let receiver = if h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED {
+        ReceiverState::Dropped
+    } else if alive_lock {
+        ReceiverState::Alive
+    } else {
+        ReceiverState::Dead
+    };
+    // Every slot that was ever used keeps its counters; list the owned ones
+    // and, for completeness of totals, fold the rest into nothing: counters
+    // of free slots still count in `sent_messages` through owned ones only.
+    let senders = peers::active_slots(&seg)
+        .map(|i| {
+            let s = &seg.slots()[i];
+            SenderInfo {
+                slot: i,
+                pid: s.pid.load(Ordering::Relaxed),
+                alive: peers::sender_alive(&seg, i),
+                sent_messages: s.sent_messages.load(Ordering::Relaxed),
+                sent_bytes: s.sent_bytes.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    let head = h.rx.head.load(Ordering::Acquire);
+    let tail = h.tail.load(Ordering::Acquire);
+    Ok(ChannelInfo {
+        name: name.to_owned(),
+        receiver,
+        receiver_pid: h.control.rx_pid.load(Ordering::Relaxed),
+        senders,
+        capacity: geo.capacity,
+        used: tail.saturating_sub(head).min(geo.capacity),
+        max_message: geo.max_message,
+        max_senders: geo.max_senders,
+        received_messages: h.rx.received_messages.load(Ordering::Relaxed),
+        received_bytes: h.rx.received_bytes.load(Ordering::Relaxed),
+        invalid_messages: h.rx.invalid_messages.load(Ordering::Relaxed),
+        recovered_bytes: h.rx.recovered_bytes.load(Ordering::Relaxed),
+        takeovers: h.control.takeovers.load(Ordering::Relaxed),
+    })
+}
+
+/// Names of every shmpsc channel on this machine (in `/dev/shm`).
+///
+/// ```
+/// let (_tx, _rx) = shmpsc::channel::<u8>("doc-list")?;
+/// assert!(shmpsc::list()?.iter().any(|n| n == "doc-list"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn list() -> io::Result<Vec<String>> {
+    sys::shm_names(PREFIX)
+}
+
+/// Removes the channel `name` if no live process uses it (its receiver and
+/// every sender are dropped or dead). Fails with [`OpenError::InUse`]
+/// otherwise.
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
+/// assert!(matches!(shmpsc::remove("doc-remove"), Err(shmpsc::OpenError::InUse { .. })));
+/// drop((tx, rx));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub fn remove(name: &str) -> Result<(), OpenError> {
+    Segment::remove_unused(name)
+}
+
+/// Removes every channel that no live process uses; returns their names.
+///
+/// ```
+/// let removed = shmpsc::remove_unused()?;
+/// # let _ = removed;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn remove_unused() -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in list()? {
+        match remove(&name) {
+            Ok(()) => removed.push(name),
+            Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(removed)
+}
