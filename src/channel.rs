@@ -703,6 +703,7 @@ impl SenderInner {
                 let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
                     return Err(SendFail::Timeout);
                 };
+                crate::hooks::at(crate::hooks::Point::Blocked);
                 let me = peers::sleeper_bit(seg, self.slot);
                 wait::sleep(&h.control.space_seq, &me, timeout, room);
             }

@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn record_words_round_trip() {
-        for pos in [0u64, 8, 4096, 1 << 40, u64::MAX & !7] {
+        for pos in [0u64, 8, 4096, 1 << 40, !7] {
             for r in [
                 Record::Claimed(5),
                 Record::Committed(0),

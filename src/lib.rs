@@ -84,6 +84,7 @@ mod admin;
 mod channel;
 mod codec;
 mod error;
+mod hooks;
 mod layout;
 mod peers;
 mod ring;

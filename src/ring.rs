@@ -13,6 +13,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 
+use crate::hooks::{self, Point};
 use crate::layout::{
     parse_record, record_size, record_word, Record, Slot, NO_INTENT, RECORD_HEADER,
 };
@@ -133,9 +134,11 @@ impl Ring {
         let off = geo.offset(pos);
         let len = payload.len() as u32;
         let word = self.seg.word_at(off);
+        hooks::at(Point::Claimed);
         // The length goes first, marked in progress: if this process dies
         // mid-payload, the receiver knows how much to skip.
         word.store(record_word(Record::Claimed(len), pos), Ordering::Relaxed);
+        hooks::at(Point::Header);
         // Keep payload bytes from becoming visible before the header.
         fence(Ordering::Release);
         // SAFETY: `claim` reserved `record_size(len)` bytes at `off`, which do
@@ -148,6 +151,7 @@ impl Ring {
                 payload.len(),
             );
         }
+        hooks::at(Point::Payload);
         // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`.
         word.store(record_word(Record::Committed(len), pos), Ordering::Release);
         // SYNC POINT: pairs with the Acquire loads of intents in `recover`:

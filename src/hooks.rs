@@ -1,0 +1,54 @@
+//! Test hooks: with the `test-hooks` feature (for shmpsc's own tests only),
+//! a process can be made to stop or die at an exact step of the protocol,
+//! chosen by the environment variable `SHMPSC_TEST_HOOK=<point>:<nth>:<action>`
+//! (`action` is `stop` for SIGSTOP or `kill` for SIGKILL). Without the
+//! feature every hook compiles to nothing.
+#![deny(unsafe_code)]
+
+/// A step of the sender's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Point {
+    /// After the CAS on `tail`, before the record header is written.
+    Claimed,
+    /// After the "in progress" header, before the payload.
+    Header,
+    /// After the payload, before the commit.
+    Payload,
+    /// About to sleep on a full ring.
+    Blocked,
+}
+
+#[cfg(feature = "test-hooks")]
+pub(crate) fn at(point: Point) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static CONFIG: OnceLock<Option<(String, u64, String)>> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let cfg = CONFIG.get_or_init(|| {
+        let v = std::env::var("SHMPSC_TEST_HOOK").ok()?;
+        let mut it = v.splitn(3, ':');
+        let p = it.next()?.to_owned();
+        let n = it.next()?.parse().ok()?;
+        let a = it.next()?.to_owned();
+        Some((p, n, a))
+    });
+    let Some((p, n, action)) = cfg else { return };
+    let name = match point {
+        Point::Claimed => "claimed",
+        Point::Header => "header",
+        Point::Payload => "payload",
+        Point::Blocked => "blocked",
+    };
+    if p != name || COUNT.fetch_add(1, Ordering::Relaxed) + 1 != *n {
+        return;
+    }
+    let sig = match action.as_str() {
+        "stop" => nix::sys::signal::Signal::SIGSTOP,
+        _ => nix::sys::signal::Signal::SIGKILL,
+    };
+    let _ = nix::sys::signal::raise(sig);
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn at(_point: Point) {}
