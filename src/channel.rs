@@ -19,7 +19,7 @@ use crate::error::{
 };
 use crate::layout::{fingerprint, Geometry, RX_DROPPED};
 use crate::peers;
-use crate::ring::{Claim, Peek, Ring};
+use crate::ring::{Claim, Malformed, Peek, Ring};
 use crate::segment::{Created, Segment};
 use crate::sys::Wake;
 use crate::wait;
@@ -664,7 +664,7 @@ impl SenderInner {
         let slot = &seg.slots()[self.slot];
         let h = seg.header();
         loop {
-            if let Claim::At(pos) = self.ring.claim(slot, len, &mut local.cached_head) {
+            if let Claim::At { first, pos } = self.ring.claim(slot, len, &mut local.cached_head) {
                 self.ring.commit(slot, pos, payload);
                 // One writer per slot (the local mutex): no RMW needed.
                 slot.sent_messages.store(
@@ -675,9 +675,16 @@ impl SenderInner {
                     slot.sent_bytes.load(Ordering::Relaxed) + len,
                     Ordering::Relaxed,
                 );
+                // Wake the receiver only if it sleeps waiting for this claim:
+                // one that waits for an earlier claim is woken by its owner.
                 wait::wake_if_waiting(
                     &h.data.seq,
-                    || h.data.waiting.load(Ordering::Relaxed) != 0,
+                    || {
+                        h.data.waiting.load(Ordering::Relaxed) != 0 && {
+                            let head = h.rx.head.load(Ordering::Relaxed);
+                            first <= head && head <= pos
+                        }
+                    },
                     false,
                 );
                 return Ok(());
@@ -947,11 +954,11 @@ impl<T> Receiver<T> {
 
     /// Skips a malformed record at `head`: resumes at the next position
     /// that holds a well-formed header or a live sender's claim.
-    fn resync(&self, head: u64, tail: u64, reason: String) -> InvalidMessage {
+    #[cold]
+    fn resync(&self, head: u64, tail: u64, bad: Malformed) -> InvalidMessage {
         let seg = self.ring.segment();
         let intents = peers::live_intents(seg);
-        let end = self.ring.resync_end(head, tail, |p| intents.contains(&p));
-        self.ring.skip(head, end);
+        let end = self.ring.resync(head, tail, |p| intents.contains(&p));
         seg.header()
             .rx
             .invalid_messages
@@ -959,11 +966,12 @@ impl<T> Receiver<T> {
         self.wake_senders();
         InvalidMessage {
             position: head,
-            len: end - head,
-            reason: format!("is malformed ({reason}); {} bytes were skipped", end - head),
+            len: end.abs_diff(head),
+            reason: format!("is malformed ({bad}); the receiver resumed at position {end}"),
         }
     }
 
+    /// Wakes senders that sleep waiting for room.
     fn wake_senders(&self) {
         let seg = self.ring.segment();
         wait::wake_if_waiting(
@@ -971,6 +979,19 @@ impl<T> Receiver<T> {
             || peers::any_sleeper(seg),
             true,
         );
+    }
+
+    /// After consuming up to `head`: wakes sleeping senders once at least
+    /// half the ring is free (hysteresis: one wake-up per half ring, not a
+    /// syscall per message while senders sleep). The tail used here is the
+    /// cached one, which can only make the ring look emptier. A sender
+    /// whose wake-up this defers re-checks for room every tick.
+    #[inline]
+    fn after_consume(&self, head: u64) {
+        let used = self.tail.get().saturating_sub(head);
+        if used <= self.ring.segment().geometry().capacity / 2 {
+            self.wake_senders();
+        }
     }
 
     fn recv_raw<R>(
@@ -998,7 +1019,7 @@ impl<T> Receiver<T> {
                         rx.received_bytes.load(Ordering::Relaxed) + len,
                         Ordering::Relaxed,
                     );
-                    self.wake_senders();
+                    self.after_consume(head + crate::layout::record_size(len));
                     return r.map_err(|reason| {
                         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
                         RecvFail::Invalid(InvalidMessage {
@@ -1011,9 +1032,9 @@ impl<T> Receiver<T> {
                         })
                     });
                 }
-                Peek::Malformed { reason } => {
+                Peek::Malformed(bad) => {
                     let tail = self.ring.tail();
-                    return Err(RecvFail::Invalid(self.resync(head, tail, reason)));
+                    return Err(RecvFail::Invalid(self.resync(head, tail, bad)));
                 }
                 Peek::Empty => {
                     // SYNC POINT: the Acquire loads in `any_active` pair with
@@ -1031,7 +1052,9 @@ impl<T> Receiver<T> {
                 }
                 Peek::Pending => {}
             }
-            // Nothing to deliver now.
+            // Nothing to deliver now: whatever room there is, no sender
+            // should sleep for it (`after_consume` defers wake-ups).
+            self.wake_senders();
             if matches!(deadline, Deadline::Now) {
                 if self.maintain(false).map_err(RecvFail::Invalid)? {
                     continue;

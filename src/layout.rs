@@ -273,27 +273,22 @@ pub(crate) fn record_word(r: Record, pos: u64) -> u64 {
     (tag(pos) << 40) | (kind << 32) | len as u64
 }
 
-/// Parses a header word read at `pos`. `Err` carries what is wrong with it.
+/// Parses a header word read at `pos`. `Err` says what is wrong with it.
 #[inline]
-pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, String> {
+pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, &'static str> {
     if word == 0 {
         return Ok(Record::Empty);
     }
     let len = word as u32;
-    let kind = (word >> 32) & 0xFF;
     if word >> 40 != tag(pos) {
-        return Err(format!(
-            "record header {word:#018x} at position {pos} does not carry this position's tag"
-        ));
+        return Err("does not carry this position's tag");
     }
-    match kind {
+    match (word >> 32) & 0xFF {
         KIND_CLAIMED => Ok(Record::Claimed(len)),
         KIND_COMMITTED => Ok(Record::Committed(len)),
         KIND_PADDING => Ok(Record::Padding(len)),
         KIND_CONSUMED => Ok(Record::Consumed(len)),
-        _ => Err(format!(
-            "record header {word:#018x} at position {pos} has unknown kind {kind:#04x}"
-        )),
+        _ => Err("has an unknown kind"),
     }
 }
 

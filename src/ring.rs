@@ -11,7 +11,7 @@
 //! up to `head + capacity` is zero (it zeroes what it consumes). Dead-claim
 //! recovery relies on it.
 
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
 use crate::layout::{
@@ -22,14 +22,15 @@ use crate::segment::Segment;
 /// Result of a claim attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
-    /// The record may be written at this position.
-    At(u64),
+    /// The record may be written at `pos`; this claim began at `first`
+    /// (earlier than `pos` when padding was written first).
+    At { first: u64, pos: u64 },
     /// Not enough room now.
     Full,
 }
 
 /// What the receiver finds at `head`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peek {
     /// Nothing claimed: `head == tail`.
     Empty,
@@ -38,27 +39,72 @@ pub(crate) enum Peek {
     /// A committed message: payload of `len` bytes at data offset `offset`.
     Message { len: u64, offset: usize },
     /// A malformed header word: the segment was written by something that
-    /// does not follow the protocol. `skip_to` is where to resume.
-    Malformed { reason: String },
+    /// does not follow the protocol.
+    Malformed(Malformed),
 }
 
-/// A ring view over a segment.
+/// A header word that breaks the protocol, and what is wrong with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    pub(crate) pos: u64,
+    pub(crate) word: u64,
+    pub(crate) what: &'static str,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record header {:#018x} at position {} {}",
+            self.word, self.pos, self.what
+        )
+    }
+}
+
+/// A ring view over a segment, with the validated geometry cached in
+/// plain fields for the hot paths.
 #[derive(Debug)]
 pub(crate) struct Ring {
     seg: Segment,
+    data: *mut u8,
+    cap: u64,
+    max_message: u64,
 }
+
+// SAFETY: `data` points into the mapping owned by `seg`, which lives as long
+// as the ring; shared bytes are accessed under the ring protocol only.
+unsafe impl Send for Ring {}
+// SAFETY: as above.
+unsafe impl Sync for Ring {}
 
 impl Ring {
     pub(crate) fn new(seg: Segment) -> Ring {
-        Ring { seg }
+        let geo = *seg.geometry();
+        Ring {
+            data: seg.data(),
+            cap: geo.capacity,
+            max_message: geo.max_message,
+            seg,
+        }
     }
 
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
 
-    fn capacity(&self) -> u64 {
-        self.seg.geometry().capacity
+    #[inline]
+    fn offset(&self, pos: u64) -> usize {
+        (pos & (self.cap - 1)) as usize
+    }
+
+    /// The header word at data offset `off` (8-aligned, inside the area).
+    #[inline]
+    fn word(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && (off as u64) < self.cap);
+        // SAFETY: callers pass an offset masked into the data area and
+        // 8-aligned; the data area is 128-aligned, so the word is aligned and
+        // in bounds; shared words are only accessed atomically.
+        unsafe { &*(self.data.add(off) as *const AtomicU64) }
     }
 
     // ---------------------------------------------------------------- sender
@@ -70,11 +116,12 @@ impl Ring {
     /// when it says the ring is full. On `Claim::At`, the slot's intent holds
     /// the position until [`Ring::commit`] clears it.
     pub(crate) fn claim(&self, slot: &Slot, len: u64, cached_head: &mut u64) -> Claim {
-        let cap = self.capacity();
+        let cap = self.cap;
         let size = record_size(len);
         let h = self.seg.header();
         // Deconstruct the tail.
         let mut tail = h.tail.load(Ordering::Relaxed);
+        let mut first = None;
         loop {
             let to_end = cap - (tail & (cap - 1));
             let (claim, padding) = if size <= to_end {
@@ -112,17 +159,21 @@ impl Ring {
                 Ordering::Relaxed,
             ) {
                 Ok(_) if padding => {
+                    first.get_or_insert(tail);
                     // The rest of this lap is ours: mark it as padding in one
                     // store (its payload bytes are already zero) and go on
                     // with the next lap.
                     let word = record_word(Record::Padding((claim - RECORD_HEADER) as u32), tail);
                     // SYNC POINT: sender. Pairs with the Acquire load in `peek`.
-                    self.seg
-                        .word_at(self.seg.geometry().offset(tail))
-                        .store(word, Ordering::Release);
+                    self.word(self.offset(tail)).store(word, Ordering::Release);
                     tail += claim;
                 }
-                Ok(_) => return Claim::At(tail),
+                Ok(_) => {
+                    return Claim::At {
+                        first: first.unwrap_or(tail),
+                        pos: tail,
+                    }
+                }
                 Err(current) => tail = current,
             }
         }
@@ -130,10 +181,9 @@ impl Ring {
 
     /// Writes the payload of a claimed record and commits it.
     pub(crate) fn commit(&self, slot: &Slot, pos: u64, payload: &[u8]) {
-        let geo = self.seg.geometry();
-        let off = geo.offset(pos);
+        let off = self.offset(pos);
         let len = payload.len() as u32;
-        let word = self.seg.word_at(off);
+        let word = self.word(off);
         hooks::at(Point::Claimed);
         // The length goes first, marked in progress: if this process dies
         // mid-payload, the receiver knows how much to skip.
@@ -147,7 +197,7 @@ impl Ring {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 payload.as_ptr(),
-                self.seg.data().add(off + RECORD_HEADER as usize),
+                self.data.add(off + RECORD_HEADER as usize),
                 payload.len(),
             );
         }
@@ -174,77 +224,83 @@ impl Ring {
     }
 
     /// Looks at the record at `head`, consuming padding on the way, and
-    /// returns the position it stopped at with what it found there. `tail`
-    /// is the receiver's cached view of the claim cursor, refreshed here only
-    /// when `head` reaches it.
+    /// returns the position it stopped at with what it found there.
+    ///
+    /// A committed header is trusted for its position (its tag) and bounded
+    /// by the lap and the maximum message size, so the fast path never
+    /// touches `tail`, the line every sender writes. `tail` (the receiver's
+    /// cached view of it) is read only to tell "empty" from "claimed but not
+    /// written yet".
+    #[inline]
     pub(crate) fn peek(&self, mut head: u64, tail: &mut u64) -> (u64, Peek) {
-        let cap = self.capacity();
-        let geo = self.seg.geometry();
+        let cap = self.cap;
         loop {
-            if head >= *tail {
-                *tail = self.tail();
-                if head >= *tail {
-                    return (head, Peek::Empty);
-                }
-            }
-            let off = geo.offset(head);
+            let off = self.offset(head);
             // SYNC POINT: receiver. Pairs with the Release stores of the
             // header word in `commit` and `claim` (padding).
-            let word = self.seg.word_at(off).load(Ordering::Acquire);
-            let found = match parse_record(word, head) {
-                Ok(Record::Empty) | Ok(Record::Claimed(_)) => Peek::Pending,
+            let word = self.word(off).load(Ordering::Acquire);
+            let bad = |what| {
+                (
+                    head,
+                    Peek::Malformed(Malformed {
+                        pos: head,
+                        word,
+                        what,
+                    }),
+                )
+            };
+            match parse_record(word, head) {
                 Ok(Record::Committed(len)) => {
                     let len = len as u64;
-                    let end = head + record_size(len);
-                    if end > *tail {
-                        *tail = self.tail();
+                    if len > self.max_message {
+                        return bad("claims more bytes than the channel's maximum message size");
                     }
-                    if len > geo.max_message || off as u64 + record_size(len) > cap || end > *tail {
-                        Peek::Malformed {
-                            reason: format!(
-                                "committed record at position {head} claims {len} bytes, \
-                                 beyond the channel's limits or its claimed bytes"
-                            ),
-                        }
-                    } else {
+                    if off as u64 + record_size(len) > cap {
+                        return bad("claims bytes beyond the end of the lap");
+                    }
+                    return (
+                        head,
                         Peek::Message {
                             len,
                             offset: off + RECORD_HEADER as usize,
+                        },
+                    );
+                }
+                Ok(Record::Empty) | Ok(Record::Claimed(_)) => {
+                    if head >= *tail {
+                        *tail = self.tail();
+                        if head == *tail {
+                            return (head, Peek::Empty);
+                        }
+                        if head > *tail {
+                            return bad("is where the consumer stands, past the producers' tail");
                         }
                     }
+                    return (head, Peek::Pending);
                 }
-                Ok(Record::Padding(len)) if RECORD_HEADER + len as u64 == cap - off as u64 => {
+                Ok(Record::Padding(len)) => {
+                    if RECORD_HEADER + len as u64 != cap - off as u64 {
+                        return bad("is padding that does not end the lap");
+                    }
                     // Skip the rest of the lap: only its header word is
                     // non-zero.
-                    self.seg.word_at(off).store(0, Ordering::Relaxed);
+                    self.word(off).store(0, Ordering::Relaxed);
                     let next = head + (cap - off as u64);
                     self.advance(head, cap - off as u64);
                     head = next;
-                    continue;
                 }
-                Ok(Record::Consumed(len))
-                    if off as u64 + record_size(len as u64) <= cap
-                        && head + record_size(len as u64) <= *tail =>
-                {
+                Ok(Record::Consumed(len)) => {
+                    let size = record_size(len as u64);
+                    if off as u64 + size > cap {
+                        return bad("is a consumed record beyond the end of the lap");
+                    }
                     // A receiver died while consuming this record after
                     // returning it: finish the job.
                     self.consume(head, len as u64);
-                    head += record_size(len as u64);
-                    continue;
+                    head += size;
                 }
-                Ok(Record::Consumed(len)) => Peek::Malformed {
-                    reason: format!(
-                        "consumed record at position {head} of {len} bytes overruns the lap or the claims"
-                    ),
-                },
-                Ok(Record::Padding(len)) => Peek::Malformed {
-                    reason: format!(
-                        "padding record at position {head} of {len} bytes does not end the lap"
-                    ),
-                },
-                Err(reason) => Peek::Malformed { reason },
-            };
-            return (head, found);
+                Err(what) => return bad(what),
+            }
         }
     }
 
@@ -254,7 +310,7 @@ impl Ring {
         // the record is committed and no sender writes it until `consume`
         // advances `head` past it, which needs `&self` borrows to end first
         // in the receiver's code (it consumes after decoding).
-        unsafe { std::slice::from_raw_parts(self.seg.data().add(offset), len as usize) }
+        unsafe { std::slice::from_raw_parts(self.data.add(offset), len as usize) }
     }
 
     /// Zeroes the record of `len` payload bytes at `head` and moves `head`
@@ -278,12 +334,12 @@ impl Ring {
 
     /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
     fn zero(&self, pos: u64, size: u64) {
-        let off = self.seg.geometry().offset(pos);
-        debug_assert!(off as u64 + size <= self.capacity());
+        let off = self.offset(pos);
+        debug_assert!(off as u64 + size <= self.cap);
         // SAFETY: the range was bounds-checked by the caller against the data
         // area; it lies between `head` and `tail` and belongs to the receiver
         // until `head` moves past it.
-        unsafe { std::ptr::write_bytes(self.seg.data().add(off), 0, size as usize) };
+        unsafe { std::ptr::write_bytes(self.data.add(off), 0, size as usize) };
     }
 
     fn advance(&self, head: u64, size: u64) {
@@ -299,7 +355,7 @@ impl Ring {
     /// Skips `[head, to)` after recovery decided no live sender owns it.
     /// Zeroes it in lap-sized pieces.
     pub(crate) fn skip(&self, head: u64, to: u64) {
-        let cap = self.capacity();
+        let cap = self.cap;
         let mut pos = head;
         while pos < to {
             let off = pos & (cap - 1);
@@ -321,26 +377,29 @@ impl Ring {
         head: u64,
         tail: u64,
         live_intent: impl Fn(u64) -> bool,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, Malformed> {
         if head >= tail || live_intent(head) {
             return Ok(None);
         }
-        let cap = self.capacity();
-        let geo = self.seg.geometry();
-        let off = geo.offset(head);
+        let cap = self.cap;
+        let off = self.offset(head);
         // SYNC POINT: pairs with the Release stores in `commit`.
-        let word = self.seg.word_at(off).load(Ordering::Acquire);
-        match parse_record(word, head)? {
+        let word = self.word(off).load(Ordering::Acquire);
+        let bad = |what| Malformed {
+            pos: head,
+            word,
+            what,
+        };
+        match parse_record(word, head).map_err(bad)? {
             Record::Committed(_) | Record::Padding(_) | Record::Consumed(_) => Ok(None),
             Record::Claimed(len) => {
                 let end = head + record_size(len as u64);
-                if len as u64 > geo.max_message
+                if len as u64 > self.max_message
                     || off as u64 + record_size(len as u64) > cap
                     || end > tail
                 {
-                    return Err(format!(
-                        "in-progress record at position {head} claims {len} bytes, beyond the \
-                         channel's limits"
+                    return Err(bad(
+                        "is in progress with a length beyond the channel's limits",
                     ));
                 }
                 Ok(Some(end))
@@ -354,7 +413,7 @@ impl Ring {
                     if live_intent(pos) {
                         break;
                     }
-                    let w = self.seg.word_at(geo.offset(pos)).load(Ordering::Acquire);
+                    let w = self.word(self.offset(pos)).load(Ordering::Acquire);
                     if w != 0 {
                         break;
                     }
@@ -367,27 +426,28 @@ impl Ring {
 }
 
 impl Ring {
-    /// Where to resume after a malformed header at `head`: the first later
-    /// position (up to `tail`) that a live sender is claiming or that holds a
-    /// well-formed header whose record fits.
-    pub(crate) fn resync_end(
-        &self,
-        head: u64,
-        tail: u64,
-        live_intent: impl Fn(u64) -> bool,
-    ) -> u64 {
-        let geo = self.seg.geometry();
-        let cap = geo.capacity;
+    /// Skips a malformed record at `head` and returns where the receiver
+    /// resumes: the first later position (up to `tail`) that a live sender
+    /// is claiming or that holds a well-formed header whose record fits. If
+    /// `head` is past `tail` (only a writer that breaks the protocol can do
+    /// that), the consumer moves back to `tail`: every byte behind it was
+    /// zeroed when consumed.
+    pub(crate) fn resync(&self, head: u64, tail: u64, live_intent: impl Fn(u64) -> bool) -> u64 {
+        if head > tail {
+            self.advance(0, tail);
+            return tail;
+        }
+        let cap = self.cap;
         let mut pos = head + RECORD_HEADER;
         while pos < tail {
             if live_intent(pos) {
                 break;
             }
-            let off = geo.offset(pos);
-            let w = self.seg.word_at(off).load(Ordering::Acquire);
+            let off = self.offset(pos);
+            let w = self.word(off).load(Ordering::Acquire);
             let plausible = match parse_record(w, pos) {
                 Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) | Ok(Record::Consumed(l)) => {
-                    (l as u64) <= geo.max_message && off as u64 + record_size(l as u64) <= cap
+                    (l as u64) <= self.max_message && off as u64 + record_size(l as u64) <= cap
                 }
                 Ok(Record::Padding(l)) => RECORD_HEADER + l as u64 == cap - off as u64,
                 _ => false,
@@ -397,7 +457,9 @@ impl Ring {
             }
             pos += RECORD_HEADER;
         }
-        pos.min(tail)
+        let end = pos.min(tail);
+        self.skip(head, end);
+        end
     }
 }
 

@@ -87,7 +87,15 @@ pub(crate) fn wake(seq: &AtomicU32, all: bool) {
     sys::futex_wake(seq, if all { i32::MAX } else { 1 });
 }
 
-/// Bounded spinning with `spin_loop`, then `false`.
+/// Rounds of `sched_yield` after spinning, before sleeping. On a machine
+/// with fewer cores than busy processes, the peer we wait for is often
+/// runnable but not running (a sender preempted between claim and commit):
+/// yielding hands it the core, where a futex sleep would cost two syscalls
+/// and a wake-up per message.
+pub(crate) const YIELD_ROUNDS: u32 = 64;
+
+/// Waits for `cond` without sleeping: bounded spinning with `spin_loop`,
+/// then bounded yielding. Returns whether `cond` became true.
 pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
     for _ in 0..SPIN_ROUNDS {
         if cond() {
@@ -95,7 +103,13 @@ pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
         }
         std::hint::spin_loop();
     }
-    cond()
+    for _ in 0..YIELD_ROUNDS {
+        std::thread::yield_now();
+        if cond() {
+            return true;
+        }
+    }
+    false
 }
 
 /// How long the next sleep may last: the tick, cut to the deadline.

@@ -1,0 +1,356 @@
+//! Harness for multi-process tests that re-execute the test binary.
+//!
+//! A test spawns children with [`Spawn`]: the child is this same binary, run
+//! with `--exact <test> --nocapture --test-threads=1` (so it works under
+//! `cargo test` and nextest alike) and a role in `SHMPSC_TEST_ROLE`. At the
+//! top of the test function:
+//!
+//! ```ignore
+//! if let Some(role) = common::child_role() {
+//!     run_role(&role);
+//!     std::process::exit(0);
+//! }
+//! ```
+//!
+//! Children report events to the parent as marked lines on their stdout
+//! ([`emit`]); the parent reads them with [`Child::expect_event`]. The parent
+//! can write lines to a child's stdin ([`Child::send_line`]), and a child can
+//! block until its stdin is closed ([`wait_for_stdin_eof`]) to stay alive
+//! until killed. Every wait is bounded by [`HANG_GUARD`]: a guard against
+//! hangs, never an assertion about speed. [`Child`] kills and reaps its
+//! process on drop, so a panicking test leaks no process and no zombie.
+#![allow(dead_code)]
+
+use std::fmt::Display;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
+
+/// Environment variable naming the role a child process plays.
+pub const ROLE_VAR: &str = "SHMPSC_TEST_ROLE";
+/// Environment variable naming the channel a child process uses.
+pub const CHANNEL_VAR: &str = "SHMPSC_TEST_CHANNEL";
+/// Prefix of the environment variables carrying role parameters.
+const PARAM_PREFIX: &str = "SHMPSC_TEST_P_";
+/// Marks an event line on a child's stdout.
+const EVENT_MARK: &str = "@@shmpsc-test-event@@ ";
+/// Upper bound on every wait: only a guard against hangs, never a timing
+/// assertion.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------- child side
+
+/// In a child process, its role; `None` in the test process itself.
+///
+/// Also arranges for the child to die with the parent, and tells the
+/// parent (event `started`) that the role is about to run.
+pub fn child_role() -> Option<String> {
+    let role = std::env::var(ROLE_VAR).ok()?;
+    // A child never outlives a test process that was killed.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    emit("started");
+    Some(role)
+}
+
+/// In a child process, the channel name the parent passed.
+pub fn channel_name() -> String {
+    std::env::var(CHANNEL_VAR).expect("SHMPSC_TEST_CHANNEL is not set")
+}
+
+/// In a child process, the role parameter `key`.
+pub fn param<T: FromStr>(key: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let var = format!("{PARAM_PREFIX}{key}");
+    let value = std::env::var(&var).unwrap_or_else(|_| panic!("{var} is not set"));
+    value
+        .parse()
+        .unwrap_or_else(|e| panic!("{var}={value:?} does not parse: {e:?}"))
+}
+
+/// In a child process, reports `event` (a word, then optional data
+/// separated by spaces) to the parent.
+pub fn emit(event: impl Display) {
+    let mut out = std::io::stdout().lock();
+    // The leading newline keeps the mark at the start of a line even after
+    // the test harness's own "test name ... " prefix.
+    write!(out, "\n{EVENT_MARK}{event}\n").expect("writing an event to stdout");
+    out.flush().expect("flushing stdout");
+}
+
+/// In a child process, reads one line that the parent sent.
+pub fn read_line() -> String {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .expect("reading a line from stdin");
+    line.trim_end().to_owned()
+}
+
+/// In a child process, blocks until the parent closes our stdin (or dies).
+pub fn wait_for_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+/// The calling thread's kernel thread id.
+pub fn current_tid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+// ------------------------------------------------------------ parent side
+
+/// A channel name unique to this process and call: pid, counter, label.
+pub fn unique_name(label: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("t-{}-{n}-{label}", std::process::id())
+}
+
+/// A child process to be spawned: this test binary, running one test in a role.
+pub struct Spawn {
+    cmd: Command,
+    what: String,
+}
+
+impl Spawn {
+    /// Runs test `test` (its exact name) as role `role` on channel `channel`.
+    pub fn new(test: &str, role: &str, channel: &str) -> Spawn {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(ROLE_VAR, role)
+            .env(CHANNEL_VAR, channel)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Spawn {
+            cmd,
+            what: role.to_owned(),
+        }
+    }
+
+    /// Sets role parameter `key` (read in the child with [`param`]).
+    pub fn param(mut self, key: &str, value: impl Display) -> Spawn {
+        self.cmd
+            .env(format!("{PARAM_PREFIX}{key}"), value.to_string());
+        if key == "id" {
+            self.what = format!("{} #{value}", self.what);
+        }
+        self
+    }
+
+    /// The command, e.g. for `Sender::pass_to`.
+    pub fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Spawns the child and waits until its role starts.
+    pub fn spawn(mut self) -> Child {
+        let mut child = self
+            .cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning child {}: {e}", self.what));
+        // Drop the command now: it may hold descriptors meant for the child.
+        drop(self.cmd);
+        let what = format!("child {} (pid {})", self.what, child.id());
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take();
+        let (event_tx, events) = mpsc::channel();
+        let label = what.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find(EVENT_MARK) {
+                    let _ = event_tx.send(line[i + EVENT_MARK.len()..].to_owned());
+                } else if !line.trim().is_empty() {
+                    println!("[{label}] {line}");
+                }
+            }
+        });
+        // Learn of the exit without reaping (WNOWAIT): only `Child` reaps,
+        // so its pid cannot be reused while `Child` may still signal it.
+        let pid = Pid::from_raw(child.id() as i32);
+        let (exit_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            while let Err(Errno::EINTR) =
+                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+            {}
+            let _ = exit_tx.send(());
+        });
+        let mut child = Child {
+            what,
+            child,
+            stdin,
+            events,
+            exited,
+            status: None,
+        };
+        child.expect_event("started");
+        child
+    }
+}
+
+/// A running child process. Dropping it kills (SIGKILL) and reaps it.
+pub struct Child {
+    what: String,
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+    events: mpsc::Receiver<String>,
+    exited: mpsc::Receiver<()>,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most [`HANG_GUARD`]) for the child's next event, which must
+    /// be `name`, and returns the data after the name. Fails the test if the
+    /// child exits first or reports another event.
+    pub fn expect_event(&mut self, name: &str) -> String {
+        match self.events.recv_timeout(HANG_GUARD) {
+            Ok(event) => {
+                let (got, data) = event.split_once(' ').unwrap_or((&event, ""));
+                assert_eq!(
+                    got, name,
+                    "{}: expected event `{name}`, got `{event}`",
+                    self.what
+                );
+                data.to_owned()
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "hang guard: {} reported no event `{name}` within {HANG_GUARD:?}",
+                self.what
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.wait();
+                panic!(
+                    "{} exited ({status}) before reporting event `{name}`",
+                    self.what
+                )
+            }
+        }
+    }
+
+    /// Writes one line to the child's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin was closed");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing to {}: {e}", self.what));
+    }
+
+    /// Closes the child's stdin (ends [`wait_for_stdin_eof`] in the child).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits (at most [`HANG_GUARD`]) for the child to exit, and reaps it.
+    pub fn wait(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        if let Err(mpsc::RecvTimeoutError::Timeout) = self.exited.recv_timeout(HANG_GUARD) {
+            panic!(
+                "hang guard: {} did not exit within {HANG_GUARD:?}",
+                self.what
+            );
+        }
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.what));
+        self.status = Some(status);
+        status
+    }
+
+    /// Waits for the child to exit and asserts that it exited with status 0.
+    pub fn wait_success(&mut self) {
+        let status = self.wait();
+        assert!(status.success(), "{} failed: {status}", self.what);
+    }
+
+    /// Kills the child with SIGKILL, reaps it, and asserts that the signal
+    /// is what ended it (it had not exited on its own).
+    pub fn kill(&mut self) {
+        assert!(self.status.is_none(), "{} was already reaped", self.what);
+        self.child
+            .kill()
+            .unwrap_or_else(|e| panic!("killing {}: {e}", self.what));
+        let status = self.wait();
+        assert_eq!(
+            status.signal(),
+            Some(nix::libc::SIGKILL),
+            "{} was expected to die of SIGKILL, but: {status}",
+            self.what
+        );
+    }
+
+    /// Waits (at most [`HANG_GUARD`]) until thread `tid` of the child sleeps
+    /// in a futex wait, i.e. is blocked inside the channel. Polls `/proc`
+    /// (yielding, no sleep); if the kernel hides wait channels, a long run of
+    /// sleeping states is taken as enough.
+    pub fn wait_until_blocked_in_futex(&mut self, tid: i32) {
+        let dir = format!("/proc/{}/task/{tid}", self.pid());
+        let deadline = Instant::now() + HANG_GUARD;
+        // Consecutive polls that saw it sleeping with an unknown wait channel.
+        let mut asleep_unknown = 0u32;
+        loop {
+            let stat = std::fs::read_to_string(format!("{dir}/stat"))
+                .unwrap_or_else(|e| panic!("{}: reading {dir}/stat: {e}", self.what));
+            // The state is the first field after the parenthesised name.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if state == Some('S') {
+                let wchan = std::fs::read_to_string(format!("{dir}/wchan")).unwrap_or_default();
+                let wchan = wchan.trim();
+                if wchan.contains("futex") {
+                    return;
+                }
+                // "0" is also what a kernel that hides wait channels says:
+                // then a long run of sleeping states has to do.
+                if wchan.is_empty() || wchan == "0" {
+                    asleep_unknown += 1;
+                    if asleep_unknown >= 10_000 {
+                        return;
+                    }
+                } else {
+                    asleep_unknown = 0;
+                }
+            } else {
+                asleep_unknown = 0;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hang guard: thread {tid} of {} did not block in a futex within {HANG_GUARD:?} \
+                 (last stat: {stat})",
+                self.what
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stdin = None;
+        if self.status.is_none() {
+            // Not reaped yet, so the pid is still ours: no reuse race.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
