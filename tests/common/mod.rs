@@ -21,6 +21,8 @@
 //! process on drop, so a panicking test leaks no process and no zombie.
 #![allow(dead_code)]
 
+pub mod msg;
+
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -296,6 +298,35 @@ impl Child {
             "{} was expected to die of SIGKILL, but: {status}",
             self.what
         );
+    }
+
+    /// Waits (at most [`HANG_GUARD`]) until the child is stopped by a signal
+    /// (state `T` in `/proc`), e.g. after it raised SIGSTOP itself.
+    pub fn wait_until_stopped(&mut self) {
+        let path = format!("/proc/{}/stat", self.pid());
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let stat = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: reading {path}: {e}", self.what));
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if state == Some('T') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hang guard: {} did not stop within {HANG_GUARD:?} (last stat: {stat})",
+                self.what
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(Pid::from_raw(self.pid() as i32), signal)
+            .unwrap_or_else(|e| panic!("signalling {}: {e}", self.what));
     }
 
     /// Waits (at most [`HANG_GUARD`]) until thread `tid` of the child sleeps

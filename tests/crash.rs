@@ -1,0 +1,243 @@
+//! Crash safety at exact protocol steps: a sender stopped or killed between
+//! claim and commit (made deterministic with the `test-hooks` feature), slot
+//! reclamation across many dead senders, and stale-segment clean-up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::msg::{drain_until_disconnected, recv_guarded, Msg, Tracker};
+use common::{channel_name, child_role, emit, param, unique_name, wait_for_stdin_eof, Spawn};
+use nix::sys::signal::Signal;
+use shmpsc::{Builder, OpenError, ReceiverState, RecvTimeoutError, Sender};
+
+/// A short liveness tick, so a test sees many liveness checks quickly.
+const TICK: Duration = Duration::from_millis(5);
+/// The protocol steps between claim and commit (see src/hooks.rs).
+const STEPS: [&str; 3] = ["claimed", "header", "payload"];
+
+fn run_role(role: &str) {
+    match role {
+        // Sends seq 0..count as sender `id` on the passed (or opened) sender.
+        "seq_sender" => {
+            let tx = Sender::<Msg>::open(&channel_name()).expect("open");
+            let id: u32 = param("id");
+            for seq in 0..param::<u64>("count") {
+                tx.send(Msg::new(id, seq)).expect("send");
+            }
+        }
+        // Opens a sender of its own, sends one message, stays until killed.
+        "send_one_and_idle" => {
+            let tx = Sender::<Msg>::open(&channel_name()).expect("open");
+            tx.send(Msg::new(param("id"), 0)).expect("send");
+            emit("sent");
+            wait_for_stdin_eof();
+        }
+        // Creates the channel as its receiver and stays until killed.
+        "idle_receiver" => {
+            let _rx = Builder::new(&channel_name())
+                .receiver::<Msg>()
+                .expect("create");
+            emit("ready");
+            wait_for_stdin_eof();
+        }
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Spawns sender `id` sending `count` messages, with its sender passed by
+/// `tx` and the test hook `hook` (if any).
+fn spawn_sender(
+    test: &str,
+    name: &str,
+    tx: &Sender<Msg>,
+    id: u32,
+    count: u64,
+    hook: Option<String>,
+) -> common::Child {
+    let mut spawn = Spawn::new(test, "seq_sender", name)
+        .param("id", id)
+        .param("count", count);
+    if let Some(hook) = hook {
+        spawn.command().env("SHMPSC_TEST_HOOK", hook);
+    }
+    tx.pass_to(spawn.command()).expect("pass_to");
+    spawn.spawn()
+}
+
+#[test]
+fn stopped_sender_mid_claim_is_waited_for() {
+    if let Some(role) = child_role() {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    let test = "stopped_sender_mid_claim_is_waited_for";
+    for step in STEPS {
+        let name = unique_name(&format!("stop-{step}"));
+        let (tx, rx) = Builder::new(&name).tick(TICK).create::<Msg>().unwrap();
+        // A stops itself with SIGSTOP inside its third send.
+        let mut a = spawn_sender(test, &name, &tx, 0, 5, Some(format!("{step}:3:stop")));
+        let mut tracker = Tracker::new(2);
+        for _ in 0..2 {
+            tracker.accept(&recv_guarded(&rx).expect("message from A"));
+        }
+        a.wait_until_stopped();
+        // B's whole stream lands behind A's unfinished claim.
+        let mut b = spawn_sender(test, &name, &tx, 1, 5, None);
+        b.wait_success();
+        drop(tx);
+        // Many liveness checks pass while A is stopped: a slow sender is
+        // not a dead one, so nothing is skipped and nothing overtakes A.
+        assert_eq!(
+            rx.recv_timeout(TICK * 40),
+            Err(RecvTimeoutError::Timeout),
+            "step {step}: a message was delivered past a stopped sender's claim"
+        );
+        let info = shmpsc::inspect(&name).unwrap();
+        assert_eq!(
+            info.recovered_bytes, 0,
+            "step {step}: a live claim was skipped"
+        );
+        a.signal(Signal::SIGCONT);
+        let first = recv_guarded(&rx).expect("A's resumed message");
+        assert_eq!(
+            first,
+            Msg::new(0, 2),
+            "step {step}: A's claim must come first"
+        );
+        tracker.accept(&first);
+        drain_until_disconnected(&rx, &mut tracker);
+        assert_eq!(tracker.next, [5, 5], "step {step}");
+        a.wait_success();
+    }
+}
+
+#[test]
+fn sender_killed_at_each_protocol_step() {
+    if let Some(role) = child_role() {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    let test = "sender_killed_at_each_protocol_step";
+    for step in STEPS {
+        let name = unique_name(&format!("kill-{step}"));
+        let (tx, rx) = Builder::new(&name).tick(TICK).create::<Msg>().unwrap();
+        // A dies with SIGKILL inside its third send.
+        let mut a = spawn_sender(test, &name, &tx, 0, 5, Some(format!("{step}:3:kill")));
+        let status = a.wait();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(nix::libc::SIGKILL),
+            "step {step}: A should have died inside its third send"
+        );
+        // B's stream lands behind A's dead claim.
+        let mut b = spawn_sender(test, &name, &tx, 1, 5, None);
+        b.wait_success();
+        drop(tx);
+        let mut tracker = Tracker::new(2);
+        drain_until_disconnected(&rx, &mut tracker);
+        assert_eq!(
+            tracker.next,
+            [2, 5],
+            "step {step}: A's committed prefix and all of B, and nothing of A's dead claim"
+        );
+        let info = shmpsc::inspect(&name).unwrap();
+        assert!(
+            info.recovered_bytes > 0,
+            "step {step}: the dead claim should have been skipped"
+        );
+        assert_eq!(info.invalid_messages, 0, "step {step}");
+    }
+}
+
+#[test]
+fn ten_times_max_senders_killed_in_turn() {
+    if let Some(role) = child_role() {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    const MAX: u32 = 4;
+    const ROUNDS: u32 = 10 * MAX;
+    let name = unique_name("slots");
+    let (tx, rx) = Builder::new(&name)
+        .max_senders(MAX)
+        .tick(TICK)
+        .create::<Msg>()
+        .unwrap();
+    for id in 0..ROUNDS {
+        // Each child opens a sender of its own: with the parent's sender,
+        // the slots are full after three, so every later child must reclaim
+        // a dead sender's slot.
+        let mut child = Spawn::new(
+            "ten_times_max_senders_killed_in_turn",
+            "send_one_and_idle",
+            &name,
+        )
+        .param("id", id)
+        .spawn();
+        child.expect_event("sent");
+        let info = shmpsc::inspect(&name).unwrap();
+        assert!(info.senders.len() <= MAX as usize);
+        assert!(info.senders.iter().filter(|s| s.alive).count() == 2);
+        child.kill();
+    }
+    drop(tx);
+    let mut got = Vec::new();
+    while let Some(m) = recv_guarded(&rx) {
+        assert_eq!(m, Msg::new(m.sender, 0));
+        got.push(m.sender);
+    }
+    assert_eq!(got, (0..ROUNDS).collect::<Vec<_>>());
+}
+
+#[test]
+fn stale_segments_are_listed_and_removed() {
+    if let Some(role) = child_role() {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    let test = "stale_segments_are_listed_and_removed";
+    let stale = unique_name("stale");
+    let mut receiver = Spawn::new(test, "idle_receiver", &stale).spawn();
+    receiver.expect_event("ready");
+    let mut sender = Spawn::new(test, "send_one_and_idle", &stale)
+        .param("id", 7)
+        .spawn();
+    sender.expect_event("sent");
+
+    let info = shmpsc::inspect(&stale).unwrap();
+    assert_eq!(info.receiver, ReceiverState::Alive);
+    assert_eq!(info.receiver_pid, receiver.pid());
+    assert_eq!(info.senders.len(), 1);
+    assert!(info.senders[0].alive);
+    assert_eq!(info.senders[0].pid, sender.pid());
+    assert_eq!(info.sent_messages(), 1);
+    assert!(info.used > 0);
+    assert!(matches!(
+        shmpsc::remove(&stale),
+        Err(OpenError::InUse { .. })
+    ));
+
+    sender.kill();
+    receiver.kill();
+    let info = shmpsc::inspect(&stale).unwrap();
+    assert_eq!(info.receiver, ReceiverState::Dead);
+    assert_eq!(info.senders.len(), 1);
+    assert!(!info.senders[0].alive);
+    assert!(info.is_unused());
+    assert!(shmpsc::list().unwrap().contains(&stale));
+
+    // A live channel survives the sweep; the stale one does not.
+    let live = unique_name("live");
+    let (_tx, _rx) = shmpsc::channel::<Msg>(&live).unwrap();
+    let removed = shmpsc::remove_unused().unwrap();
+    assert!(removed.contains(&stale), "{removed:?}");
+    assert!(!removed.contains(&live));
+    let names = shmpsc::list().unwrap();
+    assert!(!names.contains(&stale));
+    assert!(names.contains(&live));
+    assert!(matches!(
+        shmpsc::inspect(&stale),
+        Err(OpenError::NotFound { .. })
+    ));
+}
