@@ -203,10 +203,17 @@ impl Builder {
         let geo = self.geometry()?;
         let (seg, created) = Segment::create(&self.name, geo, self.mode, type_fingerprint::<T>())
             .map_err(name_type::<T>)?;
+        let ring = Ring::new(seg);
+        let head = ring.checked_head().map_err(|bad| OpenError::Corrupt {
+            name: self.name.clone(),
+            reason: format!("its consumer cursor is unusable: {bad}"),
+        })?;
         Ok(Receiver {
-            ring: Ring::new(seg),
+            ring,
             tick: self.tick,
-            tail: Cell::new(0),
+            head: Cell::new(head),
+            tail: Cell::new(head),
+            broken: Cell::new(false),
             last_check: Cell::new(None),
             taken_over: created == Created::TakenOver,
             _t: PhantomData,
@@ -664,7 +671,12 @@ impl SenderInner {
         let slot = &seg.slots()[self.slot];
         let h = seg.header();
         loop {
-            if let Claim::At { first, pos } = self.ring.claim(slot, len, &mut local.cached_head) {
+            let claim = self.ring.claim(slot, len, &mut local.cached_head);
+            if claim == Claim::Corrupt {
+                self.disconnected.store(true, Ordering::Relaxed);
+                return Err(SendFail::Disconnected);
+            }
+            if let Claim::At { first, pos } = claim {
                 self.ring.commit(slot, pos, payload);
                 // One writer per slot (the local mutex): no RMW needed.
                 slot.sent_messages.store(
@@ -741,8 +753,13 @@ impl SenderInner {
 pub struct Receiver<T> {
     ring: Ring,
     tick: Duration,
-    /// Cached view of the claim cursor.
+    /// The consumer cursor: the receiver's own (trusted) copy; the one in
+    /// shared memory is published for senders.
+    head: Cell<u64>,
+    /// Cached, checked view of the claim cursor.
     tail: Cell<u64>,
+    /// Set when the claim cursor was found corrupt: the channel is closed.
+    broken: Cell<bool>,
     /// When liveness maintenance last ran.
     last_check: Cell<Option<Instant>>,
     taken_over: bool,
@@ -897,7 +914,8 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.ring.head() == self.ring.tail()
+        let mut tail = self.tail.get();
+        matches!(self.ring.peek(self.head.get(), &mut tail).1, Peek::Empty)
     }
 
     /// Size of the ring's data area in bytes (messages take their encoded
@@ -915,7 +933,7 @@ impl<T> Receiver<T> {
     /// Liveness maintenance, at most once per tick: reclaims dead senders'
     /// slots and skips a dead sender's claim at `head`. Returns whether
     /// anything changed.
-    fn maintain(&self, force: bool) -> Result<bool, InvalidMessage> {
+    fn maintain(&self, force: bool) -> Result<bool, RecvFail> {
         let now = Instant::now();
         if !force
             && self
@@ -928,9 +946,12 @@ impl<T> Receiver<T> {
         self.last_check.set(Some(now));
         let seg = self.ring.segment();
         let reaped = peers::reap_dead(seg) > 0;
-        let head = self.ring.head();
-        let tail = self.ring.tail();
-        if head >= tail {
+        let head = self.head.get();
+        let tail = self
+            .ring
+            .checked_tail(head)
+            .map_err(|m| self.break_down(m))?;
+        if head == tail {
             return Ok(reaped);
         }
         let intents = peers::live_intents(seg);
@@ -940,6 +961,7 @@ impl<T> Receiver<T> {
         {
             Ok(Some(end)) => {
                 self.ring.skip(head, end);
+                self.head.set(end);
                 seg.header()
                     .rx
                     .recovered_bytes
@@ -948,27 +970,63 @@ impl<T> Receiver<T> {
                 Ok(true)
             }
             Ok(None) => Ok(reaped),
-            Err(reason) => Err(self.resync(head, tail, reason)),
+            Err(bad) => Err(self.resync(head, bad)),
         }
     }
 
     /// Skips a malformed record at `head`: resumes at the next position
     /// that holds a well-formed header or a live sender's claim.
     #[cold]
-    fn resync(&self, head: u64, tail: u64, bad: Malformed) -> InvalidMessage {
+    fn resync(&self, head: u64, bad: Malformed) -> RecvFail {
         let seg = self.ring.segment();
+        let tail = match self.ring.checked_tail(head) {
+            Ok(t) => t,
+            Err(m) => return self.break_down(m),
+        };
         let intents = peers::live_intents(seg);
         let end = self.ring.resync(head, tail, |p| intents.contains(&p));
+        self.head.set(end);
         seg.header()
             .rx
             .invalid_messages
             .fetch_add(1, Ordering::Relaxed);
         self.wake_senders();
-        InvalidMessage {
+        RecvFail::Invalid(InvalidMessage {
             position: head,
-            len: end.abs_diff(head),
-            reason: format!("is malformed ({bad}); the receiver resumed at position {end}"),
-        }
+            len: end - head,
+            reason: format!(
+                "is malformed ({bad}); {} bytes were skipped and the receiver resumed at \
+                 position {end}",
+                end - head
+            ),
+        })
+    }
+
+    /// The claim cursor is corrupt: nothing after it can be trusted. The
+    /// channel is closed for everyone (senders see `Disconnected`), and this
+    /// receiver reports `Disconnected` from now on.
+    #[cold]
+    fn break_down(&self, bad: Malformed) -> RecvFail {
+        let seg = self.ring.segment();
+        self.broken.set(true);
+        seg.header()
+            .rx
+            .invalid_messages
+            .fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
+        seg.header()
+            .control
+            .rx_state
+            .store(RX_DROPPED, Ordering::Release);
+        wait::wake(&seg.header().control.space_seq, true);
+        RecvFail::Invalid(InvalidMessage {
+            position: self.head.get(),
+            len: 0,
+            reason: format!(
+                "cannot be reached: the producers' claim cursor {bad}, so the channel was \
+                 written by something that breaks the protocol and is closed; create it again"
+            ),
+        })
     }
 
     /// Wakes senders that sleep waiting for room.
@@ -994,22 +1052,35 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// Peeks at the next record from the receiver's own head, keeping the
+    /// cached head and tail up to date (peeking consumes padding).
+    #[inline]
+    fn look(&self) -> (u64, Peek) {
+        let mut tail = self.tail.get();
+        let (head, found) = self.ring.peek(self.head.get(), &mut tail);
+        self.head.set(head);
+        self.tail.set(tail);
+        (head, found)
+    }
+
     fn recv_raw<R>(
         &self,
         deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Result<R, String>,
     ) -> Result<R, RecvFail> {
+        if self.broken.get() {
+            return Err(RecvFail::Disconnected);
+        }
         let seg = self.ring.segment();
         let h = seg.header();
-        let mut tail = self.tail.get();
         let mut spun = false;
         loop {
-            let (head, found) = self.ring.peek(self.ring.head(), &mut tail);
-            self.tail.set(tail);
+            let (head, found) = self.look();
             match found {
                 Peek::Message { len, offset } => {
                     let r = f(self.ring.payload(offset, len));
-                    self.ring.consume(head, len);
+                    let next = self.ring.consume(head, len);
+                    self.head.set(next);
                     let rx = &h.rx;
                     rx.received_messages.store(
                         rx.received_messages.load(Ordering::Relaxed) + 1,
@@ -1019,7 +1090,7 @@ impl<T> Receiver<T> {
                         rx.received_bytes.load(Ordering::Relaxed) + len,
                         Ordering::Relaxed,
                     );
-                    self.after_consume(head + crate::layout::record_size(len));
+                    self.after_consume(next);
                     return r.map_err(|reason| {
                         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
                         RecvFail::Invalid(InvalidMessage {
@@ -1032,19 +1103,15 @@ impl<T> Receiver<T> {
                         })
                     });
                 }
-                Peek::Malformed(bad) => {
-                    let tail = self.ring.tail();
-                    return Err(RecvFail::Invalid(self.resync(head, tail, bad)));
-                }
+                Peek::Malformed(bad) => return Err(self.resync(head, bad)),
+                Peek::Broken(bad) => return Err(self.break_down(bad)),
                 Peek::Empty => {
                     // SYNC POINT: the Acquire loads in `any_active` pair with
                     // the Release clear in `peers::release`: a sender's
                     // commits are visible once its bit is seen clear, so
                     // re-peeking after it cannot miss a message.
                     if !peers::any_active(seg) {
-                        let (_, again) = self.ring.peek(self.ring.head(), &mut tail);
-                        self.tail.set(tail);
-                        if again == Peek::Empty {
+                        if self.look().1 == Peek::Empty {
                             return Err(RecvFail::Disconnected);
                         }
                         continue;
@@ -1056,16 +1123,15 @@ impl<T> Receiver<T> {
             // should sleep for it (`after_consume` defers wake-ups).
             self.wake_senders();
             if matches!(deadline, Deadline::Now) {
-                if self.maintain(false).map_err(RecvFail::Invalid)? {
+                if self.maintain(false)? {
                     continue;
                 }
                 return Err(RecvFail::Empty);
             }
-            let ready = || {
-                let mut t = self.tail.get();
-                let (_, p) = self.ring.peek(self.ring.head(), &mut t);
-                !matches!(p, Peek::Empty | Peek::Pending)
-                    || (p == Peek::Empty && !peers::any_active(seg))
+            let ready = || match self.look().1 {
+                Peek::Pending => false,
+                Peek::Empty => !peers::any_active(seg),
+                _ => true,
             };
             if !spun {
                 spun = true;
@@ -1073,14 +1139,14 @@ impl<T> Receiver<T> {
                     continue;
                 }
             }
-            if self.maintain(false).map_err(RecvFail::Invalid)? {
+            if self.maintain(false)? {
                 continue;
             }
             let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
                 return Err(RecvFail::Empty);
             };
             if wait::sleep(&h.data.seq, &h.data.waiting, timeout, ready) == Wake::TimedOut
-                && self.maintain(true).map_err(RecvFail::Invalid)?
+                && self.maintain(true)?
             {
                 continue;
             }

@@ -226,12 +226,6 @@ impl Geometry {
         }
         Ok(g)
     }
-
-    /// Byte offset inside the data area of a position.
-    #[inline]
-    pub(crate) fn offset(&self, pos: u64) -> usize {
-        (pos & (self.capacity - 1)) as usize
-    }
 }
 
 /// What a record header word says.
@@ -345,7 +339,6 @@ mod tests {
         let g = Geometry::new(1 << 20, 1 << 10, 8).unwrap();
         assert_eq!(g.data_offset % LINE, 0);
         assert_eq!(g.len, g.data_offset + (1 << 20));
-        assert_eq!(g.offset((1 << 20) + 24), 24);
     }
 
     #[test]

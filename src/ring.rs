@@ -27,6 +27,9 @@ pub(crate) enum Claim {
     At { first: u64, pos: u64 },
     /// Not enough room now.
     Full,
+    /// The claim cursor is corrupt (not 8-aligned): the segment was written
+    /// by something that breaks the protocol.
+    Corrupt,
 }
 
 /// What the receiver finds at `head`.
@@ -39,8 +42,10 @@ pub(crate) enum Peek {
     /// A committed message: payload of `len` bytes at data offset `offset`.
     Message { len: u64, offset: usize },
     /// A malformed header word: the segment was written by something that
-    /// does not follow the protocol.
+    /// does not follow the protocol. The receiver can skip it.
     Malformed(Malformed),
+    /// The claim cursor itself is corrupt: the channel cannot be used any more.
+    Broken(Malformed),
 }
 
 /// A header word that breaks the protocol, and what is wrong with it.
@@ -123,6 +128,10 @@ impl Ring {
         let mut tail = h.tail.load(Ordering::Relaxed);
         let mut first = None;
         loop {
+            if tail & 7 != 0 {
+                slot.intent.store(NO_INTENT, Ordering::Relaxed);
+                return Claim::Corrupt;
+            }
             let to_end = cap - (tail & (cap - 1));
             let (claim, padding) = if size <= to_end {
                 (size, false)
@@ -210,17 +219,45 @@ impl Ring {
     }
 
     // -------------------------------------------------------------- receiver
+    //
+    // The receiver keeps its own `head` (trusted, always 8-aligned) and
+    // passes it in; the copy in shared memory is only published for senders.
+    // `tail` is untrusted: every value read is checked by `checked_tail`.
 
-    /// The claim cursor.
-    pub(crate) fn tail(&self) -> u64 {
+    /// Reads the claim cursor and checks it against the receiver's `head`:
+    /// 8-aligned, not behind `head`, at most one ring ahead. Anything else
+    /// means the word was overwritten by something that breaks the protocol.
+    pub(crate) fn checked_tail(&self, head: u64) -> Result<u64, Malformed> {
         // SYNC POINT: receiver. Pairs with the AcqRel CAS in `claim`: the
         // claimer's intent is visible.
-        self.seg.header().tail.load(Ordering::Acquire)
+        let tail = self.seg.header().tail.load(Ordering::Acquire);
+        let what = if tail & 7 != 0 {
+            "is not 8-aligned"
+        } else if tail < head {
+            "is behind the consumer"
+        } else if tail - head > self.cap {
+            "is more than a ring ahead of the consumer"
+        } else {
+            return Ok(tail);
+        };
+        Err(Malformed {
+            pos: head,
+            word: tail,
+            what,
+        })
     }
 
-    /// The consumer cursor, as last published.
-    pub(crate) fn head(&self) -> u64 {
-        self.seg.header().rx.head.load(Ordering::Relaxed)
+    /// Checks a consumer position read from the segment (at takeover).
+    pub(crate) fn checked_head(&self) -> Result<u64, Malformed> {
+        let head = self.seg.header().rx.head.load(Ordering::Acquire);
+        if head & 7 != 0 {
+            return Err(Malformed {
+                pos: head,
+                word: head,
+                what: "(the consumer cursor) is not 8-aligned",
+            });
+        }
+        self.checked_tail(head).map(|_| head)
     }
 
     /// Looks at the record at `head`, consuming padding on the way, and
@@ -229,8 +266,8 @@ impl Ring {
     /// A committed header is trusted for its position (its tag) and bounded
     /// by the lap and the maximum message size, so the fast path never
     /// touches `tail`, the line every sender writes. `tail` (the receiver's
-    /// cached view of it) is read only to tell "empty" from "claimed but not
-    /// written yet".
+    /// cached, checked view of it) is read only to tell "empty" from
+    /// "claimed but not written yet".
     #[inline]
     pub(crate) fn peek(&self, mut head: u64, tail: &mut u64) -> (u64, Peek) {
         let cap = self.cap;
@@ -268,12 +305,12 @@ impl Ring {
                 }
                 Ok(Record::Empty) | Ok(Record::Claimed(_)) => {
                     if head >= *tail {
-                        *tail = self.tail();
+                        match self.checked_tail(head) {
+                            Ok(t) => *tail = t,
+                            Err(m) => return (head, Peek::Broken(m)),
+                        }
                         if head == *tail {
                             return (head, Peek::Empty);
-                        }
-                        if head > *tail {
-                            return bad("is where the consumer stands, past the producers' tail");
                         }
                     }
                     return (head, Peek::Pending);
@@ -285,19 +322,16 @@ impl Ring {
                     // Skip the rest of the lap: only its header word is
                     // non-zero.
                     self.word(off).store(0, Ordering::Relaxed);
-                    let next = head + (cap - off as u64);
-                    self.advance(head, cap - off as u64);
-                    head = next;
+                    head += cap - off as u64;
+                    self.publish_head(head);
                 }
                 Ok(Record::Consumed(len)) => {
-                    let size = record_size(len as u64);
-                    if off as u64 + size > cap {
+                    if off as u64 + record_size(len as u64) > cap {
                         return bad("is a consumed record beyond the end of the lap");
                     }
                     // A receiver died while consuming this record after
                     // returning it: finish the job.
-                    self.consume(head, len as u64);
-                    head += size;
+                    head = self.consume(head, len as u64);
                 }
                 Err(what) => return bad(what),
             }
@@ -308,28 +342,29 @@ impl Ring {
     pub(crate) fn payload(&self, offset: usize, len: u64) -> &[u8] {
         // SAFETY: `peek` checked that `offset + len` lies in the data area;
         // the record is committed and no sender writes it until `consume`
-        // advances `head` past it, which needs `&self` borrows to end first
-        // in the receiver's code (it consumes after decoding).
+        // advances `head` past it, which the receiver does only after the
+        // borrow ends.
         unsafe { std::slice::from_raw_parts(self.data.add(offset), len as usize) }
     }
 
-    /// Zeroes the record of `len` payload bytes at `head` and moves `head`
-    /// past it.
+    /// Zeroes the record of `len` payload bytes at `head`, moves `head` past
+    /// it, and returns the new `head`.
     ///
     /// The header is marked consumed first and zeroed last, so a receiver
     /// that dies at any point leaves either an intact committed record (it
     /// was not returned to the caller yet), a consumed mark, or zeros, which
     /// the next receiver skips; never a torn record.
-    pub(crate) fn consume(&self, head: u64, len: u64) {
+    pub(crate) fn consume(&self, head: u64, len: u64) -> u64 {
         let size = record_size(len);
-        let word = self.seg.word_at(self.seg.geometry().offset(head));
+        let word = self.word(self.offset(head));
         word.store(
             record_word(Record::Consumed(len as u32), head),
             Ordering::Relaxed,
         );
         self.zero(head + RECORD_HEADER, size - RECORD_HEADER);
         word.store(0, Ordering::Relaxed);
-        self.advance(head, size);
+        self.publish_head(head + size);
+        head + size
     }
 
     /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
@@ -342,19 +377,17 @@ impl Ring {
         unsafe { std::ptr::write_bytes(self.data.add(off), 0, size as usize) };
     }
 
-    fn advance(&self, head: u64, size: u64) {
+    /// Publishes the consumer cursor to senders.
+    fn publish_head(&self, head: u64) {
         // SYNC POINT: receiver. Pairs with the Acquire load of `head` in
-        // `claim`: the zeroing above is visible before the room is reused.
-        self.seg
-            .header()
-            .rx
-            .head
-            .store(head + size, Ordering::Release);
+        // `claim`: the zeroing before it is visible before the room is reused.
+        self.seg.header().rx.head.store(head, Ordering::Release);
     }
 
     /// Skips `[head, to)` after recovery decided no live sender owns it.
-    /// Zeroes it in lap-sized pieces.
+    /// Zeroes it in lap-sized pieces. `to - head` is at most a ring.
     pub(crate) fn skip(&self, head: u64, to: u64) {
+        debug_assert!(to >= head && to - head <= self.cap && to & 7 == 0);
         let cap = self.cap;
         let mut pos = head;
         while pos < to {
@@ -363,15 +396,15 @@ impl Ring {
             self.zero(pos, n);
             pos += n;
         }
-        self.advance(head, to - head);
+        self.publish_head(to);
     }
 
     /// Decides what to do with a pending claim at `head` whose owner may be
-    /// dead. `live_intent(p)` says whether a live sender's intent is `p`
-    /// (the caller collected intents after loading `tail`, and only of
-    /// senders whose lock is held). Returns the position up to which the
-    /// bytes belong to dead claims, or `None` if a live sender owns `head`
-    /// or the record got committed meanwhile.
+    /// dead. `tail` was checked; `live_intent(p)` says whether a live
+    /// sender's intent is `p` (the caller collected intents after loading
+    /// `tail`, and only of senders whose lock is held). Returns the position
+    /// up to which the bytes belong to dead claims, or `None` if a live
+    /// sender owns `head` or the record got committed meanwhile.
     pub(crate) fn dead_claim_end(
         &self,
         head: u64,
@@ -423,20 +456,12 @@ impl Ring {
             }
         }
     }
-}
 
-impl Ring {
     /// Skips a malformed record at `head` and returns where the receiver
-    /// resumes: the first later position (up to `tail`) that a live sender
-    /// is claiming or that holds a well-formed header whose record fits. If
-    /// `head` is past `tail` (only a writer that breaks the protocol can do
-    /// that), the consumer moves back to `tail`: every byte behind it was
-    /// zeroed when consumed.
+    /// resumes: the first later position (up to the checked `tail`) that a
+    /// live sender is claiming or that holds a well-formed header whose
+    /// record fits.
     pub(crate) fn resync(&self, head: u64, tail: u64, live_intent: impl Fn(u64) -> bool) -> u64 {
-        if head > tail {
-            self.advance(0, tail);
-            return tail;
-        }
         let cap = self.cap;
         let mut pos = head + RECORD_HEADER;
         while pos < tail {

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -446,16 +446,6 @@ impl Segment {
     pub(crate) fn data(&self) -> *mut u8 {
         // SAFETY: `data_offset + capacity == len` of the mapping (validated).
         unsafe { self.map.as_mut_ptr().add(self.geo.data_offset) }
-    }
-
-    /// The header word of the record at data offset `off`.
-    #[inline]
-    pub(crate) fn word_at(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && (off as u64) < self.geo.capacity);
-        // SAFETY: callers pass an offset masked into the data area and
-        // 8-aligned; the data area is 128-aligned, so the word is aligned and
-        // in bounds, and shared words are only accessed atomically.
-        unsafe { &*(self.data().add(off) as *const AtomicU64) }
     }
 }
 

@@ -1,0 +1,197 @@
+//! shmpsc, this crate: serde messages with `send`/`recv`, bytes with
+//! `send_bytes`/`recv_bytes_with` (zero-copy on the receiving side).
+
+use std::time::{Duration, Instant};
+
+use shmpsc::{Builder, Receiver, RecvError, Sender, TryRecvError};
+
+use super::{commands, reply, seq_of, Inbox, Msg, Outbox, Spec, Transport};
+use super::{MAX_MESSAGE, RING_BYTES};
+
+/// The shmpsc peer.
+pub struct Shmpsc;
+
+/// A receiver, spinning on `try_recv` or blocking in `recv`.
+pub struct ShmIn {
+    rx: Receiver<Msg>,
+    spin: bool,
+    /// Until the first message, "no sender attached" only means that the
+    /// peer has not opened its sender yet (ping-pong start-up).
+    started: bool,
+}
+
+impl ShmIn {
+    fn new(rx: Receiver<Msg>, spin: bool) -> ShmIn {
+        ShmIn {
+            rx,
+            spin,
+            started: false,
+        }
+    }
+
+    /// Receives with `try_once` (non-blocking) or `wait` (blocking).
+    #[inline]
+    fn get<R>(
+        &mut self,
+        mut try_once: impl FnMut(&Receiver<Msg>) -> Result<R, TryRecvError>,
+        mut wait: impl FnMut(&Receiver<Msg>) -> Result<R, RecvError>,
+    ) -> R {
+        loop {
+            let r = if self.spin {
+                match try_once(&self.rx) {
+                    Ok(r) => Ok(r),
+                    Err(TryRecvError::Empty) => {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => Err(RecvError::Disconnected),
+                    Err(e) => panic!("shmpsc try_recv: {e}"),
+                }
+            } else {
+                wait(&self.rx)
+            };
+            match r {
+                Ok(r) => {
+                    self.started = true;
+                    return r;
+                }
+                Err(RecvError::Disconnected) if !self.started => std::thread::yield_now(),
+                Err(e) => panic!("shmpsc recv: {e}"),
+            }
+        }
+    }
+}
+
+/// A sender, opened on first use when the channel is made later (ponger).
+pub struct ShmOut {
+    tx: Option<Sender<Msg>>,
+    name: String,
+}
+
+fn create(name: &str) -> Receiver<Msg> {
+    Builder::new(name)
+        .capacity(RING_BYTES)
+        .max_message_size(MAX_MESSAGE)
+        .receiver::<Msg>()
+        .unwrap_or_else(|e| panic!("shmpsc: creating {name}: {e}"))
+}
+
+fn open(name: &str) -> Sender<Msg> {
+    Sender::open(name).unwrap_or_else(|e| panic!("shmpsc: opening {name}: {e}"))
+}
+
+impl ShmOut {
+    #[inline]
+    fn tx(&mut self) -> &Sender<Msg> {
+        let name = &self.name;
+        self.tx.get_or_insert_with(|| open(name))
+    }
+}
+
+impl Inbox for ShmIn {
+    #[inline]
+    fn recv_msg(&mut self) -> (u64, usize) {
+        let m = self.get(|rx| rx.try_recv(), |rx| rx.recv());
+        (m.seq, m.payload.len())
+    }
+
+    #[inline]
+    fn recv_bytes(&mut self) -> (u64, usize) {
+        let look = |b: &[u8]| (seq_of(b), b.len());
+        self.get(
+            |rx| rx.try_recv_bytes_with(look),
+            |rx| rx.recv_bytes_with(look),
+        )
+    }
+}
+
+impl Outbox for ShmOut {
+    #[inline]
+    fn send_msg(&mut self, m: &Msg) {
+        // A clone of the template borrows its payload: no allocation.
+        if let Err(e) = self.tx().send(m.clone()) {
+            panic!("shmpsc send: {e}");
+        }
+    }
+
+    #[inline]
+    fn send_bytes(&mut self, b: &[u8]) {
+        if let Err(e) = self.tx().send_bytes(b) {
+            panic!("shmpsc send_bytes: {e}");
+        }
+    }
+}
+
+impl Transport for Shmpsc {
+    type In = ShmIn;
+    type Out = ShmOut;
+
+    fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> ShmIn {
+        let rx = create(&spec.name);
+        announce(&spec.name);
+        ShmIn::new(rx, false)
+    }
+
+    fn sender(_spec: &Spec, token: &str) -> ShmOut {
+        ShmOut {
+            tx: Some(open(token)),
+            name: token.to_owned(),
+        }
+    }
+
+    fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (ShmIn, ShmOut) {
+        let rx = create(&format!("{}.ping", spec.name));
+        announce(&spec.name);
+        // The pinger creates ".pong" before its first ping: open it then.
+        let out = ShmOut {
+            tx: None,
+            name: format!("{}.pong", spec.name),
+        };
+        (
+            ShmIn::new(rx, spec.wait == super::Wait::Spin),
+            out,
+        )
+    }
+
+    fn pinger(spec: &Spec, token: &str) -> (ShmIn, ShmOut) {
+        let rx = create(&format!("{token}.pong"));
+        let out = ShmOut {
+            tx: Some(open(&format!("{token}.ping"))),
+            name: format!("{token}.ping"),
+        };
+        (
+            ShmIn::new(rx, spec.wait == super::Wait::Spin),
+            out,
+        )
+    }
+}
+
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// The idle receiver: blocked in `recv` on a channel whose only sender (the
+/// parent) stays silent; reports "idle <cpu seconds> <wall seconds>".
+pub fn idle(spec: &Spec) {
+    let name = format!("{}.idle", spec.name);
+    let rx = Builder::new(&name)
+        .receiver::<u64>()
+        .unwrap_or_else(|e| panic!("shmpsc: creating {name}: {e}"));
+    reply(&format!("ready {name}"));
+    let go = commands().next();
+    assert_eq!(go.as_deref(), Some("go"), "idle receiver: expected go");
+    reply("waiting");
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    rx.recv().expect("idle receiver: recv");
+    let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
+    reply(&format!(
+        "idle {} {}",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64()
+    ));
+}
