@@ -42,9 +42,8 @@ fn main() {
                     let mut rig: Option<ThroughputRig> = None;
                     g.bench_function(peer.name(), |b| {
                         b.iter_custom(|iters| {
-                            let rig = rig.get_or_insert_with(|| {
-                                ThroughputRig::new(peer, path, size, n)
-                            });
+                            let rig =
+                                rig.get_or_insert_with(|| ThroughputRig::new(peer, path, size, n));
                             let per_sender = iters.div_ceil(n as u64).max(1);
                             let d = rig.round(per_sender);
                             // Rounding up sent a few more than `iters`.

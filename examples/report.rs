@@ -481,7 +481,11 @@ fn targets(r: &Results, s: &mut String) {
     );
     let mut row = |what: &str, measured: Option<(String, bool)>| {
         let (m, ok) = measured.unwrap_or_else(|| ("not measured".into(), false));
-        let _ = writeln!(s, "| {what} | {m} | {} |", if ok { "yes" } else { "**no**" });
+        let _ = writeln!(
+            s,
+            "| {what} | {m} | {} |",
+            if ok { "yes" } else { "**no**" }
+        );
     };
     let shm = |path, n, size| r.tput(path, n, size, Peer::Shmpsc);
     let ratio = |peer: Peer, min: f64| {
@@ -492,10 +496,7 @@ fn targets(r: &Results, s: &mut String) {
             a / b >= min,
         ))
     };
-    row(
-        "1→1, 64 B serde: ≥ 10x ipmpsc",
-        ratio(Peer::Ipmpsc, 10.0),
-    );
+    row("1→1, 64 B serde: ≥ 10x ipmpsc", ratio(Peer::Ipmpsc, 10.0));
     row(
         "1→1, 64 B serde: ≥ 5x buffered Unix socket",
         ratio(Peer::UnixSocket, 5.0),
@@ -506,7 +507,10 @@ fn targets(r: &Results, s: &mut String) {
     );
     for path in Path::ALL {
         row(
-            &format!("one-way latency, spinning receiver, {} path: p50 < 1 µs", path.name()),
+            &format!(
+                "one-way latency, spinning receiver, {} path: p50 < 1 µs",
+                path.name()
+            ),
             r.lat(Wait::Spin, Peer::Shmpsc, path)
                 .map(|p| (ns(p.p50), p.p50 < 1000)),
         );
@@ -529,8 +533,7 @@ fn targets(r: &Results, s: &mut String) {
     }
     row(
         "idle receiver < 1 % of a core",
-        r.idle
-            .map(|f| (format!("{:.3} %", f * 100.0), f < 0.01)),
+        r.idle.map(|f| (format!("{:.3} %", f * 100.0), f < 0.01)),
     );
     s.push('\n');
 }
@@ -654,7 +657,13 @@ fn line_panel(
     axis: &LogAxis,
     y_label: &str,
 ) {
-    svg.text(x0 + w / 2.0, y0 - 10.0, "middle", r#"font-weight="bold""#, title);
+    svg.text(
+        x0 + w / 2.0,
+        y0 - 10.0,
+        "middle",
+        r#"font-weight="bold""#,
+        title,
+    );
     let y_of = |v: f64| y0 + h - axis.at(v) * h;
     for d in axis.decades() {
         let y = y_of(d);
@@ -671,7 +680,11 @@ fn line_panel(
         x0 - 44.0,
         y0 + h / 2.0,
         "middle",
-        &format!(r#"transform="rotate(-90 {:.1} {:.1})""#, x0 - 44.0, y0 + h / 2.0),
+        &format!(
+            r#"transform="rotate(-90 {:.1} {:.1})""#,
+            x0 - 44.0,
+            y0 + h / 2.0
+        ),
         y_label,
     );
     for (peer, values) in series {
@@ -832,7 +845,13 @@ fn latency_svg(r: &Results) -> String {
             };
             svg.text(x0 - 8.0, y + 4.0, "end", "", &label);
             let Some(p) = r.lat(wait, peer, path) else {
-                svg.text(x0 + 4.0, y + 4.0, "start", r##"fill="#999""##, "not measured");
+                svg.text(
+                    x0 + 4.0,
+                    y + 4.0,
+                    "start",
+                    r##"fill="#999""##,
+                    "not measured",
+                );
                 continue;
             };
             let c = color(peer);

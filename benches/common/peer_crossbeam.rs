@@ -128,9 +128,7 @@ fn throughput(spec: &Spec) {
     for index in 0..spec.senders {
         let (go_tx, go_rx) = std_mpsc::channel::<u64>();
         let (done_tx, done_rx) = std_mpsc::channel::<()>();
-        let mut out = CbOut {
-            tx: out.tx.clone(),
-        };
+        let mut out = CbOut { tx: out.tx.clone() };
         let spec = Spec {
             index,
             ..spec.clone()

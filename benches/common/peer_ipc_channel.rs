@@ -7,8 +7,7 @@
 //! which it wants the data sender, and (for ping-pong) its own data sender.
 
 use ipc_channel::ipc::{
-    self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcReceiver, IpcSender,
-    TryRecvError,
+    self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcReceiver, IpcSender, TryRecvError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +137,9 @@ impl Transport for IpcChannel {
         announce(&names.join(" "));
         for (server, _) in servers {
             let (_, (reply, _)) = server.accept().expect("ipc-channel: accept");
-            reply.send(tx.clone()).expect("ipc-channel: hand out sender");
+            reply
+                .send(tx.clone())
+                .expect("ipc-channel: hand out sender");
         }
         rx
     }

@@ -147,10 +147,7 @@ impl Transport for Shmpsc {
             tx: None,
             name: format!("{}.pong", spec.name),
         };
-        (
-            ShmIn::new(rx, spec.wait == super::Wait::Spin),
-            out,
-        )
+        (ShmIn::new(rx, spec.wait == super::Wait::Spin), out)
     }
 
     fn pinger(spec: &Spec, token: &str) -> (ShmIn, ShmOut) {
@@ -159,10 +156,7 @@ impl Transport for Shmpsc {
             tx: Some(open(&format!("{token}.ping"))),
             name: format!("{token}.ping"),
         };
-        (
-            ShmIn::new(rx, spec.wait == super::Wait::Spin),
-            out,
-        )
+        (ShmIn::new(rx, spec.wait == super::Wait::Spin), out)
     }
 }
 
