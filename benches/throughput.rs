@@ -3,7 +3,7 @@
 //! N (1, 2, 4) and message size (16 B, 64 B, 1 KiB, 64 KiB).
 //!
 //! ```text
-//! cargo bench --bench throughput                          # everything, about 10 minutes
+//! cargo bench --bench throughput                          # everything, about 5 minutes on 2 cores
 //! cargo bench --bench throughput -- 'serde/64B/1to1'      # one group
 //! cargo bench --bench throughput -- 'shmpsc'              # one peer
 //! ```

@@ -288,6 +288,20 @@ fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The version of `name` in Cargo.lock, as built.
+fn locked_version(name: &str) -> String {
+    let lock = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"));
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l == format!("name = \"{name}\"") {
+            if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = ")) {
+                return v.trim_matches('"').to_owned();
+            }
+        }
+    }
+    "?".into()
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -323,6 +337,16 @@ fn markdown(r: &Results) -> String {
         r.elapsed
     );
     let _ = writeln!(s, "- Machine: {}.", machine());
+    let commit = command_output("git", &["describe", "--always", "--dirty"]).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "- shmpsc {} (git {}); peers: ipmpsc {}, ipc-channel {}, crossbeam-channel {}.",
+        env!("CARGO_PKG_VERSION"),
+        if commit.is_empty() { "?" } else { &commit },
+        locked_version("ipmpsc"),
+        locked_version("ipc-channel"),
+        locked_version("crossbeam-channel"),
+    );
     let busy = r
         .load_before
         .split_whitespace()

@@ -21,8 +21,7 @@ use crate::layout::{fingerprint, Geometry, RX_DROPPED};
 use crate::peers;
 use crate::ring::{Claim, Malformed, Peek, Ring};
 use crate::segment::{Created, Segment};
-use crate::sys::Wake;
-use crate::wait;
+use crate::wait::{self, Wake};
 
 /// Default size of the data area: 1 MiB.
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
@@ -299,7 +298,7 @@ impl Drop for SenderInner {
         let h = seg.header();
         wait::wake_if_waiting(
             &h.data.seq,
-            || h.data.waiting.load(Ordering::Relaxed) != 0,
+            || h.data.waiting_at.load(Ordering::Acquire) != 0,
             false,
         );
     }
@@ -676,7 +675,8 @@ impl SenderInner {
                 self.disconnected.store(true, Ordering::Relaxed);
                 return Err(SendFail::Disconnected);
             }
-            if let Claim::At { first, pos } = claim {
+            if let Claim::At(pos) = claim {
+                // `commit` wakes the receiver if it sleeps for this record.
                 self.ring.commit(slot, pos, payload);
                 // One writer per slot (the local mutex): no RMW needed.
                 slot.sent_messages.store(
@@ -686,18 +686,6 @@ impl SenderInner {
                 slot.sent_bytes.store(
                     slot.sent_bytes.load(Ordering::Relaxed) + len,
                     Ordering::Relaxed,
-                );
-                // Wake the receiver only if it sleeps waiting for this claim:
-                // one that waits for an earlier claim is woken by its owner.
-                wait::wake_if_waiting(
-                    &h.data.seq,
-                    || {
-                        h.data.waiting.load(Ordering::Relaxed) != 0 && {
-                            let head = h.rx.head.load(Ordering::Relaxed);
-                            first <= head && head <= pos
-                        }
-                    },
-                    false,
                 );
                 return Ok(());
             }
@@ -1078,7 +1066,7 @@ impl<T> Receiver<T> {
             let (head, found) = self.look();
             match found {
                 Peek::Message { len, offset } => {
-                    let r = f(self.ring.payload(offset, len));
+                    let r = self.ring.with_payload(offset, len, f);
                     let next = self.ring.consume(head, len);
                     self.head.set(next);
                     let rx = &h.rx;
@@ -1128,9 +1116,14 @@ impl<T> Receiver<T> {
                 }
                 return Err(RecvFail::Empty);
             }
-            let ready = || match self.look().1 {
-                Peek::Pending => false,
-                Peek::Empty => !peers::any_active(seg),
+            // Ready when something can be delivered, when the senders are
+            // all gone, or when `head` moved (padding consumed), which makes
+            // the announced position stale.
+            let at = self.head.get();
+            let ready = || match self.look() {
+                (head, _) if head != at => true,
+                (_, Peek::Pending) => false,
+                (_, Peek::Empty) => !peers::any_active(seg),
                 _ => true,
             };
             if !spun {
@@ -1145,7 +1138,11 @@ impl<T> Receiver<T> {
             let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
                 return Err(RecvFail::Empty);
             };
-            if wait::sleep(&h.data.seq, &h.data.waiting, timeout, ready) == Wake::TimedOut
+            let me = wait::At {
+                word: &h.data.waiting_at,
+                value: at + 1,
+            };
+            if wait::sleep(&h.data.seq, &me, timeout, ready) == Wake::TimedOut
                 && self.maintain(true)?
             {
                 continue;

@@ -6,7 +6,7 @@
 //! monotonic byte positions, so it means the same in every process.
 #![deny(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// "SHMPSC" plus a format byte; the first word of every segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPSC\x00\x01");
@@ -82,12 +82,17 @@ pub(crate) struct RxHot {
     pub(crate) recovered_bytes: AtomicU64,
 }
 
-/// A futex word and the count of processes that announced they sleep on it.
+/// The receiver's futex word, and the position it announced it sleeps for.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct WakeWord {
+pub(crate) struct DataWake {
+    /// Futex word: bumped by every wake-up.
     pub(crate) seq: AtomicU32,
-    pub(crate) waiting: AtomicU32,
+    pub(crate) reserved: AtomicU32,
+    /// `1 + position` of the record the receiver sleeps waiting for, or 0.
+    /// The sender that commits exactly that record wakes it: no wake-up for
+    /// records the receiver is not waiting on.
+    pub(crate) waiting_at: AtomicU64,
 }
 
 /// Endpoint bookkeeping; written rarely.
@@ -120,7 +125,7 @@ pub(crate) struct Header {
     pub(crate) tail: Line<AtomicU64>,
     pub(crate) rx: Line<RxHot>,
     /// Receiver sleeps here waiting for data.
-    pub(crate) data: Line<WakeWord>,
+    pub(crate) data: Line<DataWake>,
     pub(crate) control: Line<Control>,
     /// Bit `i` set: slot `i` is owned by a sender endpoint (alive, or dead
     /// and not yet reaped). Set and cleared only by the holder of the slot's lock.
@@ -148,9 +153,28 @@ pub(crate) struct Slot {
     pub(crate) sent_bytes: AtomicU64,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Header>() == 5 * LINE + 2 * 8 * BITMAP_WORDS);
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Slot>() == LINE);
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Config>() <= LINE);
+
+#[cfg(loom)]
+impl Header {
+    /// A zeroed header on the heap, for model checking.
+    pub(crate) fn new_zeroed() -> Header {
+        Header {
+            config: Line::default(),
+            tail: Line::default(),
+            rx: Line::default(),
+            data: Line::default(),
+            control: Line::default(),
+            active: Line(std::array::from_fn(|_| AtomicU64::new(0))),
+            sleepers: Line(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+}
 
 /// Byte of the segment file whose lock says "the receiver is alive".
 pub(crate) const RECEIVER_LOCK_BYTE: u64 = 0;

@@ -76,27 +76,43 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// A `--cfg loom` build holds only the protocol and its model checks.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmpsc uses futexes and open-file-description locks: it supports Linux only");
 
+#[cfg(not(loom))]
 mod admin;
+#[cfg(not(loom))]
 mod channel;
+#[cfg(not(loom))]
 mod codec;
+#[cfg(not(loom))]
 mod error;
 mod hooks;
 mod layout;
+#[cfg(not(loom))]
 mod peers;
 mod ring;
+#[cfg(not(loom))]
 mod segment;
+#[cfg(loom)]
+#[path = "segment_heap.rs"]
+mod segment;
+mod sync;
+#[cfg(not(loom))]
 mod sys;
 mod wait;
 
+#[cfg(not(loom))]
 pub use admin::{inspect, list, remove, remove_unused, ChannelInfo, ReceiverState, SenderInfo};
+#[cfg(not(loom))]
 pub use channel::{
     channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, DEFAULT_CAPACITY,
     DEFAULT_MAX_SENDERS, DEFAULT_TICK,
 };
+#[cfg(not(loom))]
 pub use error::{
     InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
     TryRecvError, TrySendError,

@@ -1,6 +1,9 @@
 //! Named shared memory: create, open, map, validate, unlink. A [`Segment`]
 //! owns one open file description of the shared-memory object (its locks say
 //! "this endpoint is alive") and one mapping of it.
+//!
+//! Under `--cfg loom` the crate is built for model checking, and
+//! `segment_heap.rs` stands in for this module.
 
 use std::fs::File;
 use std::io;
@@ -168,7 +171,7 @@ impl Segment {
                 c.rx_pid.store(sys::current_pid(), Ordering::Relaxed);
                 // The dead receiver may have announced a sleep; it is the
                 // only process that waits on `data`.
-                seg.header().data.waiting.store(0, Ordering::Relaxed);
+                seg.header().data.waiting_at.store(0, Ordering::Relaxed);
                 c.rx_state.store(RX_ALIVE, Ordering::Release);
                 Ok((seg, Created::TakenOver))
             }

@@ -6,22 +6,15 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::Wake;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::{fchmod, fstat, Mode};
-
-/// What a futex wait ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wake {
-    /// Woken, interrupted, or the word no longer held the expected value.
-    Woken,
-    /// The timeout elapsed.
-    TimedOut,
-}
 
 /// Sleeps while `word` holds `expected`, for at most `timeout`.
 ///
@@ -188,12 +181,6 @@ pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
 
-/// Time left until `deadline`, or `None` once it has passed.
-pub(crate) fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-}
 
 /// Arranges for `file` to stay open across `exec` in the child spawned by
 /// `cmd` (at the same descriptor number), keeping it open in this process

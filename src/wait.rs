@@ -3,14 +3,56 @@
 //! and nobody makes a syscall when nobody sleeps.
 #![deny(unsafe_code)]
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, Wake};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+use crate::sys::{futex_wait, futex_wake};
+
+/// What a futex wait ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, interrupted, or the word no longer held the expected value.
+    Woken,
+    /// The timeout elapsed.
+    TimedOut,
+}
+
+/// A model of the futex for loom: the value check and the enqueue are
+/// atomic with respect to wakers, as in the kernel. Timeouts are not
+/// modelled: a lost wake-up shows as a deadlock, which loom reports.
+#[cfg(loom)]
+mod model {
+    use super::{AtomicU32, Ordering, Wake};
+    use loom::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    loom::lazy_static! {
+        static ref QUEUE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Duration) -> Wake {
+        let guard = QUEUE.0.lock().unwrap();
+        if word.load(Ordering::SeqCst) == expected {
+            drop(QUEUE.1.wait(guard).unwrap());
+        }
+        Wake::Woken
+    }
+
+    pub(crate) fn futex_wake(_word: &AtomicU32, _count: i32) {
+        let _guard = QUEUE.0.lock().unwrap();
+        QUEUE.1.notify_all();
+    }
+}
+#[cfg(loom)]
+use model::{futex_wait, futex_wake};
 
 /// Spins before the first sleep: enough to cover a sender that is between
 /// claim and commit, short enough not to matter when idle.
+#[cfg(not(loom))]
 pub(crate) const SPIN_ROUNDS: u32 = 200;
+#[cfg(loom)]
+pub(crate) const SPIN_ROUNDS: u32 = 1;
 
 /// Something that can be announced as sleeping and undone.
 pub(crate) trait Announce {
@@ -18,14 +60,18 @@ pub(crate) trait Announce {
     fn withdraw(&self);
 }
 
-/// The receiver's announcement: a count (one receiver, reset on takeover).
-impl Announce for AtomicU32 {
+/// The receiver's announcement: the position it waits for (plus one).
+pub(crate) struct At<'a> {
+    pub(crate) word: &'a AtomicU64,
+    pub(crate) value: u64,
+}
+
+impl Announce for At<'_> {
     fn announce(&self) {
-        self.fetch_add(1, Ordering::SeqCst);
+        self.word.swap(self.value, Ordering::SeqCst);
     }
     fn withdraw(&self) {
-        // Saturating: never wrap a count that a dead process left behind.
-        let _ = self.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| v.checked_sub(1));
+        self.word.store(0, Ordering::SeqCst);
     }
 }
 
@@ -64,7 +110,7 @@ pub(crate) fn sleep(
     let r = if ready() {
         Wake::Woken
     } else {
-        sys::futex_wait(seq, seen, timeout)
+        futex_wait(seq, seen, timeout)
     };
     who.withdraw();
     r
@@ -84,7 +130,7 @@ pub(crate) fn wake_if_waiting(seq: &AtomicU32, any_waiting: impl FnOnce() -> boo
 /// Bumps `seq` and wakes its sleepers unconditionally.
 pub(crate) fn wake(seq: &AtomicU32, all: bool) {
     seq.fetch_add(1, Ordering::Release);
-    sys::futex_wake(seq, if all { i32::MAX } else { 1 });
+    futex_wake(seq, if all { i32::MAX } else { 1 });
 }
 
 /// Rounds of `sched_yield` after spinning, before sleeping. On a machine
@@ -92,7 +138,10 @@ pub(crate) fn wake(seq: &AtomicU32, all: bool) {
 /// runnable but not running (a sender preempted between claim and commit):
 /// yielding hands it the core, where a futex sleep would cost two syscalls
 /// and a wake-up per message.
+#[cfg(not(loom))]
 pub(crate) const YIELD_ROUNDS: u32 = 64;
+#[cfg(loom)]
+pub(crate) const YIELD_ROUNDS: u32 = 0;
 
 /// Waits for `cond` without sleeping: bounded spinning with `spin_loop`,
 /// then bounded yielding. Returns whether `cond` became true.
@@ -104,6 +153,7 @@ pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
         std::hint::spin_loop();
     }
     for _ in 0..YIELD_ROUNDS {
+        #[cfg(not(loom))]
         std::thread::yield_now();
         if cond() {
             return true;
@@ -116,6 +166,9 @@ pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
 pub(crate) fn next_sleep(tick: Duration, deadline: Option<Instant>) -> Option<Duration> {
     match deadline {
         None => Some(tick),
-        Some(d) => sys::remaining(d).map(|left| left.min(tick)),
+        Some(d) => d
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .map(|left| left.min(tick)),
     }
 }
