@@ -31,9 +31,11 @@ pub struct SenderInfo {
     pub pid: u32,
     /// Whether its process is alive (the kernel's lock says so).
     pub alive: bool,
-    /// Messages committed through this slot, over all its owners.
+    /// Messages committed through this slot, by this sender and the
+    /// slot's earlier owners.
     pub sent_messages: u64,
-    /// Payload bytes committed through this slot, over all its owners.
+    /// Payload bytes committed through this slot, by this sender and the
+    /// slot's earlier owners.
     pub sent_bytes: u64,
 }
 
@@ -45,7 +47,7 @@ pub struct SenderInfo {
 /// let info = shmpsc::inspect("doc-info")?;
 /// assert_eq!(info.receiver, shmpsc::ReceiverState::Alive);
 /// assert_eq!(info.senders.len(), 1);
-/// assert_eq!(info.sent_messages(), 1);
+/// assert_eq!(info.sent_messages, 1);
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,10 @@ pub struct ChannelInfo {
     pub max_message: u64,
     /// Largest number of senders attached at once.
     pub max_senders: u32,
+    /// Messages committed by every sender the channel ever had.
+    pub sent_messages: u64,
+    /// Payload bytes committed by every sender the channel ever had.
+    pub sent_bytes: u64,
     /// Messages the receiver consumed (including invalid ones).
     pub received_messages: u64,
     /// Payload bytes the receiver consumed.
@@ -79,11 +85,6 @@ pub struct ChannelInfo {
 }
 
 impl ChannelInfo {
-    /// Messages committed by all senders.
-    pub fn sent_messages(&self) -> u64 {
-        self.senders.iter().map(|s| s.sent_messages).sum::<u64>()
-    }
-
     /// Whether no live process uses the channel.
     pub fn is_unused(&self) -> bool {
         self.receiver != ReceiverState::Alive && !self.senders.iter().any(|s| s.alive)
@@ -123,6 +124,14 @@ pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
             }
         })
         .collect();
+    // Every slot keeps its counters across owners, so the totals over all
+    // slots count every sender the channel ever had.
+    let (sent_messages, sent_bytes) = seg.slots().iter().fold((0u64, 0u64), |(m, b), s| {
+        (
+            m.wrapping_add(s.sent_messages.load(Ordering::Relaxed)),
+            b.wrapping_add(s.sent_bytes.load(Ordering::Relaxed)),
+        )
+    });
     let head = h.rx.head.load(Ordering::Acquire);
     let tail = h.tail.load(Ordering::Acquire);
     Ok(ChannelInfo {
@@ -134,6 +143,8 @@ pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
         used: tail.saturating_sub(head).min(geo.capacity),
         max_message: geo.max_message,
         max_senders: geo.max_senders,
+        sent_messages,
+        sent_bytes,
         received_messages: h.rx.received_messages.load(Ordering::Relaxed),
         received_bytes: h.rx.received_bytes.load(Ordering::Relaxed),
         invalid_messages: h.rx.invalid_messages.load(Ordering::Relaxed),

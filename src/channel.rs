@@ -435,14 +435,17 @@ impl<T: Serialize> Sender<T> {
             return Err(bad("slot number out of range"));
         }
         // Our descriptor shares the parent's open file description, which
-        // holds the slot's lock: taking it again succeeds only if so.
+        // holds the slot's lock; taking it again is a no-op then, and fails
+        // if another open file description owns the slot.
         if !crate::sys::ofd_try_lock(seg.file(), crate::layout::slot_lock_byte(slot))
             .unwrap_or(false)
         {
-            return Err(bad(
-                "the slot's lock is not held by the inherited descriptor",
-            ));
+            return Err(bad("the slot's lock is held by another sender"));
         }
+        // The parent attached the slot with its own PID: show ours.
+        seg.slots()[slot]
+            .pid
+            .store(std::process::id(), Ordering::Relaxed);
         Ok(Sender::from_parts(seg, slot, tick))
     }
 

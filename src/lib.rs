@@ -105,6 +105,9 @@ mod sync;
 mod sys;
 mod wait;
 
+#[cfg(any(feature = "log", feature = "tracing"))]
+pub mod logging;
+
 #[cfg(not(loom))]
 pub use admin::{inspect, list, remove, remove_unused, ChannelInfo, ReceiverState, SenderInfo};
 #[cfg(not(loom))]

@@ -211,7 +211,7 @@ fn stale_segments_are_listed_and_removed() {
     assert_eq!(info.senders.len(), 1);
     assert!(info.senders[0].alive);
     assert_eq!(info.senders[0].pid, sender.pid());
-    assert_eq!(info.sent_messages(), 1);
+    assert_eq!(info.sent_messages, 1);
     assert!(info.used > 0);
     assert!(matches!(
         shmpsc::remove(&stale),
