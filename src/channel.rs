@@ -6,7 +6,9 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::lock::{Guard, SpinLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -17,7 +19,7 @@ use crate::error::{
     InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use crate::layout::{fingerprint, Geometry, RX_DROPPED};
+use crate::layout::{fingerprint, Geometry, FEATURE_ASYMMETRIC_WAKE, RX_DROPPED};
 use crate::peers;
 use crate::ring::{Claim, Malformed, Peek, Ring};
 use crate::segment::{Created, Segment};
@@ -278,7 +280,7 @@ struct SenderInner {
     tick: Duration,
     /// Latched when this endpoint saw the receiver dropped or dead.
     disconnected: AtomicBool,
-    local: Mutex<SenderLocal>,
+    local: SpinLock<SenderLocal>,
 }
 
 struct SenderLocal {
@@ -408,13 +410,15 @@ impl<T: Serialize> Sender<T> {
 
     fn from_parts(seg: Segment, slot: usize, tick: Duration) -> Sender<T> {
         let head = seg.header().rx.head.load(Ordering::Acquire);
+        let mut ring = Ring::new(seg);
+        ring.set_registered(crate::sys::membarrier_register());
         Sender {
             inner: Arc::new(SenderInner {
-                ring: Ring::new(seg),
+                ring,
                 slot,
                 tick,
                 disconnected: AtomicBool::new(false),
-                local: Mutex::new(SenderLocal {
+                local: SpinLock::new(SenderLocal {
                     buf: Vec::new(),
                     cached_head: head,
                     last_check: None,
@@ -620,11 +624,8 @@ impl<T> Sender<T> {
 }
 
 impl SenderInner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SenderLocal> {
-        // A panic while holding the lock cannot leave the ring inconsistent
-        // (the shared state is only changed by atomic steps), so poison is
-        // not meaningful here.
-        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Guard<'_, SenderLocal> {
+        self.local.lock()
     }
 
     fn receiver_dropped(&self) -> bool {
@@ -715,7 +716,7 @@ impl SenderInner {
                 };
                 crate::hooks::at(crate::hooks::Point::Blocked);
                 let me = peers::sleeper_bit(seg, self.slot);
-                wait::sleep(&h.control.space_seq, &me, timeout, room);
+                wait::sleep(&h.control.space_seq, &me, timeout, || {}, room);
             }
             if self.receiver_dropped() || self.receiver_died(local) {
                 self.disconnected.store(true, Ordering::Relaxed);
@@ -1020,6 +1021,19 @@ impl<T> Receiver<T> {
         })
     }
 
+    /// The receiver's side of the asymmetric wake-up barrier, run before it
+    /// re-checks for data and sleeps: see `layout::FEATURE_ASYMMETRIC_WAKE`.
+    /// If the kernel refuses it now, the segment falls back to full fences.
+    fn heavy_barrier(&self) {
+        let c = &self.ring.segment().header().config;
+        if c.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
+            && !crate::sys::membarrier_global()
+        {
+            c.features
+                .fetch_and(!FEATURE_ASYMMETRIC_WAKE, Ordering::SeqCst);
+        }
+    }
+
     /// Wakes senders that sleep waiting for room.
     fn wake_senders(&self) {
         let seg = self.ring.segment();
@@ -1030,15 +1044,18 @@ impl<T> Receiver<T> {
         );
     }
 
-    /// After consuming up to `head`: wakes sleeping senders once at least
-    /// half the ring is free (hysteresis: one wake-up per half ring, not a
-    /// syscall per message while senders sleep). The tail used here is the
-    /// cached one, which can only make the ring look emptier. A sender
-    /// whose wake-up this defers re-checks for room every tick.
+    /// After consuming `[prev, head)`: wakes sleeping senders when the
+    /// ring crosses from more than half full to at most half full
+    /// (hysteresis: one check per half ring, not a fence and a syscall per
+    /// message). A sender that sleeps while the ring is emptier (its message
+    /// needs more than the free half) is woken when the receiver finds
+    /// nothing to deliver, and re-checks for room every tick regardless.
+    /// The tail used here is the cached one.
     #[inline]
-    fn after_consume(&self, head: u64) {
-        let used = self.tail.get().saturating_sub(head);
-        if used <= self.ring.segment().geometry().capacity / 2 {
+    fn after_consume(&self, prev: u64, head: u64) {
+        let half = self.ring.segment().geometry().capacity / 2;
+        let tail = self.tail.get();
+        if tail.saturating_sub(prev) > half && tail.saturating_sub(head) <= half {
             self.wake_senders();
         }
     }
@@ -1081,7 +1098,7 @@ impl<T> Receiver<T> {
                         rx.received_bytes.load(Ordering::Relaxed) + len,
                         Ordering::Relaxed,
                     );
-                    self.after_consume(next);
+                    self.after_consume(head, next);
                     return r.map_err(|reason| {
                         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
                         RecvFail::Invalid(InvalidMessage {
@@ -1145,7 +1162,8 @@ impl<T> Receiver<T> {
                 word: &h.data.waiting_at,
                 value: at + 1,
             };
-            if wait::sleep(&h.data.seq, &me, timeout, ready) == Wake::TimedOut
+            if wait::sleep(&h.data.seq, &me, timeout, || self.heavy_barrier(), ready)
+                == Wake::TimedOut
                 && self.maintain(true)?
             {
                 continue;

@@ -65,7 +65,17 @@ pub(crate) struct Config {
     pub(crate) creator_pid: AtomicU32,
     pub(crate) fingerprint: AtomicU64,
     pub(crate) segment_len: AtomicU64,
+    /// `FEATURE_*` bits; may change at a takeover.
+    pub(crate) features: AtomicU32,
+    pub(crate) reserved: AtomicU32,
 }
+
+/// The receiver wakes up senders' commits with an asymmetric barrier:
+/// before it sleeps it runs `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`,
+/// so senders registered for it need only a compiler fence between their
+/// commit and their look at the receiver's announcement, instead of a full
+/// fence on every message. Set by a receiver whose kernel allows it.
+pub(crate) const FEATURE_ASYMMETRIC_WAKE: u32 = 1;
 
 /// Written by the receiver only.
 #[repr(C)]

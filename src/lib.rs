@@ -93,6 +93,8 @@ mod error;
 mod hooks;
 mod layout;
 #[cfg(not(loom))]
+mod lock;
+#[cfg(not(loom))]
 mod peers;
 mod ring;
 #[cfg(not(loom))]

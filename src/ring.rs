@@ -14,11 +14,12 @@
 use crate::sync::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
-use crate::wait;
 use crate::layout::{
-    parse_record, record_size, record_word, Record, Slot, NO_INTENT, RECORD_HEADER,
+    parse_record, record_size, record_word, Record, Slot, FEATURE_ASYMMETRIC_WAKE, NO_INTENT,
+    RECORD_HEADER,
 };
 use crate::segment::Segment;
+use crate::wait;
 
 /// Result of a claim attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,9 @@ impl std::fmt::Display for Malformed {
 #[derive(Debug)]
 pub(crate) struct Ring {
     seg: Segment,
+    /// This process is registered for global expedited membarriers, so it
+    /// may wake the receiver with a compiler fence when the segment allows.
+    registered: bool,
     #[cfg(not(loom))]
     data: *mut u8,
     cap: u64,
@@ -87,6 +91,7 @@ impl Ring {
     pub(crate) fn new(seg: Segment) -> Ring {
         let geo = *seg.geometry();
         Ring {
+            registered: false,
             #[cfg(not(loom))]
             data: seg.data(),
             cap: geo.capacity,
@@ -98,6 +103,12 @@ impl Ring {
     #[cfg(not(loom))]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
+    }
+
+    /// Records that this process registered for global expedited
+    /// membarriers (see `layout::FEATURE_ASYMMETRIC_WAKE`).
+    pub(crate) fn set_registered(&mut self, registered: bool) {
+        self.registered = registered;
     }
 
     #[inline]
@@ -243,14 +254,18 @@ impl Ring {
     /// died).
     #[inline]
     fn wake_receiver_at(&self, pos: u64) {
-        let d = &self.seg.header().data;
+        let h = self.seg.header();
+        let d = &h.data;
         // SYNC POINT: the Acquire load pairs with the SeqCst swap of the
         // announcement in `wait::sleep` (through `wait::At`).
-        wait::wake_if_waiting(
-            &d.seq,
-            || d.waiting_at.load(Ordering::Acquire) == pos + 1,
-            false,
-        );
+        let waiting = || d.waiting_at.load(Ordering::Acquire) == pos + 1;
+        if self.registered
+            && h.config.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
+        {
+            wait::wake_if_waiting_light(&d.seq, waiting, false);
+        } else {
+            wait::wake_if_waiting(&d.seq, waiting, false);
+        }
     }
 
     // -------------------------------------------------------------- receiver
@@ -388,7 +403,10 @@ impl Ring {
         let mut bytes = Vec::with_capacity(len as usize + 8);
         for i in 0..(len as usize).div_ceil(8) {
             bytes.extend_from_slice(
-                &self.word(offset + 8 * i).load(Ordering::Relaxed).to_le_bytes(),
+                &self
+                    .word(offset + 8 * i)
+                    .load(Ordering::Relaxed)
+                    .to_le_bytes(),
             );
         }
         f(&bytes[..len as usize])
@@ -618,7 +636,7 @@ mod loom_tests {
                                 word: &h.sleepers[0],
                                 mask: 1 << self.index,
                             };
-                            wait::sleep(&h.control.space_seq, &me, Duration::MAX, room);
+                            wait::sleep(&h.control.space_seq, &me, Duration::MAX, || {}, room);
                         }
                     }
                     Claim::Corrupt => panic!("corrupt tail"),
@@ -654,7 +672,10 @@ mod loom_tests {
                     Peek::Message { len, offset } => {
                         let v = ring.with_payload(offset, len, |b| b.to_vec());
                         self.head = ring.consume(head, len);
-                        if self.tail.saturating_sub(self.head) <= ring.cap / 2 {
+                        let half = ring.cap / 2;
+                        if self.tail.saturating_sub(head) > half
+                            && self.tail.saturating_sub(self.head) <= half
+                        {
                             self.wake_senders();
                         }
                         return v;
@@ -674,7 +695,7 @@ mod loom_tests {
                         word: &h.data.waiting_at,
                         value: at + 1,
                     };
-                    wait::sleep(&h.data.seq, &me, Duration::MAX, ready);
+                    wait::sleep(&h.data.seq, &me, Duration::MAX, || {}, ready);
                 }
             }
         }

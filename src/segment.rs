@@ -15,7 +15,8 @@ use nix::errno::Errno;
 
 use crate::error::OpenError;
 use crate::layout::{
-    Geometry, Header, Slot, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE, RX_ALIVE, STATE_READY,
+    Geometry, Header, Slot, FEATURE_ASYMMETRIC_WAKE, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE,
+    RX_ALIVE, STATE_READY,
 };
 use crate::sys;
 
@@ -172,6 +173,17 @@ impl Segment {
                 // The dead receiver may have announced a sleep; it is the
                 // only process that waits on `data`.
                 seg.header().data.waiting_at.store(0, Ordering::Relaxed);
+                // This receiver's kernel decides whether senders may skip
+                // their fence (see `FEATURE_ASYMMETRIC_WAKE`).
+                let features = if sys::membarrier_supported() {
+                    FEATURE_ASYMMETRIC_WAKE
+                } else {
+                    0
+                };
+                seg.header()
+                    .config
+                    .features
+                    .store(features, Ordering::SeqCst);
                 c.rx_state.store(RX_ALIVE, Ordering::Release);
                 Ok((seg, Created::TakenOver))
             }
@@ -218,6 +230,9 @@ impl Segment {
             .rx_pid
             .store(sys::current_pid(), Ordering::Relaxed);
         h.control.rx_state.store(RX_ALIVE, Ordering::Relaxed);
+        if sys::membarrier_supported() {
+            c.features.store(FEATURE_ASYMMETRIC_WAKE, Ordering::Relaxed);
+        }
         // SYNC POINT: creator. Pairs with the Acquire load of `state` in
         // `map_validated`: a reader that sees READY sees every field above.
         c.state.store(STATE_READY, Ordering::Release);

@@ -181,7 +181,6 @@ pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
 
-
 /// Arranges for `file` to stay open across `exec` in the child spawned by
 /// `cmd` (at the same descriptor number), keeping it open in this process
 /// until `cmd` is dropped. Returns that descriptor number.
@@ -250,4 +249,41 @@ pub(crate) fn shm_names(prefix: &str) -> io::Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+fn membarrier(cmd: libc::c_int) -> libc::c_long {
+    // SAFETY: membarrier takes no pointers; any command value is safe to pass.
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        )
+    }
+}
+
+/// Whether this kernel offers `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (Linux 4.16)
+/// and lets this process call it (seccomp may not).
+pub(crate) fn membarrier_supported() -> bool {
+    let q = membarrier(MEMBARRIER_CMD_QUERY);
+    q >= 0 && q & MEMBARRIER_CMD_GLOBAL_EXPEDITED as libc::c_long != 0 && membarrier_global()
+}
+
+/// Registers this process to take part in global expedited membarriers:
+/// afterwards, another process's [`membarrier_global`] runs a full memory
+/// barrier on every CPU that runs one of our threads. Once per process.
+pub(crate) fn membarrier_register() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0)
+}
+
+/// Runs a full memory barrier on every CPU running a thread of a registered
+/// process (the heavy side of an asymmetric barrier).
+pub(crate) fn membarrier_global() -> bool {
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
 }

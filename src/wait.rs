@@ -97,16 +97,22 @@ impl Announce for Bit<'_> {
 /// before the re-check, and the waker stores its condition before its own
 /// fence and reads the announcement after it, so at least one of the two
 /// sees the other.
+///
+/// `barrier` runs after the announcement: the heavy side of an asymmetric
+/// barrier (see `layout::FEATURE_ASYMMETRIC_WAKE`), or nothing.
 pub(crate) fn sleep(
     seq: &AtomicU32,
     who: &impl Announce,
     timeout: Duration,
+    barrier: impl FnOnce(),
     ready: impl FnOnce() -> bool,
 ) -> Wake {
     let seen = seq.load(Ordering::Acquire);
     who.announce();
-    // SYNC POINT: sleeper. Pairs with the fence in `wake_if_waiting`.
+    // SYNC POINT: sleeper. Pairs with the fence in `wake_if_waiting` (or,
+    // through `barrier`, with the compiler fence in `wake_if_waiting_light`).
     fence(Ordering::SeqCst);
+    barrier();
     let r = if ready() {
         Wake::Woken
     } else {
@@ -122,6 +128,26 @@ pub(crate) fn sleep(
 pub(crate) fn wake_if_waiting(seq: &AtomicU32, any_waiting: impl FnOnce() -> bool, all: bool) {
     // SYNC POINT: waker. Pairs with the fence in `sleep`.
     fence(Ordering::SeqCst);
+    if any_waiting() {
+        wake(seq, all);
+    }
+}
+
+/// Like [`wake_if_waiting`], for a waker whose process is registered for
+/// global expedited membarriers when the sleeper runs one before its
+/// re-check: a compiler fence keeps the order of this thread's own
+/// instructions, and the sleeper's membarrier supplies the hardware barrier
+/// on this CPU at that moment (or this thread is switched out, which is a
+/// barrier too). Either our load runs after that barrier and sees the
+/// announcement, or our stores were visible before the sleeper's re-check.
+#[inline]
+pub(crate) fn wake_if_waiting_light(
+    seq: &AtomicU32,
+    any_waiting: impl FnOnce() -> bool,
+    all: bool,
+) {
+    // SYNC POINT: waker. Pairs with the membarrier in the sleeper's `barrier`.
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
     if any_waiting() {
         wake(seq, all);
     }
