@@ -29,6 +29,12 @@ use crate::wait::{self, Wake};
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 /// Default maximum number of sender endpoints attached at once.
 pub const DEFAULT_MAX_SENDERS: u32 = 64;
+/// The receiver gives consumed bytes back to senders (zeroes them and
+/// publishes its cursor) in batches of an eighth of the ring, at most this
+/// many bytes, and whenever it finds nothing to deliver: it then writes to
+/// no line a sender is writing to, message by message.
+const MAX_RELEASE_BATCH: u64 = 64 * 1024;
+
 /// Default liveness tick: how late, at most, a blocked endpoint notices that
 /// its peer died.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(50);
@@ -205,15 +211,21 @@ impl Builder {
         let (seg, created) = Segment::create(&self.name, geo, self.mode, type_fingerprint::<T>())
             .map_err(name_type::<T>)?;
         let ring = Ring::new(seg);
-        let head = ring.checked_head().map_err(|bad| OpenError::Corrupt {
+        let (head, delivered) = ring.checked_cursors().map_err(|bad| OpenError::Corrupt {
             name: self.name.clone(),
-            reason: format!("its consumer cursor is unusable: {bad}"),
+            reason: format!("its consumer cursors are unusable: {bad}"),
         })?;
+        // A receiver that died may have delivered records it had not
+        // released yet: release them, they must not be delivered again.
+        ring.release(head, delivered);
+        let batch = (geo.capacity / 8).min(MAX_RELEASE_BATCH);
         Ok(Receiver {
             ring,
             tick: self.tick,
-            head: Cell::new(head),
-            tail: Cell::new(head),
+            head: Cell::new(delivered),
+            released: Cell::new(delivered),
+            batch,
+            tail: Cell::new(delivered),
             broken: Cell::new(false),
             last_check: Cell::new(None),
             taken_over: created == Created::TakenOver,
@@ -745,9 +757,14 @@ impl SenderInner {
 pub struct Receiver<T> {
     ring: Ring,
     tick: Duration,
-    /// The consumer cursor: the receiver's own (trusted) copy; the one in
-    /// shared memory is published for senders.
+    /// The consumer cursor: the receiver's own (trusted) copy. Everything
+    /// before it was delivered.
     head: Cell<u64>,
+    /// Everything before this was zeroed and published to senders as
+    /// `head`; `[released, head)` was delivered and awaits release.
+    released: Cell<u64>,
+    /// Release when this many bytes await it.
+    batch: u64,
     /// Cached, checked view of the claim cursor.
     tail: Cell<u64>,
     /// Set when the claim cursor was found corrupt: the channel is closed.
@@ -938,6 +955,7 @@ impl<T> Receiver<T> {
         self.last_check.set(Some(now));
         let seg = self.ring.segment();
         let reaped = peers::reap_dead(seg) > 0;
+        self.release();
         let head = self.head.get();
         let tail = self
             .ring
@@ -952,8 +970,9 @@ impl<T> Receiver<T> {
             .dead_claim_end(head, tail, |p| intents.contains(&p))
         {
             Ok(Some(end)) => {
-                self.ring.skip(head, end);
+                self.ring.release(head, end);
                 self.head.set(end);
+                self.released.set(end);
                 seg.header()
                     .rx
                     .recovered_bytes
@@ -977,7 +996,10 @@ impl<T> Receiver<T> {
         };
         let intents = peers::live_intents(seg);
         let end = self.ring.resync(head, tail, |p| intents.contains(&p));
+        self.release();
+        self.ring.release(head, end);
         self.head.set(end);
+        self.released.set(end);
         seg.header()
             .rx
             .invalid_messages
@@ -1044,18 +1066,23 @@ impl<T> Receiver<T> {
         );
     }
 
-    /// After consuming `[prev, head)`: wakes sleeping senders when the
-    /// ring crosses from more than half full to at most half full
-    /// (hysteresis: one check per half ring, not a fence and a syscall per
-    /// message). A sender that sleeps while the ring is emptier (its message
-    /// needs more than the free half) is woken when the receiver finds
-    /// nothing to deliver, and re-checks for room every tick regardless.
-    /// The tail used here is the cached one.
-    #[inline]
-    fn after_consume(&self, prev: u64, head: u64) {
+    /// Gives the delivered bytes `[released, head)` back to senders, and
+    /// wakes sleeping senders when that makes the ring cross from more than
+    /// half full to at most half full (hysteresis: one check per half ring,
+    /// not a fence and a syscall per message). A sender that sleeps while
+    /// the ring is emptier (its message needs more than the free half) is
+    /// woken when the receiver finds nothing to deliver, and re-checks for
+    /// room every tick regardless. The tail used here is the cached one.
+    fn release(&self) {
+        let (from, to) = (self.released.get(), self.head.get());
+        if from == to {
+            return;
+        }
+        self.ring.release(from, to);
+        self.released.set(to);
         let half = self.ring.segment().geometry().capacity / 2;
         let tail = self.tail.get();
-        if tail.saturating_sub(prev) > half && tail.saturating_sub(head) <= half {
+        if tail.saturating_sub(from) > half && tail.saturating_sub(to) <= half {
             self.wake_senders();
         }
     }
@@ -1087,8 +1114,9 @@ impl<T> Receiver<T> {
             match found {
                 Peek::Message { len, offset } => {
                     let r = self.ring.with_payload(offset, len, f);
-                    let next = self.ring.consume(head, len);
+                    let next = head + crate::layout::record_size(len);
                     self.head.set(next);
+                    self.ring.deliver(next);
                     let rx = &h.rx;
                     rx.received_messages.store(
                         rx.received_messages.load(Ordering::Relaxed) + 1,
@@ -1098,7 +1126,9 @@ impl<T> Receiver<T> {
                         rx.received_bytes.load(Ordering::Relaxed) + len,
                         Ordering::Relaxed,
                     );
-                    self.after_consume(head, next);
+                    if next - self.released.get() >= self.batch {
+                        self.release();
+                    }
                     return r.map_err(|reason| {
                         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
                         RecvFail::Invalid(InvalidMessage {
@@ -1127,8 +1157,10 @@ impl<T> Receiver<T> {
                 }
                 Peek::Pending => {}
             }
-            // Nothing to deliver now: whatever room there is, no sender
-            // should sleep for it (`after_consume` defers wake-ups).
+            // Nothing to deliver now: give every consumed byte back, and
+            // whatever room there is, no sender should sleep for it
+            // (`release` defers wake-ups).
+            self.release();
             self.wake_senders();
             if matches!(deadline, Deadline::Now) {
                 if self.maintain(false)? {

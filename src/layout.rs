@@ -81,9 +81,15 @@ pub(crate) const FEATURE_ASYMMETRIC_WAKE: u32 = 1;
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RxHot {
-    /// Consumer cursor: every byte in `[head, tail)` is claimed; every byte
-    /// from the end of the last claim to `head + capacity` is zero.
+    /// Consumer cursor as published to senders: every byte in `[head, tail)`
+    /// is claimed; every byte from the end of the last claim to
+    /// `head + capacity` is zero. The receiver zeroes and publishes in
+    /// batches, so it may have delivered past it (see `delivered`).
     pub(crate) head: AtomicU64,
+    /// End of the last record returned to the receiver's caller. Records in
+    /// `[head, delivered)` were delivered but not yet zeroed: a receiver that
+    /// takes over from a dead one starts here, so nothing is delivered twice.
+    pub(crate) delivered: AtomicU64,
     pub(crate) received_messages: AtomicU64,
     pub(crate) received_bytes: AtomicU64,
     /// Records that were committed but could not be decoded or were malformed.
@@ -273,14 +279,11 @@ pub(crate) enum Record {
     Committed(u32),
     /// Committed filler of `len` bytes after the header; skip it.
     Padding(u32),
-    /// A message of `len` bytes that the receiver returned and is zeroing.
-    Consumed(u32),
 }
 
 const KIND_CLAIMED: u64 = 0xC1;
 const KIND_COMMITTED: u64 = 0xA5;
 const KIND_PADDING: u64 = 0x9D;
-const KIND_CONSUMED: u64 = 0x7E;
 
 fn tag(pos: u64) -> u64 {
     (pos >> 3) & 0xFF_FFFF
@@ -296,7 +299,6 @@ pub(crate) fn record_word(r: Record, pos: u64) -> u64 {
         Record::Claimed(l) => (KIND_CLAIMED, l),
         Record::Committed(l) => (KIND_COMMITTED, l),
         Record::Padding(l) => (KIND_PADDING, l),
-        Record::Consumed(l) => (KIND_CONSUMED, l),
     };
     (tag(pos) << 40) | (kind << 32) | len as u64
 }
@@ -315,7 +317,6 @@ pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, &'static str> 
         KIND_CLAIMED => Ok(Record::Claimed(len)),
         KIND_COMMITTED => Ok(Record::Committed(len)),
         KIND_PADDING => Ok(Record::Padding(len)),
-        KIND_CONSUMED => Ok(Record::Consumed(len)),
         _ => Err("has an unknown kind"),
     }
 }

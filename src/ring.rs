@@ -297,21 +297,33 @@ impl Ring {
         })
     }
 
-    /// Checks a consumer position read from the segment (at takeover).
-    pub(crate) fn checked_head(&self) -> Result<u64, Malformed> {
-        let head = self.seg.header().rx.head.load(Ordering::Acquire);
+    /// Reads the published consumer cursor and the delivered cursor (at
+    /// creation or takeover) and checks them: 8-aligned, `head <=
+    /// delivered <= tail`, within a ring.
+    pub(crate) fn checked_cursors(&self) -> Result<(u64, u64), Malformed> {
+        let rx = &self.seg.header().rx;
+        let head = rx.head.load(Ordering::Acquire);
+        let delivered = rx.delivered.load(Ordering::Acquire);
+        let bad = |word, what| Malformed {
+            pos: head,
+            word,
+            what,
+        };
         if head & 7 != 0 {
-            return Err(Malformed {
-                pos: head,
-                word: head,
-                what: "(the consumer cursor) is not 8-aligned",
-            });
+            return Err(bad(head, "(the consumer cursor) is not 8-aligned"));
         }
-        self.checked_tail(head).map(|_| head)
+        if delivered & 7 != 0 || delivered < head || delivered - head > self.cap {
+            return Err(bad(
+                delivered,
+                "(the delivered cursor) is not 8-aligned or not within a ring after the consumer cursor",
+            ));
+        }
+        self.checked_tail(delivered).map(|_| (head, delivered))
     }
 
-    /// Looks at the record at `head`, consuming padding on the way, and
-    /// returns the position it stopped at with what it found there.
+    /// Looks at the record at `head`, stepping over padding on the way, and
+    /// returns the position it stopped at with what it found there. It
+    /// writes nothing: the bytes it steps over are released later.
     ///
     /// A committed header is trusted for its position (its tag) and bounded
     /// by the lap and the maximum message size, so the fast path never
@@ -369,19 +381,9 @@ impl Ring {
                     if RECORD_HEADER + len as u64 != cap - off as u64 {
                         return bad("is padding that does not end the lap");
                     }
-                    // Skip the rest of the lap: only its header word is
-                    // non-zero.
-                    self.word(off).store(0, Ordering::Relaxed);
+                    // Skip the rest of the lap; it is zeroed with the
+                    // records around it when the receiver releases them.
                     head += cap - off as u64;
-                    self.publish_head(head);
-                }
-                Ok(Record::Consumed(len)) => {
-                    if off as u64 + record_size(len as u64) > cap {
-                        return bad("is a consumed record beyond the end of the lap");
-                    }
-                    // A receiver died while consuming this record after
-                    // returning it: finish the job.
-                    head = self.consume(head, len as u64);
                 }
                 Err(what) => return bad(what),
             }
@@ -412,24 +414,16 @@ impl Ring {
         f(&bytes[..len as usize])
     }
 
-    /// Zeroes the record of `len` payload bytes at `head`, moves `head` past
-    /// it, and returns the new `head`.
-    ///
-    /// The header is marked consumed first and zeroed last, so a receiver
-    /// that dies at any point leaves either an intact committed record (it
-    /// was not returned to the caller yet), a consumed mark, or zeros, which
-    /// the next receiver skips; never a torn record.
-    pub(crate) fn consume(&self, head: u64, len: u64) -> u64 {
-        let size = record_size(len);
-        let word = self.word(self.offset(head));
-        word.store(
-            record_word(Record::Consumed(len as u32), head),
-            Ordering::Relaxed,
-        );
-        self.zero(head + RECORD_HEADER, size - RECORD_HEADER);
-        word.store(0, Ordering::Relaxed);
-        self.publish_head(head + size);
-        head + size
+    /// Records that everything before `next` was delivered to the
+    /// receiver's caller (see `RxHot::delivered`). A store to the
+    /// receiver's own line, which senders never read.
+    #[inline]
+    pub(crate) fn deliver(&self, next: u64) {
+        self.seg
+            .header()
+            .rx
+            .delivered
+            .store(next, Ordering::Release);
     }
 
     /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
@@ -458,12 +452,14 @@ impl Ring {
         self.seg.header().rx.head.store(head, Ordering::Release);
     }
 
-    /// Skips `[head, to)` after recovery decided no live sender owns it.
-    /// Zeroes it in lap-sized pieces. `to - head` is at most a ring.
-    pub(crate) fn skip(&self, head: u64, to: u64) {
-        debug_assert!(to >= head && to - head <= self.cap && to & 7 == 0);
+    /// Gives `[from, to)` back to the senders: zeroes it (in lap-sized
+    /// pieces) and publishes `to` as the consumer cursor. The range holds
+    /// delivered records, padding, or dead senders' claims; it is at most a
+    /// ring long.
+    pub(crate) fn release(&self, from: u64, to: u64) {
+        debug_assert!(to >= from && to - from <= self.cap && to & 7 == 0);
         let cap = self.cap;
-        let mut pos = head;
+        let mut pos = from;
         while pos < to {
             let off = pos & (cap - 1);
             let n = (to - pos).min(cap - off);
@@ -498,7 +494,7 @@ impl Ring {
             what,
         };
         match parse_record(word, head).map_err(bad)? {
-            Record::Committed(_) | Record::Padding(_) | Record::Consumed(_) => Ok(None),
+            Record::Committed(_) | Record::Padding(_) => Ok(None),
             Record::Claimed(len) => {
                 let end = head + record_size(len as u64);
                 if len as u64 > self.max_message
@@ -531,8 +527,8 @@ impl Ring {
         }
     }
 
-    /// Skips a malformed record at `head` and returns where the receiver
-    /// resumes: the first later position (up to the checked `tail`) that a
+    /// Where the receiver resumes after a malformed record at `head`: the
+    /// first later position (up to the checked `tail`) that a
     /// live sender is claiming or that holds a well-formed header whose
     /// record fits.
     pub(crate) fn resync(&self, head: u64, tail: u64, live_intent: impl Fn(u64) -> bool) -> u64 {
@@ -545,7 +541,7 @@ impl Ring {
             let off = self.offset(pos);
             let w = self.word(off).load(Ordering::Acquire);
             let plausible = match parse_record(w, pos) {
-                Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) | Ok(Record::Consumed(l)) => {
+                Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) => {
                     (l as u64) <= self.max_message && off as u64 + record_size(l as u64) <= cap
                 }
                 Ok(Record::Padding(l)) => RECORD_HEADER + l as u64 == cap - off as u64,
@@ -556,9 +552,7 @@ impl Ring {
             }
             pos += RECORD_HEADER;
         }
-        let end = pos.min(tail);
-        self.skip(head, end);
-        end
+        pos.min(tail)
     }
 }
 
@@ -671,7 +665,9 @@ mod loom_tests {
                 match found {
                     Peek::Message { len, offset } => {
                         let v = ring.with_payload(offset, len, |b| b.to_vec());
-                        self.head = ring.consume(head, len);
+                        self.head = head + record_size(len);
+                        ring.deliver(self.head);
+                        ring.release(head, self.head);
                         let half = ring.cap / 2;
                         if self.tail.saturating_sub(head) > half
                             && self.tail.saturating_sub(self.head) <= half
