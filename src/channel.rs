@@ -134,8 +134,8 @@ impl Builder {
     }
 
     /// Largest encoded message accepted, in bytes; larger messages are
-    /// refused before anything is written. Default: a quarter of the capacity.
-    /// At most the capacity minus 8.
+    /// refused before anything is written. Default: a quarter of the capacity
+    /// (at most 4 GiB). At most the capacity minus 8.
     ///
     /// ```
     /// let b = shmpsc::Builder::new("doc-maxmsg").max_message_size(64 * 1024);
@@ -183,7 +183,9 @@ impl Builder {
     }
 
     fn geometry(&self) -> Result<Geometry, OpenError> {
-        let max_message = self.max_message.unwrap_or(self.capacity / 4);
+        let max_message = self
+            .max_message
+            .unwrap_or((self.capacity / 4).min(crate::layout::MAX_MESSAGE));
         Geometry::new(self.capacity, max_message, self.max_senders).map_err(|reason| {
             OpenError::InvalidConfig {
                 name: self.name.clone(),

@@ -56,7 +56,31 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
     #[cfg(all(feature = "bincode", not(feature = "postcard")))]
     {
-        match bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG) {
+        // bincode allocates a string's or a byte buffer's claimed length
+        // before reading it, so an unlimited decoder lets a hostile length
+        // prefix abort the receiver. A string or byte buffer cannot be longer
+        // than the payload that holds it: the limit is the payload length
+        // rounded up (to one of a few powers of two, to keep few copies of
+        // the decoder). Other collections go through serde's cautious
+        // preallocation.
+        macro_rules! limited {
+            ($($bits:literal)*) => {{
+                $(
+                    if bytes.len() <= 1usize << $bits {
+                        bincode::serde::decode_from_slice::<T, _>(
+                            bytes,
+                            CONFIG.with_limit::<{ 1usize << $bits }>(),
+                        )
+                    } else
+                )* {
+                    bincode::serde::decode_from_slice::<T, _>(
+                        bytes,
+                        CONFIG.with_limit::<{ 1usize << 36 }>(),
+                    )
+                }
+            }};
+        }
+        match limited!(12 16 20 24 28 32) {
             Ok((v, used)) if used == bytes.len() => Ok(v),
             Ok((_, used)) => Err(format!(
                 "{} trailing bytes after the message",
@@ -89,6 +113,33 @@ mod tests {
         let mut buf = vec![9, 9, 9];
         encode(&ev, &mut buf).unwrap();
         assert_eq!(decode::<Event>(&buf).unwrap(), ev);
+    }
+
+    #[test]
+    fn hostile_length_prefix_is_an_error_not_an_abort() {
+        // A string that claims 2^40 bytes (and one that claims more than
+        // isize::MAX), with three bytes present.
+        for len in [1u64 << 40, u64::MAX] {
+            let mut buf = Vec::new();
+            #[cfg(all(feature = "bincode", not(feature = "postcard")))]
+            {
+                buf.push(0xFD);
+                buf.extend_from_slice(&len.to_le_bytes());
+            }
+            #[cfg(feature = "postcard")]
+            {
+                let mut v = len;
+                while v >= 0x80 {
+                    buf.push((v as u8) | 0x80);
+                    v >>= 7;
+                }
+                buf.push(v as u8);
+            }
+            buf.extend_from_slice(b"abc");
+            assert!(decode::<String>(&buf).is_err());
+            assert!(decode::<Vec<u8>>(&buf).is_err());
+            assert!(decode::<Vec<u64>>(&buf).is_err());
+        }
     }
 
     #[test]

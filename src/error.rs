@@ -481,6 +481,14 @@ pub enum OpenError {
         /// The channel name.
         name: String,
     },
+    /// A segment of this name exists, its receiver is gone, and it cannot be
+    /// trusted enough to take over (another owner, or wider permissions).
+    Untrusted {
+        /// The channel name.
+        name: String,
+        /// What makes it untrusted.
+        reason: String,
+    },
     /// A live process still uses the channel, so it was not removed.
     InUse {
         /// The channel name.
@@ -553,6 +561,12 @@ impl fmt::Display for OpenError {
                 "channel `{name}` has no receiver: its receiver was dropped or exited; start \
                  the receiver again, then open the channel"
             ),
+            OpenError::Untrusted { name, reason } => write!(
+                f,
+                "channel `{name}` exists without a receiver, but {reason}: a receiver does not \
+                 take over a segment it cannot trust; if you know where it comes from, remove \
+                 it with shmpsc::remove(\"{name}\") (or `shmpsc rm {name}`) and create it again"
+            ),
             OpenError::InUse { name } => write!(
                 f,
                 "channel `{name}` is in use by a live receiver or sender and was not removed: \
@@ -583,6 +597,7 @@ impl From<OpenError> for io::Error {
     fn from(e: OpenError) -> io::Error {
         let kind = match &e {
             OpenError::NotFound { .. } => io::ErrorKind::NotFound,
+            OpenError::Untrusted { .. } => io::ErrorKind::PermissionDenied,
             OpenError::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
             OpenError::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
             OpenError::InvalidName { .. } | OpenError::InvalidConfig { .. } => {

@@ -25,17 +25,22 @@ fn words(seg: &Segment) -> usize {
 pub(crate) fn any_active(seg: &Segment) -> bool {
     // SYNC POINT: receiver. Pairs with the Release `fetch_and` in `release`:
     // a sender's commits are visible once its bit is seen clear.
-    any_set(&seg.header().active, words(seg))
+    any_set(&seg.header().active, seg.geometry().max_senders)
 }
 
 /// Whether any sender announced that it sleeps waiting for room.
 #[inline]
 pub(crate) fn any_sleeper(seg: &Segment) -> bool {
-    any_set(&seg.header().sleepers, words(seg))
+    any_set(&seg.header().sleepers, seg.geometry().max_senders)
 }
 
-fn any_set(map: &Bitmap, words: usize) -> bool {
-    map[..words].iter().any(|w| w.load(Ordering::Acquire) != 0)
+/// Whether any of the first `slots` bits is set. Bits of slots that do not
+/// exist are ignored: the bitmap is shared memory, anyone may set them.
+fn any_set(map: &Bitmap, slots: u32) -> bool {
+    let full = slots as usize / 64;
+    let rest = slots % 64;
+    map[..full].iter().any(|w| w.load(Ordering::Acquire) != 0)
+        || (rest != 0 && map[full].load(Ordering::Acquire) & ((1u64 << rest) - 1) != 0)
 }
 
 /// Indices of the owned slots.

@@ -148,6 +148,24 @@ impl Segment {
                     });
                 }
                 // We hold the receiver lock: the previous receiver is gone.
+                // Take over only what this user made, with no wider access
+                // than asked for: anyone can plant a file in /dev/shm.
+                let (uid, perms) =
+                    sys::file_owner(&file).map_err(|e| io_err(name, "inspecting", e))?;
+                if uid != sys::effective_uid() {
+                    return Err(OpenError::Untrusted {
+                        name: name.to_owned(),
+                        reason: format!("it belongs to user id {uid}, not to this user"),
+                    });
+                }
+                if perms & !mode != 0 {
+                    return Err(OpenError::Untrusted {
+                        name: name.to_owned(),
+                        reason: format!(
+                            "its mode {perms:#o} grants more than the {mode:#o} asked for"
+                        ),
+                    });
+                }
                 let (_, size) =
                     sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
                 let ready = size >= std::mem::size_of::<Header>() as u64 && {
@@ -167,6 +185,7 @@ impl Segment {
                         .map(|s| (s, Created::Fresh));
                 }
                 let seg = Segment::map_validated(name, &path, file, fingerprint)?;
+                seg.reserve()?;
                 let c = &seg.header().control;
                 c.takeovers.fetch_add(1, Ordering::Relaxed);
                 c.rx_pid.store(sys::current_pid(), Ordering::Relaxed);
@@ -346,6 +365,10 @@ impl Segment {
                 match Segment::map_validated(name, path, file2, fingerprint) {
                     Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
                         if Instant::now() < give_up && receiver_locked(&file) => {}
+                    Ok(seg) => {
+                        seg.reserve()?;
+                        return Ok(seg);
+                    }
                     r => return r,
                 }
             } else if Instant::now() >= give_up || !receiver_locked(&file) {
@@ -378,7 +401,9 @@ impl Segment {
         let named = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
         let file = sys::adopt_inherited(raw, &named)
             .map_err(|e| io_err(name, "adopting the sender passed by the parent", e))?;
-        Segment::map_validated(name, &path, file, fingerprint)
+        let seg = Segment::map_validated(name, &path, file, fingerprint)?;
+        seg.reserve()?;
+        Ok(seg)
     }
 
     /// Maps an existing segment for inspection, whatever its message type.
@@ -404,6 +429,20 @@ impl Segment {
             });
         }
         sys::shm_remove(&path).map_err(|e| open_errno(name, "removing", e))
+    }
+
+    /// Reserves the segment's pages (see `sys::shm_reserve`): a segment
+    /// that another process created sparse, on a `/dev/shm` that is now
+    /// full, is refused here instead of killing this process with SIGBUS.
+    fn reserve(&self) -> Result<(), OpenError> {
+        sys::shm_reserve(&self.file, self.geo.len as u64).map_err(|e| {
+            io_err(
+                &self.name,
+                "reserving memory (is /dev/shm full? free space, or remove unused channels with \
+                 shmpsc::remove_unused)",
+                e,
+            )
+        })
     }
 
     /// Gives up the mapping and returns the open file description.

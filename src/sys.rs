@@ -162,6 +162,29 @@ pub(crate) fn file_identity(file: &File) -> io::Result<((u64, u64), u64)> {
     Ok(((st.st_dev, st.st_ino), st.st_size as u64))
 }
 
+/// Owner uid and permission bits of an open file.
+pub(crate) fn file_owner(file: &File) -> io::Result<(u32, u32)> {
+    let st = fstat(file.as_fd())?;
+    Ok((st.st_uid, st.st_mode & 0o7777))
+}
+
+/// The effective user id of this process.
+pub(crate) fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Reserves the pages of an existing shared-memory object of `len` bytes
+/// (a no-op for pages already there), so that later writes cannot die of
+/// SIGBUS on a full `/dev/shm`.
+pub(crate) fn shm_reserve(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor; no memory is passed.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match r {
+        0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
 /// Sizes a fresh shared-memory object and reserves its pages, so that a full
 /// `/dev/shm` fails here with `ENOSPC` rather than with SIGBUS on first touch.
 pub(crate) fn shm_allocate(file: &File, len: u64) -> io::Result<()> {
