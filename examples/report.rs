@@ -3,7 +3,7 @@
 //! for reference), every endpoint in its own process.
 //!
 //! ```text
-//! cargo run --release --example report              # full run, about 3 minutes on 2 cores
+//! cargo run --release --example report              # full run, about 2 minutes on 2 cores
 //! cargo run --release --example report -- --quick   # a rough run in well under a minute
 //! ```
 //!
@@ -49,6 +49,14 @@ impl Opts {
             (Duration::from_millis(300), 20_000)
         } else {
             (Duration::from_millis(1500), 200_000)
+        }
+    }
+    /// Independent sets of processes per throughput configuration.
+    fn rigs(&self) -> usize {
+        if self.quick {
+            1
+        } else {
+            2
         }
     }
     fn idle_window(&self) -> Duration {
@@ -101,9 +109,24 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Messages per second of `senders` processes into one, median of
-/// [`ROUNDS`] rounds sized to last about `round` each.
-fn throughput(peer: Peer, path: Path, size: usize, senders: usize, round: Duration) -> f64 {
+/// Messages per second of `senders` processes into one: the best of
+/// `rigs` independent sets of processes (where the scheduler places them
+/// moves small-message results by ±20 % on a small VM), each measured as the
+/// median of [`ROUNDS`] rounds sized to last about `round`.
+fn throughput(
+    peer: Peer,
+    path: Path,
+    size: usize,
+    senders: usize,
+    round: Duration,
+    rigs: usize,
+) -> f64 {
+    (0..rigs.max(1))
+        .map(|_| throughput_rig(peer, path, size, senders, round))
+        .fold(0.0, f64::max)
+}
+
+fn throughput_rig(peer: Peer, path: Path, size: usize, senders: usize, round: Duration) -> f64 {
     let mut rig = ThroughputRig::new(peer, path, size, senders);
     let n = senders as u64;
     let quarter = round / 4;
@@ -152,7 +175,50 @@ struct Results {
     idle: Option<f64>,
     load_before: String,
     load_after: String,
+    /// Share of the machine busy before the run (a 1 s sample).
+    busy_before: f64,
+    /// Share of the machine that other processes used during the run, and
+    /// the share stolen by the hypervisor.
+    others: f64,
+    steal: f64,
     elapsed: Duration,
+}
+
+/// Machine-wide CPU time (all cores) from `/proc/stat`: (busy, steal).
+fn machine_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    let secs = |j: u64| Duration::from_secs_f64(j as f64 / hz);
+    (secs(busy), secs(at(7)))
+}
+
+/// CPU time of this process and of its children that were waited for.
+fn own_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN]
+        .into_iter()
+        .filter_map(|w| getrusage(w).ok())
+        .map(|u| tv(u.user_time()) + tv(u.system_time()))
+        .sum()
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
 fn main() {
@@ -161,8 +227,16 @@ fn main() {
     }
     let opts = parse_args();
     let load_before = load_average();
+    let (b0, _) = machine_cpu();
+    std::thread::sleep(Duration::from_secs(1)); // a sample of the machine at rest
+    let (b1, s1) = machine_cpu();
+    let busy_before = (b1 - b0).as_secs_f64() / cores();
+    eprintln!(
+        "load average before: {load_before}; CPU busy before: {:.1} %",
+        busy_before * 100.0
+    );
+    let own0 = own_cpu();
     let t0 = Instant::now();
-    eprintln!("load average before: {load_before}");
 
     let mut tput = BTreeMap::new();
     for path in Path::ALL.into_iter().filter(|_| opts.throughput) {
@@ -175,7 +249,9 @@ fn main() {
                         size_name(size),
                         peer.name()
                     );
-                    let r = quietly(&what, || throughput(peer, path, size, n, opts.round()));
+                    let r = quietly(&what, || {
+                        throughput(peer, path, size, n, opts.round(), opts.rigs())
+                    });
                     if let Some(r) = r {
                         eprintln!("{what}: {} msg/s", rate(r));
                     }
@@ -218,13 +294,20 @@ fn main() {
         None
     };
 
+    let elapsed = t0.elapsed();
+    let (b2, s2) = machine_cpu();
+    let capacity = elapsed.as_secs_f64() * cores();
+    let own = (own_cpu() - own0).as_secs_f64();
     let results = Results {
         tput,
         lat,
         idle,
         load_before,
         load_after: load_average(),
-        elapsed: t0.elapsed(),
+        busy_before,
+        others: ((b2 - b1).as_secs_f64() - own).max(0.0) / capacity,
+        steal: (s2 - s1).as_secs_f64() / capacity,
+        elapsed,
         opts,
     };
     let md = markdown(&results);
@@ -347,21 +430,22 @@ fn markdown(r: &Results) -> String {
         locked_version("ipc-channel"),
         locked_version("crossbeam-channel"),
     );
-    let busy = r
-        .load_before
-        .split_whitespace()
-        .next()
-        .and_then(|l| l.parse::<f64>().ok())
-        .is_some_and(|l| l > 0.5);
+    let noisy = r.busy_before > 0.1 || r.others > 0.05 || r.steal > 0.05;
     let _ = writeln!(
         s,
-        "- Load average (1, 5, 15 min) before the run: {}; after: {}.{}",
+        "- Other load: {:.1} % of the machine busy in a 1 s sample before the run; \
+         during the run, other processes used {:.1} % of the machine's CPU time and \
+         the hypervisor stole {:.1} %. Load average (1, 5, 15 min) before: {}; \
+         after: {}.{}",
+        r.busy_before * 100.0,
+        r.others * 100.0,
+        r.steal * 100.0,
         r.load_before,
         r.load_after,
-        if busy {
-            " **The machine was busy before the run: numbers are noisy.**"
+        if noisy {
+            " **The machine was not idle: numbers are noisy.**"
         } else {
-            ""
+            " The machine was otherwise idle."
         }
     );
     let _ = writeln!(
@@ -382,10 +466,11 @@ fn markdown(r: &Results) -> String {
     let _ = writeln!(s, "## Throughput\n");
     let _ = writeln!(
         s,
-        "Messages per second received in all (and payload bandwidth), median of {ROUNDS} \
-         rounds of about {:?} each, timed from the parent's \"go\" to the receiver's \
-         last message. Higher is better.\n",
-        r.opts.round()
+        "Messages per second received in all (and payload bandwidth), timed from the \
+         parent's \"go\" to the receiver's last message: the median of {ROUNDS} rounds of \
+         about {:?}, best of {} independent sets of processes. Higher is better.\n",
+        r.opts.round(),
+        r.opts.rigs()
     );
     for path in Path::ALL {
         for &n in &SENDERS {

@@ -58,15 +58,19 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     {
         // bincode allocates a string's or a byte buffer's claimed length
         // before reading it, so an unlimited decoder lets a hostile length
-        // prefix abort the receiver. A string or byte buffer cannot be longer
-        // than the payload that holds it: the limit is the payload length
-        // rounded up (to one of a few powers of two, to keep few copies of
-        // the decoder). Other collections go through serde's cautious
-        // preallocation.
+        // prefix abort the receiver. bincode's limit counts decoded bytes:
+        // a primitive counts its in-memory size (a `u128` decoded from a
+        // one-byte varint counts 16), a string or byte buffer its length,
+        // which cannot exceed the payload. So 32 times the payload length
+        // bounds what a well-formed message can claim, with room to spare,
+        // and bounds what a hostile one can make the receiver allocate. The
+        // limit is rounded up to a power of 16 to keep few copies of the
+        // decoder.
         macro_rules! limited {
             ($($bits:literal)*) => {{
+                let claim = (bytes.len() as u64).saturating_mul(32);
                 $(
-                    if bytes.len() <= 1usize << $bits {
+                    if claim <= 1u64 << $bits {
                         bincode::serde::decode_from_slice::<T, _>(
                             bytes,
                             CONFIG.with_limit::<{ 1usize << $bits }>(),
@@ -75,12 +79,12 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
                 )* {
                     bincode::serde::decode_from_slice::<T, _>(
                         bytes,
-                        CONFIG.with_limit::<{ 1usize << 36 }>(),
+                        CONFIG.with_limit::<{ 1usize << 40 }>(),
                     )
                 }
             }};
         }
-        match limited!(12 16 20 24 28 32) {
+        match limited!(16 20 24 28 32 36) {
             Ok((v, used)) if used == bytes.len() => Ok(v),
             Ok((_, used)) => Err(format!(
                 "{} trailing bytes after the message",
@@ -113,6 +117,31 @@ mod tests {
         let mut buf = vec![9, 9, 9];
         encode(&ev, &mut buf).unwrap();
         assert_eq!(decode::<Event>(&buf).unwrap(), ev);
+    }
+
+    #[test]
+    fn large_and_dense_messages_decode() {
+        // Decoded sizes well above the encoded size, at and around the
+        // powers of two where the decoder's limit changes.
+        for n in [1usize, 1000, 2047, 2048, 2049, 65_536, 1 << 20] {
+            let mut buf = Vec::new();
+            let ones = vec![1u64; n];
+            encode(&ones, &mut buf).unwrap();
+            assert_eq!(decode::<Vec<u64>>(&buf).unwrap(), ones, "{n} u64s");
+            let wide = vec![1u128; n.min(1 << 16)];
+            encode(&wide, &mut buf).unwrap();
+            assert_eq!(decode::<Vec<u128>>(&buf).unwrap(), wide, "{n} u128s");
+        }
+        for len in [65_526usize, 65_536, 65_537, 1 << 20] {
+            let ev = Event {
+                id: 1,
+                name: "x".repeat(len % 100),
+                data: vec![7; len],
+            };
+            let mut buf = Vec::new();
+            encode(&ev, &mut buf).unwrap();
+            assert_eq!(decode::<Event>(&buf).unwrap(), ev, "{len} bytes");
+        }
     }
 
     #[test]

@@ -655,7 +655,14 @@ pub struct Proc {
 impl Proc {
     /// Starts this binary as the endpoint `spec`, with `token` from its peer.
     pub fn spawn(spec: &Spec, token: &str) -> Proc {
-        let exe = std::env::current_exe().expect("current_exe");
+        // `/proc/self/exe` still runs this very binary when a rebuild has
+        // replaced (deleted) the file at `current_exe()` meanwhile.
+        let proc_exe = std::path::Path::new("/proc/self/exe");
+        let exe = if proc_exe.exists() {
+            proc_exe.to_path_buf()
+        } else {
+            std::env::current_exe().expect("current_exe")
+        };
         let what = format!(
             "{} {} #{} ({} {} B {})",
             spec.peer.name(),
