@@ -49,15 +49,6 @@ fn run_role(role: &str) {
     }
 }
 
-macro_rules! child_roles {
-    () => {
-        if let Some(role) = common::child_role() {
-            run_role(&role);
-            std::process::exit(0);
-        }
-    };
-}
-
 // ---------------------------------------------------------------- helpers
 
 /// Runs the `shmpsc` binary with `args` and returns its output. Bounded by
@@ -164,7 +155,7 @@ fn sender(test: &str, name: &str, count: u64) -> Child {
 
 #[test]
 fn ls_shows_receiver_senders_counters_and_a_killed_sender_as_dead() {
-    child_roles!();
+    common::run_child_role(run_role);
     const TEST: &str = "ls_shows_receiver_senders_counters_and_a_killed_sender_as_dead";
     let name = common::unique_name("cli-ls");
     let rx = shmpsc::Builder::new(&name).receiver::<u64>().unwrap();
@@ -204,7 +195,7 @@ fn ls_shows_receiver_senders_counters_and_a_killed_sender_as_dead() {
 
 #[test]
 fn stat_shows_one_channel_and_watch_stops_after_count() {
-    child_roles!();
+    common::run_child_role(run_role);
     const TEST: &str = "stat_shows_one_channel_and_watch_stops_after_count";
     let name = common::unique_name("cli-stat");
     let rx = shmpsc::Builder::new(&name).receiver::<u64>().unwrap();
@@ -260,7 +251,7 @@ fn stat_shows_one_channel_and_watch_stops_after_count() {
 
 #[test]
 fn rm_refuses_a_channel_in_use_and_removes_an_unused_one() {
-    child_roles!();
+    common::run_child_role(run_role);
     const TEST: &str = "rm_refuses_a_channel_in_use_and_removes_an_unused_one";
     let live = common::unique_name("cli-rm-live");
     let dead = common::unique_name("cli-rm-dead");
@@ -286,7 +277,7 @@ fn rm_refuses_a_channel_in_use_and_removes_an_unused_one() {
 
 #[test]
 fn gc_removes_only_channels_no_live_process_uses() {
-    child_roles!();
+    common::run_child_role(run_role);
     const TEST: &str = "gc_removes_only_channels_no_live_process_uses";
     // A prefix of our own, so that gc leaves other tests' channels alone.
     let prefix = format!("t-{}-gc-", std::process::id());

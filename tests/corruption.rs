@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::msg::{checksum, payload, Msg};
-use common::{channel_name, child_role, emit, param, unique_name, Spawn};
+use common::{channel_name, emit, param, run_child_role, unique_name, Spawn};
 use raw::Raw;
 use shmpsc::{
     Builder, OpenError, Receiver, RecvTimeoutError, SendError, SendTimeoutError, Sender,
@@ -210,10 +210,7 @@ fn run_role(role: &str) {
 
 #[test]
 fn receiver_taking_over_a_damaged_ring_reports_and_resumes() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     // The first receiver dies with three messages in the ring.
     let name = unique_name("takeover");
     let mut first = Spawn::new(
@@ -668,10 +665,7 @@ fn corrupt(raw: &Raw, rng: &mut Rng) {
 
 #[test]
 fn random_corruption_yields_only_errors() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let test = "random_corruption_yields_only_errors";
     let seed = match std::env::var("SHMPSC_TEST_SEED") {
         Ok(s) => s.parse().expect("SHMPSC_TEST_SEED must be a u64"),

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::msg::{drain_until_disconnected, recv_guarded, Msg, Tracker};
-use common::{channel_name, child_role, emit, param, unique_name, wait_for_stdin_eof, Spawn};
+use common::{channel_name, emit, param, run_child_role, unique_name, wait_for_stdin_eof, Spawn};
 use nix::sys::signal::Signal;
 use shmpsc::{Builder, OpenError, ReceiverState, RecvTimeoutError, Sender};
 
@@ -67,10 +67,7 @@ fn spawn_sender(
 
 #[test]
 fn stopped_sender_mid_claim_is_waited_for() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let test = "stopped_sender_mid_claim_is_waited_for";
     for step in STEPS {
         let name = unique_name(&format!("stop-{step}"));
@@ -114,10 +111,7 @@ fn stopped_sender_mid_claim_is_waited_for() {
 
 #[test]
 fn sender_killed_at_each_protocol_step() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let test = "sender_killed_at_each_protocol_step";
     for step in STEPS {
         let name = unique_name(&format!("kill-{step}"));
@@ -152,10 +146,7 @@ fn sender_killed_at_each_protocol_step() {
 
 #[test]
 fn ten_times_max_senders_killed_in_turn() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const MAX: u32 = 4;
     const ROUNDS: u32 = 10 * MAX;
     let name = unique_name("slots");
@@ -192,10 +183,7 @@ fn ten_times_max_senders_killed_in_turn() {
 
 #[test]
 fn stale_segments_are_listed_and_removed() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let test = "stale_segments_are_listed_and_removed";
     let stale = unique_name("stale");
     let mut receiver = Spawn::new(test, "idle_receiver", &stale).spawn();

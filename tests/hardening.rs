@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{channel_name, child_role, emit, unique_name, wait_for_stdin_eof, Spawn};
+use common::{channel_name, emit, run_child_role, unique_name, wait_for_stdin_eof, Spawn};
 use raw::{shm_path, Raw};
 use serde::{Serialize, Serializer};
 use shmpsc::{
@@ -225,10 +225,7 @@ fn other_user() -> Result<(u32, u32), String> {
 
 #[test]
 fn other_users_are_refused_a_0600_channel_and_admitted_to_a_widened_one() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let test = "other_users_are_refused_a_0600_channel_and_admitted_to_a_widened_one";
     let (uid, gid) = match other_user() {
         Ok(ids) => ids,
@@ -458,10 +455,7 @@ fn private_dev_shm(size: &str) -> Result<(), String> {
 
 #[test]
 fn full_dev_shm_fails_creation_cleanly() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let name = unique_name("full");
     let mut child = Spawn::new(
         "full_dev_shm_fails_creation_cleanly",
@@ -484,10 +478,7 @@ fn full_dev_shm_fails_creation_cleanly() {
 
 #[test]
 fn sparse_segment_taken_over_does_not_sigbus() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let name = unique_name("sparse");
     let mut spawn = Spawn::new(
         "sparse_segment_taken_over_does_not_sigbus",
@@ -668,10 +659,7 @@ fn hostile_length_prefixes() -> Vec<Vec<u8>> {
 
 #[test]
 fn hostile_length_prefix_is_invalid_not_an_abort() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     // The receiver runs in a child: an abort is an exit status here.
     let name = unique_name("hostile");
     let mut spawn = Spawn::new(
@@ -785,10 +773,7 @@ fn unready_header_is_refused_as_not_ready() {
 
 #[test]
 fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let test = "damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable";
     /// What is damaged, where, how, and what the error must say.
     type Case = (&'static str, usize, fn(u64) -> u64, &'static str);
@@ -842,10 +827,7 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
 
 #[test]
 fn truncated_segment_is_corrupt() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let name = dead_receiver_channel("truncated_segment_is_corrupt", "truncated");
     let file = fs::OpenOptions::new()
         .write(true)
@@ -894,10 +876,7 @@ fn type_mismatch_names_the_type() {
 
 #[test]
 fn receiver_gone_says_to_start_it_again() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let name = dead_receiver_channel("receiver_gone_says_to_start_it_again", "gone");
     let e = Sender::<u64>::open(&name).unwrap_err();
     assert!(matches!(e, OpenError::ReceiverGone { .. }), "{e:?}");

@@ -5,8 +5,8 @@ mod common;
 
 use common::msg::{drain_until_disconnected, recv_guarded, Msg, Tracker};
 use common::{
-    channel_name, child_role, current_tid, emit, param, read_line, unique_name, wait_for_stdin_eof,
-    Child, Spawn,
+    channel_name, current_tid, emit, param, read_line, run_child_role, unique_name,
+    wait_for_stdin_eof, Child, Spawn,
 };
 use serde::{Deserialize, Serialize};
 use shmpsc::{Builder, OpenError, SendError, Sender, TrySendError};
@@ -151,10 +151,7 @@ fn role_partial_receiver() {
 /// exactly once, intact, then `Disconnected` once every sender has exited.
 #[test]
 fn many_senders_fifo_exactly_once() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const SENDERS: u32 = 4;
     const COUNT: u64 = 100_000;
     let name = unique_name("fifo");
@@ -203,10 +200,7 @@ fn many_senders_fifo_exactly_once() {
 /// reconnects the channel.
 #[test]
 fn disconnect_after_all_sender_processes_exit() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const TEST: &str = "disconnect_after_all_sender_processes_exit";
     // (opens?, messages) per child.
     let plan: [(u8, u64); 4] = [(0, 0), (1, 0), (1, 1), (1, 5_000)];
@@ -249,10 +243,7 @@ fn disconnect_after_all_sender_processes_exit() {
 /// wakes them with `SendError::Disconnected` carrying their message.
 #[test]
 fn receiver_dropped_while_senders_block_on_full_ring() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let name = unique_name("rxdrop");
     let rx = Builder::new(&name)
         .capacity(4096)
@@ -293,10 +284,7 @@ fn receiver_dropped_while_senders_block_on_full_ring() {
 /// already exists.
 #[test]
 fn sender_open_errors() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let missing = unique_name("missing");
     match Sender::<Msg>::open(&missing) {
         Err(e @ OpenError::NotFound { .. }) => {
@@ -342,10 +330,7 @@ fn sender_open_errors() {
 /// sender's slot is reclaimed.
 #[test]
 fn sender_killed_while_idle() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const COUNT: u64 = 1_000;
     let name = unique_name("killidle");
     let (tx, rx) = Builder::new(&name).max_senders(2).create::<Wire>().unwrap();
@@ -377,10 +362,7 @@ fn sender_killed_while_idle() {
 /// `Disconnected`.
 #[test]
 fn sender_killed_while_blocked_on_full_ring() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     let name = unique_name("killblocked");
     let (tx, rx) = Builder::new(&name).capacity(4096).create::<Msg>().unwrap();
     let spawn_blocked = |id: u32, expect: &str| {
@@ -414,10 +396,7 @@ fn sender_killed_while_blocked_on_full_ring() {
 /// every committed message.
 #[test]
 fn receiver_killed_while_senders_block() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const TEST: &str = "receiver_killed_while_senders_block";
     let name = unique_name("killrx");
     let mut receiver = Spawn::new(TEST, "idle_receiver", &name)
@@ -461,10 +440,7 @@ fn receiver_killed_while_senders_block() {
 /// receiver's own sender counts as dropped).
 #[test]
 fn receiver_killed_new_receiver_takes_over() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const TEST: &str = "receiver_killed_new_receiver_takes_over";
     const SENT: u64 = 1_000;
     const TAKEN: u64 = 300;
@@ -497,10 +473,7 @@ fn receiver_killed_new_receiver_takes_over() {
 /// `Disconnected`. Set SHMPSC_TEST_SEED to replay a run.
 #[test]
 fn senders_killed_at_random_moments() {
-    if let Some(role) = child_role() {
-        run_role(&role);
-        std::process::exit(0);
-    }
+    run_child_role(run_role);
     const SENDERS: usize = 3;
     const ROUNDS: usize = 3;
     let seed: u64 = std::env::var("SHMPSC_TEST_SEED")

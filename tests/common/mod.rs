@@ -62,6 +62,15 @@ pub fn child_role() -> Option<String> {
     Some(role)
 }
 
+/// At the top of a multi-process test: in a child process, runs its role
+/// with `run` and exits; in the test process itself, returns.
+pub fn run_child_role(run: impl FnOnce(&str)) {
+    if let Some(role) = child_role() {
+        run(&role);
+        std::process::exit(0);
+    }
+}
+
 /// In a child process, the channel name the parent passed.
 pub fn channel_name() -> String {
     std::env::var(CHANNEL_VAR).expect("SHMPSC_TEST_CHANNEL is not set")
