@@ -166,7 +166,9 @@ pub fn list() -> io::Result<Vec<String>> {
 
 /// Removes the channel `name` if no live process uses it (its receiver and
 /// every sender are dropped or dead). Fails with [`OpenError::InUse`]
-/// otherwise.
+/// otherwise, and with [`OpenError::NotReady`] for a channel that its
+/// creator is still setting up (one that stays unready for a minute was
+/// abandoned, and is removed).
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
@@ -179,8 +181,9 @@ pub fn remove(name: &str) -> Result<(), OpenError> {
 }
 
 /// Removes every channel that no live process uses; returns their names.
+/// A channel whose creator is still setting it up is left alone.
 ///
-/// ```
+/// ```no_run
 /// let removed = shmpsc::remove_unused()?;
 /// # let _ = removed;
 /// # Ok::<(), std::io::Error>(())
@@ -190,7 +193,9 @@ pub fn remove_unused() -> io::Result<Vec<String>> {
     for name in list()? {
         match remove(&name) {
             Ok(()) => removed.push(name),
-            Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
+            Err(OpenError::InUse { .. })
+            | Err(OpenError::NotFound { .. })
+            | Err(OpenError::NotReady { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -22,6 +22,10 @@ use crate::sys;
 
 /// Prefix of every shmpsc object in `/dev/shm`, so they can be listed.
 pub(crate) const PREFIX: &str = "shmpsc.";
+/// A segment that is still not ready this long after it was last modified
+/// was abandoned by its creator, and `remove` may take it.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
 /// Longest channel name accepted (NAME_MAX is 255, minus the prefix).
 pub(crate) const MAX_NAME: usize = 255 - PREFIX.len();
 
@@ -428,7 +432,36 @@ impl Segment {
                 name: name.to_owned(),
             });
         }
+        // A creator makes the object, then takes the receiver lock: in
+        // between, the object is unlocked but not abandoned. Leave a segment
+        // that is not ready yet alone while it is young (its creator is
+        // setting it up); an old one was abandoned by a creator that died.
+        if !Segment::is_ready(&file) {
+            let age = sys::file_age(&file).map_err(|e| io_err(name, "inspecting", e))?;
+            if age < ABANDONED_AFTER {
+                return Err(OpenError::NotReady {
+                    name: name.to_owned(),
+                });
+            }
+        }
         sys::shm_remove(&path).map_err(|e| open_errno(name, "removing", e))
+    }
+
+    /// Whether the object holds a ready header (read without mapping more
+    /// than the header).
+    fn is_ready(file: &File) -> bool {
+        let Ok((_, size)) = sys::file_identity(file) else {
+            return false;
+        };
+        if size < std::mem::size_of::<Header>() as u64 {
+            return false;
+        }
+        let Ok(file) = file.try_clone() else {
+            return false;
+        };
+        Segment::map("", "", file, std::mem::size_of::<Header>() as u64)
+            .map(|seg| seg.header().config.state.load(Ordering::Acquire) == STATE_READY)
+            .unwrap_or(false)
     }
 
     /// Reserves the segment's pages (see `sys::shm_reserve`): a segment

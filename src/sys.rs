@@ -168,6 +168,14 @@ pub(crate) fn file_owner(file: &File) -> io::Result<(u32, u32)> {
     Ok((st.st_uid, st.st_mode & 0o7777))
 }
 
+/// Time since the file was last modified.
+pub(crate) fn file_age(file: &File) -> io::Result<Duration> {
+    let modified = file.metadata()?.modified()?;
+    Ok(std::time::SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or(Duration::ZERO))
+}
+
 /// The effective user id of this process.
 pub(crate) fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()

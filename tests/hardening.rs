@@ -840,7 +840,15 @@ fn truncated_segment_is_corrupt() {
         "{e:?}"
     );
     assert_helpful(&e, &name, &["remove", "create it again"]);
-    remove_when_unused(&name);
+    // Not ready and just modified: `remove` leaves it to a creator that may
+    // be setting it up; creating the channel again takes it over.
+    assert!(matches!(
+        shmpsc::remove(&name),
+        Err(OpenError::NotReady { .. })
+    ));
+    let (tx, rx) = shmpsc::channel::<u64>(&name).unwrap();
+    tx.send(1).unwrap();
+    assert_eq!(rx.recv(), Ok(1));
 }
 
 // --------------------------------------------- every error's message
