@@ -696,13 +696,15 @@ impl SenderInner {
             if let Claim::At(pos) = claim {
                 // `commit` wakes the receiver if it sleeps for this record.
                 self.ring.commit(slot, pos, payload);
-                // One writer per slot (the local mutex): no RMW needed.
+                // One writer per slot (the local lock): no RMW needed.
+                // Statistics live in shared memory, which anyone may have
+                // overwritten: they wrap rather than trust it.
                 slot.sent_messages.store(
-                    slot.sent_messages.load(Ordering::Relaxed) + 1,
+                    slot.sent_messages.load(Ordering::Relaxed).wrapping_add(1),
                     Ordering::Relaxed,
                 );
                 slot.sent_bytes.store(
-                    slot.sent_bytes.load(Ordering::Relaxed) + len,
+                    slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(len),
                     Ordering::Relaxed,
                 );
                 return Ok(());
@@ -1121,11 +1123,11 @@ impl<T> Receiver<T> {
                     self.ring.deliver(next);
                     let rx = &h.rx;
                     rx.received_messages.store(
-                        rx.received_messages.load(Ordering::Relaxed) + 1,
+                        rx.received_messages.load(Ordering::Relaxed).wrapping_add(1),
                         Ordering::Relaxed,
                     );
                     rx.received_bytes.store(
-                        rx.received_bytes.load(Ordering::Relaxed) + len,
+                        rx.received_bytes.load(Ordering::Relaxed).wrapping_add(len),
                         Ordering::Relaxed,
                     );
                     if next - self.released.get() >= self.batch {

@@ -200,11 +200,13 @@ impl Ring {
             // which reads `tail` before the intents, sees who owns it. The
             // Release of the CAS below orders this store before it.
             slot.intent.store(tail, Ordering::Relaxed);
+            // (`tail` comes from shared memory: arithmetic on it wraps
+            // rather than trusts it; the receiver checks it.)
             // SYNC POINT: sender. The AcqRel CAS pairs with the Acquire loads
             // of `tail` in `Ring::tail` (receiver) and other senders' CASes.
             match h.tail.compare_exchange_weak(
                 tail,
-                tail + claim,
+                tail.wrapping_add(claim),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
@@ -217,7 +219,7 @@ impl Ring {
                     self.word(self.offset(tail)).store(word, Ordering::Release);
                     slot.intent.store(NO_INTENT, Ordering::Release);
                     self.wake_receiver_at(tail);
-                    tail += claim;
+                    tail = tail.wrapping_add(claim);
                 }
                 Ok(_) => return Claim::At(tail),
                 Err(current) => tail = current,
@@ -258,7 +260,7 @@ impl Ring {
         let d = &h.data;
         // SYNC POINT: the Acquire load pairs with the SeqCst swap of the
         // announcement in `wait::sleep` (through `wait::At`).
-        let waiting = || d.waiting_at.load(Ordering::Acquire) == pos + 1;
+        let waiting = || d.waiting_at.load(Ordering::Acquire) == pos.wrapping_add(1);
         if self.registered
             && h.config.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
         {
