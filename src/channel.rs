@@ -228,6 +228,7 @@ impl Builder {
             released: Cell::new(delivered),
             batch,
             tail: Cell::new(delivered),
+            unwoken: Cell::new(false),
             broken: Cell::new(false),
             last_check: Cell::new(None),
             taken_over: created == Created::TakenOver,
@@ -771,6 +772,9 @@ pub struct Receiver<T> {
     batch: u64,
     /// Cached, checked view of the claim cursor.
     tail: Cell<u64>,
+    /// Room was given back (released) without a wake-up check for senders
+    /// that sleep waiting for it; `idle` makes the check.
+    unwoken: Cell<bool>,
     /// Set when the claim cursor was found corrupt: the channel is closed.
     broken: Cell<bool>,
     /// When liveness maintenance last ran.
@@ -927,8 +931,9 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
+        let (head, found) = self.look();
         let mut tail = self.tail.get();
-        matches!(self.ring.peek(self.head.get(), &mut tail).1, Peek::Empty)
+        found == Peek::NotYet && self.ring.empty_at(head, &mut tail) == Ok(true)
     }
 
     /// Size of the ring's data area in bytes (messages take their encoded
@@ -1062,6 +1067,7 @@ impl<T> Receiver<T> {
 
     /// Wakes senders that sleep waiting for room.
     fn wake_senders(&self) {
+        self.unwoken.set(false);
         let seg = self.ring.segment();
         wait::wake_if_waiting(
             &seg.header().control.space_seq,
@@ -1088,18 +1094,46 @@ impl<T> Receiver<T> {
         let tail = self.tail.get();
         if tail.saturating_sub(from) > half && tail.saturating_sub(to) <= half {
             self.wake_senders();
+        } else {
+            self.unwoken.set(true);
+        }
+    }
+
+    /// Nothing to deliver now: gives every consumed byte back, and wakes
+    /// senders that sleep for room if any was given back since they were
+    /// last woken. Every release is followed by a wake-up check by the time
+    /// the receiver runs out of messages, so no sender sleeps for room the
+    /// ring has.
+    fn idle(&self) {
+        self.release();
+        if self.unwoken.get() {
+            self.wake_senders();
         }
     }
 
     /// Peeks at the next record from the receiver's own head, keeping the
-    /// cached head and tail up to date (peeking consumes padding).
+    /// cached head up to date (peeking consumes padding).
     #[inline]
     fn look(&self) -> (u64, Peek) {
+        loop {
+            let (head, found) = self.ring.peek(self.head.get(), self.released.get());
+            self.head.set(head);
+            if found != Peek::MustRelease {
+                return (head, found);
+            }
+            self.release();
+        }
+    }
+
+    /// After `look` found nothing committed at `head`: whether nothing is
+    /// claimed there either. Reads the claim cursor only when the cached one
+    /// says the receiver has caught up with it; a corrupt one closes the
+    /// channel.
+    fn empty_at(&self, head: u64) -> Result<bool, RecvFail> {
         let mut tail = self.tail.get();
-        let (head, found) = self.ring.peek(self.head.get(), &mut tail);
-        self.head.set(head);
+        let r = self.ring.empty_at(head, &mut tail);
         self.tail.set(tail);
-        (head, found)
+        r.map_err(|m| self.break_down(m))
     }
 
     fn recv_raw<R>(
@@ -1146,48 +1180,51 @@ impl<T> Receiver<T> {
                     });
                 }
                 Peek::Malformed(bad) => return Err(self.resync(head, bad)),
-                Peek::Broken(bad) => return Err(self.break_down(bad)),
-                Peek::Empty => {
-                    // SYNC POINT: the Acquire loads in `any_active` pair with
-                    // the Release clear in `peers::release`: a sender's
-                    // commits are visible once its bit is seen clear, so
-                    // re-peeking after it cannot miss a message.
-                    if !peers::any_active(seg) {
-                        if self.look().1 == Peek::Empty {
-                            return Err(RecvFail::Disconnected);
-                        }
-                        continue;
-                    }
-                }
-                Peek::Pending => {}
+                // (`look` releases and looks again on `MustRelease`.)
+                Peek::NotYet | Peek::MustRelease => {}
             }
-            // Nothing to deliver now: give every consumed byte back, and
-            // whatever room there is, no sender should sleep for it
-            // (`release` defers wake-ups).
-            self.release();
-            self.wake_senders();
+            // Nothing committed at `head`.
+            // SYNC POINT: the Acquire loads in `any_active` pair with the
+            // Release clear in `peers::release`: a sender's commits (and
+            // claims) are visible once its bit is seen clear, so looking
+            // again after it cannot miss a message.
+            if !peers::any_active(seg) {
+                if self.look().1 != Peek::NotYet {
+                    continue;
+                }
+                if self.empty_at(self.head.get())? {
+                    return Err(RecvFail::Disconnected);
+                }
+                // A dead sender's claim is pending: maintenance skips it.
+            }
             if matches!(deadline, Deadline::Now) {
+                // A corrupt claim cursor is reported at once.
+                self.empty_at(self.head.get())?;
+                self.idle();
                 if self.maintain(false)? {
                     continue;
                 }
                 return Err(RecvFail::Empty);
             }
-            // Ready when something can be delivered, when the senders are
-            // all gone, or when `head` moved (padding consumed), which makes
-            // the announced position stale.
+            // Ready when something is committed (or padding, or a malformed
+            // word) at the awaited position, or when the senders are all
+            // gone. While it spins, the receiver reads that one header word
+            // (and the bitmap line, which changes only when senders come and
+            // go): it leaves the line with `tail` and the lines behind the
+            // writer alone, so a sender streaming into the ring is not slowed
+            // down by its receiver waiting for it.
             let at = self.head.get();
-            let ready = || match self.look() {
-                (head, _) if head != at => true,
-                (_, Peek::Pending) => false,
-                (_, Peek::Empty) => !peers::any_active(seg),
-                _ => true,
-            };
+            let ready = || self.ring.settled(at) || !peers::any_active(seg);
             if !spun {
                 spun = true;
                 if wait::spin_until(ready) {
                     continue;
                 }
             }
+            // About to sleep: give every consumed byte back, so that no
+            // sender sleeps for room there is, and check the claim cursor.
+            self.idle();
+            self.empty_at(at)?;
             if self.maintain(false)? {
                 continue;
             }

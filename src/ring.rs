@@ -36,17 +36,18 @@ pub(crate) enum Claim {
 /// What the receiver finds at `head`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peek {
-    /// Nothing claimed: `head == tail`.
-    Empty,
-    /// A claim exists at `head` but is not committed yet.
-    Pending,
+    /// Nothing committed at `head` yet: the ring is empty there, or a claim
+    /// is not committed. [`Ring::empty_at`] tells which.
+    NotYet,
+    /// Padding took `head` a whole ring past the bytes the receiver has
+    /// given back: the word there is still last lap's. Release, then peek
+    /// again.
+    MustRelease,
     /// A committed message: payload of `len` bytes at data offset `offset`.
     Message { len: u64, offset: usize },
     /// A malformed header word: the segment was written by something that
     /// does not follow the protocol. The receiver can skip it.
     Malformed(Malformed),
-    /// The claim cursor itself is corrupt: the channel cannot be used any more.
-    Broken(Malformed),
 }
 
 /// A header word that breaks the protocol, and what is wrong with it.
@@ -326,14 +327,15 @@ impl Ring {
     /// Looks at the record at `head`, stepping over padding on the way, and
     /// returns the position it stopped at with what it found there. It
     /// writes nothing: the bytes it steps over are released later.
+    /// `released` is where the receiver last gave bytes back: the word at a
+    /// position a ring or more past it is stale, so `peek` stops there.
     ///
     /// A committed header is trusted for its position (its tag) and bounded
-    /// by the lap and the maximum message size, so the fast path never
-    /// touches `tail`, the line every sender writes. `tail` (the receiver's
-    /// cached, checked view of it) is read only to tell "empty" from
-    /// "claimed but not written yet".
+    /// by the lap and the maximum message size, so the receiver never
+    /// touches `tail`, the line every sender writes, while messages flow,
+    /// nor while it waits for the next one (see [`Ring::empty_at`]).
     #[inline]
-    pub(crate) fn peek(&self, mut head: u64, tail: &mut u64) -> (u64, Peek) {
+    pub(crate) fn peek(&self, mut head: u64, released: u64) -> (u64, Peek) {
         let cap = self.cap;
         loop {
             let off = self.offset(head);
@@ -367,18 +369,7 @@ impl Ring {
                         },
                     );
                 }
-                Ok(Record::Empty) | Ok(Record::Claimed(_)) => {
-                    if head >= *tail {
-                        match self.checked_tail(head) {
-                            Ok(t) => *tail = t,
-                            Err(m) => return (head, Peek::Broken(m)),
-                        }
-                        if head == *tail {
-                            return (head, Peek::Empty);
-                        }
-                    }
-                    return (head, Peek::Pending);
-                }
+                Ok(Record::Empty) | Ok(Record::Claimed(_)) => return (head, Peek::NotYet),
                 Ok(Record::Padding(len)) => {
                     if RECORD_HEADER + len as u64 != cap - off as u64 {
                         return bad("is padding that does not end the lap");
@@ -386,10 +377,40 @@ impl Ring {
                     // Skip the rest of the lap; it is zeroed with the
                     // records around it when the receiver releases them.
                     head += cap - off as u64;
+                    if head - released >= cap {
+                        return (head, Peek::MustRelease);
+                    }
                 }
                 Err(what) => return bad(what),
             }
         }
+    }
+
+    /// Whether the header word at `head` holds something the receiver can
+    /// act on: a commit, padding, or a malformed word. The receiver's poll
+    /// while it waits: one load of one word, which is in the line the next
+    /// sender writes, and nothing else.
+    #[inline]
+    pub(crate) fn settled(&self, head: u64) -> bool {
+        // SYNC POINT: receiver. Pairs with the Release stores of the header
+        // word in `commit` and `claim`; `peek` loads it again with Acquire.
+        let word = self.word(self.offset(head)).load(Ordering::Relaxed);
+        !matches!(
+            parse_record(word, head),
+            Ok(Record::Empty) | Ok(Record::Claimed(_))
+        )
+    }
+
+    /// After `peek` found nothing committed at `head`: whether nothing is
+    /// claimed there either (`head == tail`), as opposed to a claim not yet
+    /// committed. `tail` is the receiver's cached, checked view of the claim
+    /// cursor; it is reloaded only when `head` has caught up with it.
+    pub(crate) fn empty_at(&self, head: u64, tail: &mut u64) -> Result<bool, Malformed> {
+        if head < *tail {
+            return Ok(false);
+        }
+        *tail = self.checked_tail(head)?;
+        Ok(head == *tail)
     }
 
     /// Lends the payload of a message found by `peek` to `f`.
@@ -641,15 +662,30 @@ mod loom_tests {
         }
     }
 
-    /// The receiver endpoint.
+    /// The receiver endpoint. It gives room back only when it runs out of
+    /// messages (the real receiver also does at every batch; a batch of a
+    /// whole ring exercises the deferral hardest).
     struct Rx {
         ring: Arc<Ring>,
         head: u64,
+        released: u64,
         tail: u64,
+        unwoken: bool,
     }
 
     impl Rx {
-        fn wake_senders(&self) {
+        fn new(ring: Arc<Ring>) -> Rx {
+            Rx {
+                ring,
+                head: 0,
+                released: 0,
+                tail: 0,
+                unwoken: false,
+            }
+        }
+
+        fn wake_senders(&mut self) {
+            self.unwoken = false;
             let h = self.ring.seg.header();
             wait::wake_if_waiting(
                 &h.control.space_seq,
@@ -658,43 +694,63 @@ mod loom_tests {
             );
         }
 
+        fn release(&mut self) {
+            let (from, to) = (self.released, self.head);
+            if from == to {
+                return;
+            }
+            self.ring.release(from, to);
+            self.released = to;
+            let half = self.ring.cap / 2;
+            if self.tail.saturating_sub(from) > half && self.tail.saturating_sub(to) <= half {
+                self.wake_senders();
+            } else {
+                self.unwoken = true;
+            }
+        }
+
+        fn idle(&mut self) {
+            self.release();
+            if self.unwoken {
+                self.wake_senders();
+            }
+        }
+
         fn recv(&mut self) -> Vec<u8> {
             let ring = self.ring.clone();
             let h = ring.seg.header();
             loop {
-                let (head, found) = ring.peek(self.head, &mut self.tail);
+                let (head, found) = ring.peek(self.head, self.released);
                 self.head = head;
                 match found {
+                    Peek::MustRelease => {
+                        self.release();
+                        continue;
+                    }
                     Peek::Message { len, offset } => {
                         let v = ring.with_payload(offset, len, |b| b.to_vec());
                         self.head = head + record_size(len);
                         ring.deliver(self.head);
-                        ring.release(head, self.head);
-                        let half = ring.cap / 2;
-                        if self.tail.saturating_sub(head) > half
-                            && self.tail.saturating_sub(self.head) <= half
-                        {
-                            self.wake_senders();
+                        if self.head - self.released >= ring.cap {
+                            self.release();
                         }
                         return v;
                     }
-                    Peek::Empty | Peek::Pending => {}
+                    Peek::NotYet => {}
                     other => panic!("unexpected {other:?}"),
                 }
-                self.wake_senders();
                 let at = self.head;
-                let mut ready = || {
-                    let (head, p) = ring.peek(self.head, &mut self.tail);
-                    self.head = head;
-                    head != at || !matches!(p, Peek::Empty | Peek::Pending)
-                };
-                if !wait::spin_until(&mut ready) {
-                    let me = wait::At {
-                        word: &h.data.waiting_at,
-                        value: at + 1,
-                    };
-                    wait::sleep(&h.data.seq, &me, Duration::MAX, || {}, ready);
+                let ready = || ring.settled(at);
+                if wait::spin_until(ready) {
+                    continue;
                 }
+                self.idle();
+                ring.empty_at(at, &mut self.tail).expect("corrupt tail");
+                let me = wait::At {
+                    word: &h.data.waiting_at,
+                    value: at + 1,
+                };
+                wait::sleep(&h.data.seq, &me, Duration::MAX, || {}, ready);
             }
         }
     }
@@ -713,11 +769,7 @@ mod loom_tests {
             let ring = ring(32);
             let mut tx = Tx::new(&ring, 0);
             let t = thread::spawn(move || tx.send(&[1, 2, 3, 4, 5]));
-            let mut rx = Rx {
-                ring,
-                head: 0,
-                tail: 0,
-            };
+            let mut rx = Rx::new(ring);
             assert_eq!(rx.recv(), [1, 2, 3, 4, 5]);
             t.join().unwrap();
         });
@@ -731,11 +783,7 @@ mod loom_tests {
             let mut b = Tx::new(&ring, 1);
             let ta = thread::spawn(move || a.send(&[0xA; 3]));
             let tb = thread::spawn(move || b.send(&[0xB; 9]));
-            let mut rx = Rx {
-                ring,
-                head: 0,
-                tail: 0,
-            };
+            let mut rx = Rx::new(ring);
             let mut got = [rx.recv(), rx.recv()];
             got.sort();
             assert_eq!(got, [vec![0xA; 3], vec![0xB; 9]]);
@@ -756,11 +804,7 @@ mod loom_tests {
                 tx.send(&[1; 16]);
                 tx.send(&[2; 16]);
             });
-            let mut rx = Rx {
-                ring,
-                head: 0,
-                tail: 0,
-            };
+            let mut rx = Rx::new(ring);
             assert_eq!(rx.recv(), [1; 16]);
             assert_eq!(rx.recv(), [2; 16]);
             t.join().unwrap();
