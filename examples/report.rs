@@ -78,15 +78,20 @@ fn parse_args() -> Opts {
             "--quick" => opts.quick = true,
             "--no-throughput" => opts.throughput = false,
             "--no-latency" => opts.latency = false,
-            "--out" => opts.out = PathBuf::from(args.next().expect("--out DIR")),
+            "--out" => match args.next() {
+                Some(dir) => opts.out = PathBuf::from(dir),
+                None => usage_error("--out needs a directory"),
+            },
             "--peers" => {
-                let list = args.next().expect("--peers a,b,c");
+                let Some(list) = args.next() else {
+                    usage_error("--peers needs a list, such as shmpsc,unix-socket")
+                };
                 opts.peers = list
                     .split(',')
                     .map(|p| {
                         Peer::parse(p.trim()).unwrap_or_else(|| {
                             let names: Vec<_> = Peer::ALL.iter().map(|p| p.name()).collect();
-                            panic!("unknown peer {p:?}; peers: {}", names.join(", "))
+                            usage_error(&format!("unknown peer {p:?}; peers: {}", names.join(", ")))
                         })
                     })
                     .collect();
@@ -98,10 +103,16 @@ fn parse_args() -> Opts {
                 );
                 std::process::exit(0);
             }
-            other => panic!("unknown argument {other:?} (try --help)"),
+            other => usage_error(&format!("unknown argument {other:?}")),
         }
     }
     opts
+}
+
+/// Says what is wrong with the command line and exits with status 2.
+fn usage_error(what: &str) -> ! {
+    eprintln!("report: {what} (try --help)");
+    std::process::exit(2)
 }
 
 fn median(v: &mut [f64]) -> f64 {

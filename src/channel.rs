@@ -565,11 +565,14 @@ impl<T: Serialize> Sender<T> {
     fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
         let mut local = self.inner.lock();
         let mut buf = std::mem::take(&mut local.buf);
-        if let Err(e) = codec::encode(&msg, &mut buf) {
-            local.buf = buf;
-            return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
-        }
-        let r = self.inner.send_raw(&mut local, &buf, deadline);
+        let len = match codec::encode(&msg, &mut buf) {
+            Ok(len) => len,
+            Err(e) => {
+                local.buf = buf;
+                return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
+            }
+        };
+        let r = self.inner.send_raw(&mut local, &buf[..len], deadline);
         local.buf = buf;
         r.map_err(|f| (msg, f))
     }
