@@ -31,8 +31,8 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 pub const DEFAULT_MAX_SENDERS: u32 = 64;
 /// The receiver gives consumed bytes back to senders (zeroes them and
 /// publishes its cursor) in batches of an eighth of the ring, at most this
-/// many bytes, and whenever it finds nothing to deliver: it then writes to
-/// no line a sender is writing to, message by message.
+/// many bytes, and when it is about to sleep (or `try_recv` finds nothing):
+/// it then writes to no line a sender is writing to, message by message.
 const MAX_RELEASE_BATCH: u64 = 64 * 1024;
 
 /// Default liveness tick: how late, at most, a blocked endpoint notices that
@@ -1084,7 +1084,7 @@ impl<T> Receiver<T> {
     /// half full to at most half full (hysteresis: one check per half ring,
     /// not a fence and a syscall per message). A sender that sleeps while
     /// the ring is emptier (its message needs more than the free half) is
-    /// woken when the receiver finds nothing to deliver, and re-checks for
+    /// woken when the receiver runs out of messages (see `idle`), and re-checks for
     /// room every tick regardless. The tail used here is the cached one.
     fn release(&self) {
         let (from, to) = (self.released.get(), self.head.get());
