@@ -228,7 +228,7 @@ impl Builder {
             released: Cell::new(delivered),
             batch,
             tail: Cell::new(delivered),
-            unwoken: Cell::new(false),
+            in_callback: Cell::new(false),
             broken: Cell::new(false),
             last_check: Cell::new(None),
             taken_over: created == Created::TakenOver,
@@ -769,15 +769,16 @@ pub struct Receiver<T> {
     /// before it was delivered.
     head: Cell<u64>,
     /// Everything before this was zeroed and published to senders as
-    /// `head`; `[released, head)` was delivered and awaits release.
+    /// `head`; `[released, head)` was consumed (delivered records, padding,
+    /// skipped bytes) and awaits release.
     released: Cell<u64>,
     /// Release when this many bytes await it.
     batch: u64,
     /// Cached, checked view of the claim cursor.
     tail: Cell<u64>,
-    /// Room was given back (released) without a wake-up check for senders
-    /// that sleep waiting for it; `idle` makes the check.
-    unwoken: Cell<bool>,
+    /// A `recv_bytes_with` callback is running: its slice points into the
+    /// ring, so nothing is released until it returns.
+    in_callback: Cell<bool>,
     /// Set when the claim cursor was found corrupt: the channel is closed.
     broken: Cell<bool>,
     /// When liveness maintenance last ran.
@@ -816,6 +817,13 @@ impl<T> Receiver<T> {
     /// Receives the next record's bytes and lends them to `f`, without
     /// decoding: zero-copy, straight from the shared mapping. Blocks until a
     /// message arrives or every sender is gone.
+    ///
+    /// The message counts as received when `f` is called (if `f` panics, it
+    /// is not offered again) and as delivered, for a receiver that takes
+    /// over after this process dies, when `f` returns. `f` may receive
+    /// again: it gets the next messages. Their room goes back to senders
+    /// only after the outermost `f` returns, so do not block for long in
+    /// `f` while senders wait for room.
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<()>("doc-recv-bytes")?;
@@ -982,14 +990,14 @@ impl<T> Receiver<T> {
             .dead_claim_end(head, tail, |p| intents.contains(&p))
         {
             Ok(Some(end)) => {
-                self.ring.release(head, end);
+                // Skipped bytes are consumed bytes: released with the rest
+                // (`end` is at most `tail`, so within a ring of `released`).
                 self.head.set(end);
-                self.released.set(end);
+                self.release();
                 seg.header()
                     .rx
                     .recovered_bytes
                     .fetch_add(end - head, Ordering::Relaxed);
-                self.wake_senders();
                 Ok(true)
             }
             Ok(None) => Ok(reaped),
@@ -1008,15 +1016,13 @@ impl<T> Receiver<T> {
         };
         let intents = peers::live_intents(seg);
         let end = self.ring.resync(head, tail, |p| intents.contains(&p));
-        self.release();
-        self.ring.release(head, end);
+        // As in `maintain`: the skipped bytes are released with the rest.
         self.head.set(end);
-        self.released.set(end);
+        self.release();
         seg.header()
             .rx
             .invalid_messages
             .fetch_add(1, Ordering::Relaxed);
-        self.wake_senders();
         RecvFail::Invalid(InvalidMessage {
             position: head,
             len: end - head,
@@ -1070,7 +1076,6 @@ impl<T> Receiver<T> {
 
     /// Wakes senders that sleep waiting for room.
     fn wake_senders(&self) {
-        self.unwoken.set(false);
         let seg = self.ring.segment();
         wait::wake_if_waiting(
             &seg.header().control.space_seq,
@@ -1079,39 +1084,27 @@ impl<T> Receiver<T> {
         );
     }
 
-    /// Gives the delivered bytes `[released, head)` back to senders, and
-    /// wakes sleeping senders when that makes the ring cross from more than
-    /// half full to at most half full (hysteresis: one check per half ring,
-    /// not a fence and a syscall per message). A sender that sleeps while
-    /// the ring is emptier (its message needs more than the free half) is
-    /// woken when the receiver runs out of messages (see `idle`), and re-checks for
-    /// room every tick regardless. The tail used here is the cached one.
+    /// Gives the consumed bytes `[released, head)` back to senders, and
+    /// wakes the senders that sleep waiting for room: a fence and a look at
+    /// the sleepers bitmap, a syscall only if one sleeps. Releases happen in
+    /// batches (an eighth of the ring, at most 64 KiB) and when the receiver
+    /// is about to sleep, so that is one fence per batch, not per message.
+    /// Every release is followed by this check, so no sender sleeps for room
+    /// the ring has.
+    ///
+    /// Not while a `recv_bytes_with` callback runs: the slice it was lent
+    /// points into those bytes. The outermost call releases them after.
     fn release(&self) {
+        if self.in_callback.get() {
+            return;
+        }
         let (from, to) = (self.released.get(), self.head.get());
         if from == to {
             return;
         }
         self.ring.release(from, to);
         self.released.set(to);
-        let half = self.ring.segment().geometry().capacity / 2;
-        let tail = self.tail.get();
-        if tail.saturating_sub(from) > half && tail.saturating_sub(to) <= half {
-            self.wake_senders();
-        } else {
-            self.unwoken.set(true);
-        }
-    }
-
-    /// Nothing to deliver now: gives every consumed byte back, and wakes
-    /// senders that sleep for room if any was given back since they were
-    /// last woken. Every release is followed by a wake-up check by the time
-    /// the receiver runs out of messages, so no sender sleeps for room the
-    /// ring has.
-    fn idle(&self) {
-        self.release();
-        if self.unwoken.get() {
-            self.wake_senders();
-        }
+        self.wake_senders();
     }
 
     /// Peeks at the next record from the receiver's own head, keeping the
@@ -1121,10 +1114,13 @@ impl<T> Receiver<T> {
         loop {
             let (head, found) = self.ring.peek(self.head.get(), self.released.get());
             self.head.set(head);
-            if found != Peek::MustRelease {
-                return (head, found);
+            match found {
+                // Inside a callback nothing can be released: the next
+                // message shows once the callback has returned.
+                Peek::MustRelease if self.in_callback.get() => return (head, Peek::NotYet),
+                Peek::MustRelease => self.release(),
+                _ => return (head, found),
             }
-            self.release();
         }
     }
 
@@ -1154,9 +1150,16 @@ impl<T> Receiver<T> {
             let (head, found) = self.look();
             match found {
                 Peek::Message { len, offset } => {
-                    let r = self.ring.with_payload(offset, len, f);
+                    // The record is consumed before `f` runs, so that an `f`
+                    // that receives again gets the next message, not this
+                    // one; `in_callback` keeps its bytes from being released
+                    // (and zeroed) under the slice `f` holds.
                     let next = head + crate::layout::record_size(len);
                     self.head.set(next);
+                    let r = {
+                        let _lent = InCallback::enter(&self.in_callback);
+                        self.ring.with_payload(offset, len, f)
+                    };
                     self.ring.deliver(next);
                     let rx = &h.rx;
                     rx.received_messages.store(
@@ -1167,7 +1170,7 @@ impl<T> Receiver<T> {
                         rx.received_bytes.load(Ordering::Relaxed).wrapping_add(len),
                         Ordering::Relaxed,
                     );
-                    if next - self.released.get() >= self.batch {
+                    if self.head.get() - self.released.get() >= self.batch {
                         self.release();
                     }
                     return r.map_err(|reason| {
@@ -1191,6 +1194,7 @@ impl<T> Receiver<T> {
             // Release clear in `peers::release`: a sender's commits (and
             // claims) are visible once its bit is seen clear, so looking
             // again after it cannot miss a message.
+            let mut dead_claim = false;
             if !peers::any_active(seg) {
                 if self.look().1 != Peek::NotYet {
                     continue;
@@ -1198,12 +1202,15 @@ impl<T> Receiver<T> {
                 if self.empty_at(self.head.get())? {
                     return Err(RecvFail::Disconnected);
                 }
-                // A dead sender's claim is pending: maintenance skips it.
+                // A dead sender's claim is pending: maintenance skips it, at
+                // the next tick. Until then, "no sender" is no reason to
+                // wake up.
+                dead_claim = true;
             }
             if matches!(deadline, Deadline::Now) {
                 // A corrupt claim cursor is reported at once.
                 self.empty_at(self.head.get())?;
-                self.idle();
+                self.release();
                 if self.maintain(false)? {
                     continue;
                 }
@@ -1217,16 +1224,16 @@ impl<T> Receiver<T> {
             // writer alone, so a sender streaming into the ring is not slowed
             // down by its receiver waiting for it.
             let at = self.head.get();
-            let ready = || self.ring.settled(at) || !peers::any_active(seg);
+            let ready = || self.ring.settled(at) || (!dead_claim && !peers::any_active(seg));
             if !spun {
                 spun = true;
                 if wait::spin_until(ready) {
                     continue;
                 }
             }
-            // About to sleep: give every consumed byte back, so that no
-            // sender sleeps for room there is, and check the claim cursor.
-            self.idle();
+            // About to sleep: give every consumed byte back (and wake the
+            // senders that wait for room), and check the claim cursor.
+            self.release();
             self.empty_at(at)?;
             if self.maintain(false)? {
                 continue;
@@ -1245,6 +1252,28 @@ impl<T> Receiver<T> {
                 continue;
             }
         }
+    }
+}
+
+/// Marks a receiver's callback as running, and unmarks it when the
+/// callback returns or unwinds.
+struct InCallback<'a> {
+    flag: &'a Cell<bool>,
+    outer: bool,
+}
+
+impl<'a> InCallback<'a> {
+    fn enter(flag: &'a Cell<bool>) -> InCallback<'a> {
+        InCallback {
+            flag,
+            outer: flag.replace(true),
+        }
+    }
+}
+
+impl Drop for InCallback<'_> {
+    fn drop(&mut self) {
+        self.flag.set(self.outer);
     }
 }
 

@@ -37,6 +37,11 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 /// Largest number of sender slots.
 pub(crate) const MAX_SENDERS: u32 = 4096;
 const _: () = assert!(MAX_SENDERS % 64 == 0);
+/// Positions start at 0 and grow by the bytes sent: no channel reaches
+/// 2^63 (centuries at memory bandwidth). A cursor read from shared memory
+/// at or past it is corrupt, and staying below it keeps the arithmetic on
+/// cursors from overflowing.
+pub(crate) const MAX_POSITION: u64 = 1 << 63;
 /// Largest payload of one record (the length field is 32 bits).
 pub(crate) const MAX_MESSAGE: u64 = (u32::MAX as u64) & !7;
 

@@ -15,8 +15,8 @@ use crate::sync::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
 use crate::layout::{
-    parse_record, record_size, record_word, Record, Slot, FEATURE_ASYMMETRIC_WAKE, NO_INTENT,
-    RECORD_HEADER,
+    parse_record, record_size, record_word, Record, Slot, FEATURE_ASYMMETRIC_WAKE, MAX_POSITION,
+    NO_INTENT, RECORD_HEADER,
 };
 use crate::segment::Segment;
 use crate::wait;
@@ -350,13 +350,26 @@ impl Ring {
             word,
             what,
         };
-        if head & 7 != 0 {
-            return Err(bad(head, "(the consumer cursor) is not 8-aligned"));
+        if head & 7 != 0 || head >= MAX_POSITION {
+            return Err(bad(
+                head,
+                "(the consumer cursor) is not 8-aligned or beyond any position a channel reaches",
+            ));
         }
-        if delivered & 7 != 0 || delivered < head || delivered - head > self.cap {
+        if delivered & 7 != 0 || delivered >= MAX_POSITION {
             return Err(bad(
                 delivered,
-                "(the delivered cursor) is not 8-aligned or not within a ring after the consumer cursor",
+                "(the delivered cursor) is not 8-aligned or beyond any position a channel reaches",
+            ));
+        }
+        // Everything before the consumer cursor was given back: a delivered
+        // cursor behind it (a receiver that skipped padding or dead claims
+        // before segments kept the two in step) means "from `head`".
+        let delivered = delivered.max(head);
+        if delivered - head > self.cap {
+            return Err(bad(
+                delivered,
+                "(the delivered cursor) is more than a ring after the consumer cursor",
             ));
         }
         self.checked_tail(delivered).map(|_| (head, delivered))
@@ -369,9 +382,10 @@ impl Ring {
     /// position a ring or more past it is stale, so `peek` stops there.
     ///
     /// A committed header is trusted for its position (its tag) and bounded
-    /// by the lap and the maximum message size, so the receiver never
-    /// touches `tail`, the line every sender writes, while messages flow,
-    /// nor while it waits for the next one (see [`Ring::empty_at`]).
+    /// by the lap and the maximum message size, so the receiver does not
+    /// touch `tail`, the line every sender writes, while messages flow, nor
+    /// while it spins for the next one; it reads it (see
+    /// [`Ring::empty_at`]) only to tell an empty ring from a pending claim.
     #[inline]
     pub(crate) fn peek(&self, mut head: u64, released: u64) -> (u64, Peek) {
         let cap = self.cap;
@@ -414,8 +428,13 @@ impl Ring {
                     }
                     // Skip the rest of the lap; it is zeroed with the
                     // records around it when the receiver releases them.
+                    // Senders can claim up to `released + cap` at most, so
+                    // honest padding never ends beyond it.
+                    if head + (cap - off as u64) - released > cap {
+                        return bad("is padding that ends beyond the room senders were given");
+                    }
                     head += cap - off as u64;
-                    if head - released >= cap {
+                    if head - released == cap {
                         return (head, Peek::MustRelease);
                     }
                 }
@@ -430,8 +449,10 @@ impl Ring {
     /// sender writes, and nothing else.
     #[inline]
     pub(crate) fn settled(&self, head: u64) -> bool {
-        // SYNC POINT: receiver. Pairs with the Release stores of the header
-        // word in `commit` and `claim`; `peek` loads it again with Acquire.
+        // Relaxed: this only decides whether to look; `peek` loads the word
+        // again with Acquire (pairing with the Release stores in `commit`
+        // and `claim`) before anything is read behind it. In `wait::sleep`
+        // the fences around the announcement order this load.
         let word = self.word(self.offset(head)).load(Ordering::Relaxed);
         !matches!(
             parse_record(word, head),
@@ -480,11 +501,13 @@ impl Ring {
     /// receiver's own line, which senders never read.
     #[inline]
     pub(crate) fn deliver(&self, next: u64) {
-        self.seg
-            .header()
-            .rx
-            .delivered
-            .store(next, Ordering::Release);
+        let rx = &self.seg.header().rx;
+        // Only the receiver writes it, and it never moves back (a callback
+        // that received again has delivered further already).
+        if rx.delivered.load(Ordering::Relaxed) < next {
+            // SYNC POINT: pairs with the Acquire load in `checked_cursors`.
+            rx.delivered.store(next, Ordering::Release);
+        }
     }
 
     /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
@@ -506,11 +529,20 @@ impl Ring {
         }
     }
 
-    /// Publishes the consumer cursor to senders.
+    /// Publishes the consumer cursor to senders. The delivered cursor is
+    /// moved up to it first (it lags when the receiver skipped padding, dead
+    /// claims or damaged bytes), so that a receiver taking over never finds
+    /// it behind the consumer cursor.
     fn publish_head(&self, head: u64) {
+        let rx = &self.seg.header().rx;
+        // Only this receiver writes `delivered`: a plain load and store.
+        if rx.delivered.load(Ordering::Relaxed) < head {
+            // SYNC POINT: pairs with the Acquire load in `checked_cursors`.
+            rx.delivered.store(head, Ordering::Release);
+        }
         // SYNC POINT: receiver. Pairs with the Acquire load of `head` in
         // `claim`: the zeroing before it is visible before the room is reused.
-        self.seg.header().rx.head.store(head, Ordering::Release);
+        rx.head.store(head, Ordering::Release);
     }
 
     /// Gives `[from, to)` back to the senders: zeroes it (in lap-sized
@@ -635,9 +667,13 @@ fn fits(tail: u64, size: u64, head: u64, cap: u64) -> bool {
 /// RUSTFLAGS="--cfg loom" cargo test --release --lib loom
 /// ```
 ///
-/// The sender and receiver loops below follow `SenderInner::send_raw` and
-/// `Receiver::recv_raw` step by step, without the liveness ticks (loom does
-/// not model time: a lost wake-up shows as a deadlock).
+/// The sender and receiver loops below follow the claim, commit, release
+/// and sleep/wake steps of `SenderInner::send_raw` and
+/// `Receiver::recv_raw`: the same ring calls, announcements and wake-up
+/// checks, in the same order. They leave out what needs time or process
+/// death: liveness ticks and maintenance (dead claims), disconnection, and
+/// `try_recv`; and the receiver spins before every sleep, not only the
+/// first. Loom does not model time: a lost wake-up shows as a deadlock.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -700,15 +736,15 @@ mod loom_tests {
         }
     }
 
-    /// The receiver endpoint. It gives room back only when it runs out of
-    /// messages (the real receiver also does at every batch; a batch of a
-    /// whole ring exercises the deferral hardest).
+    /// The receiver endpoint. It gives room back only when it is about to
+    /// sleep (the real receiver also does at every batch; a batch of a
+    /// whole ring exercises the deferral hardest), and wakes senders after
+    /// every release, as `Receiver::release` does.
     struct Rx {
         ring: Arc<Ring>,
         head: u64,
         released: u64,
         tail: u64,
-        unwoken: bool,
     }
 
     impl Rx {
@@ -718,12 +754,10 @@ mod loom_tests {
                 head: 0,
                 released: 0,
                 tail: 0,
-                unwoken: false,
             }
         }
 
-        fn wake_senders(&mut self) {
-            self.unwoken = false;
+        fn wake_senders(&self) {
             let h = self.ring.seg.header();
             wait::wake_if_waiting(
                 &h.control.space_seq,
@@ -739,19 +773,7 @@ mod loom_tests {
             }
             self.ring.release(from, to);
             self.released = to;
-            let half = self.ring.cap / 2;
-            if self.tail.saturating_sub(from) > half && self.tail.saturating_sub(to) <= half {
-                self.wake_senders();
-            } else {
-                self.unwoken = true;
-            }
-        }
-
-        fn idle(&mut self) {
-            self.release();
-            if self.unwoken {
-                self.wake_senders();
-            }
+            self.wake_senders();
         }
 
         fn recv(&mut self) -> Vec<u8> {
@@ -782,7 +804,7 @@ mod loom_tests {
                 if wait::spin_until(ready) {
                     continue;
                 }
-                self.idle();
+                self.release();
                 ring.empty_at(at, &mut self.tail).expect("corrupt tail");
                 let me = wait::At {
                     word: &h.data.waiting_at,

@@ -777,7 +777,7 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
     let test = "damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable";
     /// What is damaged, where, how, and what the error must say.
     type Case = (&'static str, usize, fn(u64) -> u64, &'static str);
-    let cases: [Case; 6] = [
+    let cases: [Case; 8] = [
         ("capacity", raw::CAPACITY, |c| c + 1, "capacity"),
         ("huge-capacity", raw::CAPACITY, |_| u64::MAX, "capacity"),
         (
@@ -795,6 +795,19 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
         ),
         ("segment-len", raw::SEGMENT_LEN, |l| l + 8, "bytes"),
         ("head", raw::HEAD, |_| 3, "consumer cursor"),
+        // Aligned, but where no channel gets: arithmetic on it would wrap.
+        (
+            "head-at-the-end",
+            raw::HEAD,
+            |_| u64::MAX - 7,
+            "consumer cursor",
+        ),
+        (
+            "delivered-at-the-end",
+            raw::DELIVERED,
+            |_| u64::MAX - 7,
+            "delivered cursor",
+        ),
     ];
     for (label, off, damage, what) in cases {
         let name = dead_receiver_channel(test, label);
@@ -807,7 +820,7 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
         assert!(matches!(e, OpenError::Corrupt { .. }), "{label}: {e:?}");
         assert_helpful(&e, &name, &["shmpsc::remove"]);
         assert_says(&e, &[what]);
-        if off != raw::HEAD {
+        if off != raw::HEAD && off != raw::DELIVERED {
             // Senders and inspection read the same header.
             let e = Sender::<u64>::open(&name).unwrap_err();
             assert!(matches!(e, OpenError::Corrupt { .. }), "{label}: {e:?}");
