@@ -219,6 +219,7 @@ impl Builder {
         })?;
         // A receiver that died may have delivered records it had not
         // released yet: release them, they must not be delivered again.
+        ring.deliver(delivered);
         ring.release(head, delivered);
         let batch = (geo.capacity / 8).min(MAX_RELEASE_BATCH);
         Ok(Receiver {
@@ -226,6 +227,7 @@ impl Builder {
             tick: self.tick,
             head: Cell::new(delivered),
             released: Cell::new(delivered),
+            delivered: Cell::new(delivered),
             batch,
             tail: Cell::new(delivered),
             in_callback: Cell::new(false),
@@ -772,6 +774,9 @@ pub struct Receiver<T> {
     /// `head`; `[released, head)` was consumed (delivered records, padding,
     /// skipped bytes) and awaits release.
     released: Cell<u64>,
+    /// End of the last message delivered (the receiver's own copy of
+    /// `RxHot::delivered`, which anyone may overwrite).
+    delivered: Cell<u64>,
     /// Release when this many bytes await it.
     batch: u64,
     /// Cached, checked view of the claim cursor.
@@ -1102,6 +1107,13 @@ impl<T> Receiver<T> {
         if from == to {
             return;
         }
+        // The delivered cursor lags when padding, dead claims or damaged
+        // bytes were skipped; a receiver taking over must never find it
+        // behind the consumer cursor.
+        if to > self.delivered.get() {
+            self.delivered.set(to);
+            self.ring.deliver(to);
+        }
         self.ring.release(from, to);
         self.released.set(to);
         self.wake_senders();
@@ -1160,7 +1172,12 @@ impl<T> Receiver<T> {
                         let _lent = InCallback::enter(&self.in_callback);
                         self.ring.with_payload(offset, len, f)
                     };
-                    self.ring.deliver(next);
+                    // A callback that received again has delivered further
+                    // already: the cursor never moves back.
+                    if next > self.delivered.get() {
+                        self.delivered.set(next);
+                        self.ring.deliver(next);
+                    }
                     let rx = &h.rx;
                     rx.received_messages.store(
                         rx.received_messages.load(Ordering::Relaxed).wrapping_add(1),

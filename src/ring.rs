@@ -501,13 +501,12 @@ impl Ring {
     /// receiver's own line, which senders never read.
     #[inline]
     pub(crate) fn deliver(&self, next: u64) {
-        let rx = &self.seg.header().rx;
-        // Only the receiver writes it, and it never moves back (a callback
-        // that received again has delivered further already).
-        if rx.delivered.load(Ordering::Relaxed) < next {
-            // SYNC POINT: pairs with the Acquire load in `checked_cursors`.
-            rx.delivered.store(next, Ordering::Release);
-        }
+        // SYNC POINT: pairs with the Acquire load in `checked_cursors`.
+        self.seg
+            .header()
+            .rx
+            .delivered
+            .store(next, Ordering::Release);
     }
 
     /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
@@ -529,20 +528,11 @@ impl Ring {
         }
     }
 
-    /// Publishes the consumer cursor to senders. The delivered cursor is
-    /// moved up to it first (it lags when the receiver skipped padding, dead
-    /// claims or damaged bytes), so that a receiver taking over never finds
-    /// it behind the consumer cursor.
+    /// Publishes the consumer cursor to senders.
     fn publish_head(&self, head: u64) {
-        let rx = &self.seg.header().rx;
-        // Only this receiver writes `delivered`: a plain load and store.
-        if rx.delivered.load(Ordering::Relaxed) < head {
-            // SYNC POINT: pairs with the Acquire load in `checked_cursors`.
-            rx.delivered.store(head, Ordering::Release);
-        }
         // SYNC POINT: receiver. Pairs with the Acquire load of `head` in
         // `claim`: the zeroing before it is visible before the room is reused.
-        rx.head.store(head, Ordering::Release);
+        self.seg.header().rx.head.store(head, Ordering::Release);
     }
 
     /// Gives `[from, to)` back to the senders: zeroes it (in lap-sized
