@@ -3,10 +3,16 @@
 //! taking over after its predecessor skipped padding, and callbacks that
 //! receive again.
 
-use shmpsc::{Builder, Receiver, Sender, TryRecvError, TrySendError};
+use std::time::Duration;
+
+use shmpsc::{
+    Builder, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, TrySendError,
+};
 
 mod common;
+mod raw;
 use common::{channel_name, emit, run_child_role, unique_name, wait_for_stdin_eof, Spawn};
+use raw::Raw;
 
 const CAP: u64 = 4096;
 
@@ -20,6 +26,12 @@ fn run_role(role: &str) {
             let (tx, rx) = builder(&channel_name()).create::<()>().unwrap();
             skip_padding(&tx, &rx, 3);
             emit("skipped");
+            // Killed here, without dropping the receiver.
+            wait_for_stdin_eof();
+        }
+        "small_receiver_then_wait" => {
+            let _rx = builder(&channel_name()).receiver::<u64>().unwrap();
+            emit("created");
             // Killed here, without dropping the receiver.
             wait_for_stdin_eof();
         }
@@ -127,4 +139,218 @@ fn callback_that_receives_again_gets_the_next_message() {
         rx.try_recv_bytes_with(|b| b.len()),
         Err(TryRecvError::Empty)
     );
+}
+
+/// Fills one lap exactly with `count` records of `payload` bytes each (the
+/// ring holds `released + capacity` bytes of unreleased records), then
+/// receives the first one and, inside its callback, every other one. The
+/// receive after the last must find the ring empty: the word a lap past the
+/// first record is that record's own header, consumed but not given back
+/// (nothing is released while a callback runs), and must not be read as a
+/// new record.
+fn nested_receives_over_a_whole_lap(b: Builder, count: usize, payload: usize) {
+    let (tx, rx) = b.create::<()>().unwrap();
+    let msg = |i: usize| vec![i as u8 ^ 0x5A; payload];
+    for i in 0..count {
+        tx.try_send_bytes(&msg(i)).unwrap();
+    }
+    assert!(matches!(tx.try_send_bytes(&[1]), Err(TrySendError::Full(_))));
+    let (first, inner, after) = rx
+        .recv_bytes_with(|first| {
+            let mut inner = Vec::new();
+            // Bounded: on failure this sees `Invalid` (or old messages)
+            // again and again instead of `Empty`.
+            let after = loop {
+                match rx.try_recv_bytes_with(|b| b.to_vec()) {
+                    Ok(m) if inner.len() < count => inner.push(m),
+                    other => break other.map(|m| m.len()),
+                }
+            };
+            (first.to_vec(), inner, after)
+        })
+        .unwrap();
+    assert_eq!(first, msg(0));
+    assert_eq!(inner.len(), count - 1, "every other message, once");
+    for (i, m) in inner.iter().enumerate() {
+        assert!(*m == msg(i + 1), "message {} came out as message {}", i + 1, m[0] ^ 0x5A);
+    }
+    assert_eq!(after, Err(TryRecvError::Empty));
+    // Once the callback returned, the whole lap goes back to the senders.
+    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    tx.send_bytes(b"next lap").unwrap();
+    assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), b"next lap");
+    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+}
+
+/// 64 records of 64 bytes tile a 4 KiB ring: a lap away, the first record's
+/// header carries another position's tag (reported as malformed before the
+/// fix, again and again: a `try_iter` in the callback never ended).
+#[test]
+fn nested_receives_over_a_whole_lap_find_the_ring_empty() {
+    let name = unique_name("ring-nested-lap");
+    nested_receives_over_a_whole_lap(builder(&name), 64, 56);
+}
+
+/// In a 128 MiB ring the tag of a position a lap away is the same: the
+/// first record's stale header looked like a new commit, and the whole lap
+/// was delivered a second time.
+#[test]
+fn nested_receives_over_a_whole_128_mib_lap_deliver_nothing_twice() {
+    let name = unique_name("ring-nested-big-lap");
+    let cap = 1u64 << 27;
+    let b = Builder::new(&name).capacity(cap).max_message_size(1 << 20);
+    nested_receives_over_a_whole_lap(b, 128, (1 << 20) - 8);
+}
+
+/// A callback that panics on a message of a whole lap: the message counts
+/// as received and is not offered again, and the ring is not read as
+/// malformed a lap later.
+#[test]
+fn panicking_callback_on_a_whole_lap_message_is_not_offered_again() {
+    let name = unique_name("ring-panic-lap");
+    let (tx, rx) = builder(&name).create::<()>().unwrap();
+    let big = vec![0xC3u8; (CAP - 8) as usize];
+    tx.send_bytes(&big).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.recv_bytes_with(|b| {
+            assert_eq!(b.len(), big.len());
+            panic!("the application's callback fails");
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    tx.send_bytes(b"after").unwrap();
+    assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), b"after");
+}
+
+/// A receiver that takes over a 4 KiB channel with a default builder (which
+/// asks for 1 MiB) must size its release batch from the segment it took
+/// over: with a batch larger than the ring it never gave room back while
+/// messages flowed and read a lap past it (spurious `Invalid`s).
+#[test]
+fn takeover_with_a_larger_builder_releases_within_the_ring() {
+    run_child_role(run_role);
+    let name = unique_name("ring-takeover-batch");
+    let mut child = Spawn::new(
+        "takeover_with_a_larger_builder_releases_within_the_ring",
+        "small_receiver_then_wait",
+        &name,
+    )
+    .spawn();
+    child.expect_event("created");
+    child.kill();
+    let rx = Builder::new(&name).receiver::<u64>().unwrap();
+    assert!(rx.was_taken_over());
+    assert_eq!(rx.capacity(), CAP as usize);
+    const N: u64 = 20_000;
+    let tx = Sender::<u64>::open(&name).unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..N {
+            if tx.send(i).is_err() {
+                return i;
+            }
+        }
+        N
+    });
+    let mut invalid = 0;
+    let mut next = 0;
+    while next < N && invalid == 0 {
+        match rx.recv() {
+            Ok(v) => {
+                assert_eq!(v, next, "in order, once");
+                next += 1;
+            }
+            Err(RecvError::Invalid(_)) => invalid += 1,
+            Err(RecvError::Disconnected) => break,
+        }
+    }
+    // Dropping the receiver releases a sender blocked on a full ring.
+    drop(rx);
+    assert_eq!(sender.join().unwrap(), N);
+    assert_eq!((next, invalid), (N, 0));
+}
+
+/// One stray word at the head of an idle ring (written by something that
+/// breaks the protocol) is reported once; then the position counts as "not
+/// ready" until a sender claims past it. Before, `recv` returned `Invalid`
+/// forever and `iter()` spun at 100 % CPU.
+#[test]
+fn stray_word_at_an_idle_head_is_reported_once() {
+    let name = unique_name("ring-stray-idle");
+    let (tx, rx) = builder(&name).create::<u64>().unwrap();
+    tx.send(1).unwrap();
+    assert_eq!(rx.recv(), Ok(1));
+    let raw = Raw::open(&name);
+    let head = 16; // one record of a one-byte payload
+    assert_eq!(raw.record(head), 0);
+    raw.set_record(head, 0xDEAD_BEEF_0BAD_F00D);
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Invalid(_))));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    // A sender's claim at that position writes its own header there.
+    tx.send(2).unwrap();
+    assert_eq!(rx.recv(), Ok(2));
+    tx.send(3).unwrap();
+    drop(tx);
+    assert_eq!(rx.iter().collect::<Vec<_>>(), [3]);
+}
+
+/// The same stray word with no sender attached: `iter()` ends (it spun
+/// forever before).
+#[test]
+fn stray_word_at_an_idle_head_does_not_keep_iter_spinning() {
+    let name = unique_name("ring-stray-iter");
+    let (tx, rx) = builder(&name).create::<u64>().unwrap();
+    tx.send(1).unwrap();
+    drop(tx);
+    let raw = Raw::open(&name);
+    raw.set_record(16, 0x0123_4567_89AB_CDEF);
+    assert_eq!(rx.recv(), Ok(1));
+    assert!(matches!(rx.recv(), Err(RecvError::Invalid(_))));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    assert_eq!(rx.iter().count(), 0);
+}
+
+/// `is_empty` and `len` are queries: they give nothing back to senders
+/// (no zeroing, no new consumer cursor, no wake-up), even when the next
+/// record lies behind padding a whole ring past the released bytes.
+#[test]
+fn is_empty_and_len_have_no_side_effects() {
+    let name = unique_name("ring-query-pure");
+    let (tx, rx) = builder(&name).create::<()>().unwrap();
+    let big = skip_padding_unreleased(&tx, &rx);
+    let raw = Raw::open(&name);
+    let head = raw.u64(raw::HEAD);
+    let padding = raw.record(3 * 16);
+    assert_ne!(padding, 0, "padding ends the lap");
+    assert!(rx.is_empty());
+    assert_eq!(rx.len(), 0);
+    assert_eq!(raw.u64(raw::HEAD), head, "the published cursor did not move");
+    assert_eq!(raw.record(3 * 16), padding, "nothing was zeroed");
+    // A receive gives the bytes back; then the big message fits.
+    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    tx.try_send_bytes(&big).unwrap();
+    assert!(!rx.is_empty());
+    assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), big);
+}
+
+/// Three small messages received without being given back (the receiver
+/// releases in batches), then a message too large for the rest of the lap
+/// pads it and finds no room: returns that message.
+fn skip_padding_unreleased(tx: &Sender<()>, rx: &Receiver<()>) -> Vec<u8> {
+    for i in 0..3u8 {
+        tx.send_bytes(&[i; 8]).unwrap();
+    }
+    for i in 0..3u8 {
+        assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), [i; 8]);
+    }
+    let big = vec![0xB5u8; (CAP - 8) as usize];
+    assert!(matches!(
+        tx.try_send_bytes(&big),
+        Err(TrySendError::Full(_))
+    ));
+    big
 }
