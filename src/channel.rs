@@ -221,7 +221,9 @@ impl Builder {
         // released yet: release them, they must not be delivered again.
         ring.deliver(delivered);
         ring.release(head, delivered);
-        let batch = (geo.capacity / 8).min(MAX_RELEASE_BATCH);
+        // From the segment, not from this builder: a receiver that took a
+        // channel over has the geometry its creator chose.
+        let batch = (ring.segment().geometry().capacity / 8).min(MAX_RELEASE_BATCH);
         Ok(Receiver {
             ring,
             tick: self.tick,
@@ -231,6 +233,7 @@ impl Builder {
             batch,
             tail: Cell::new(delivered),
             in_callback: Cell::new(false),
+            stray: Cell::new(None),
             broken: Cell::new(false),
             last_check: Cell::new(None),
             taken_over: created == Created::TakenOver,
@@ -784,6 +787,11 @@ pub struct Receiver<T> {
     /// A `recv_bytes_with` callback is running: its slice points into the
     /// ring, so nothing is released until it returns.
     in_callback: Cell<bool>,
+    /// A malformed word found at an idle head (nothing claimed past it),
+    /// already reported: `(position, word)`. Until a sender's header
+    /// replaces it, the position counts as "nothing committed yet", so the
+    /// receiver neither reports it again nor spins on it.
+    stray: Cell<Option<(u64, u64)>>,
     /// Set when the claim cursor was found corrupt: the channel is closed.
     broken: Cell<bool>,
     /// When liveness maintenance last ran.
@@ -947,9 +955,15 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        let (head, found) = self.look();
-        let mut tail = self.tail.get();
-        found == Peek::NotYet && self.ring.empty_at(head, &mut tail) == Ok(true)
+        // A query: it reads, and neither releases, zeroes nor wakes.
+        let (head, found) = self.ring.peek(self.head.get(), self.released.get());
+        match self.known_stray(head, found) {
+            Peek::NotYet | Peek::MustRelease => {
+                let mut tail = self.tail.get();
+                self.ring.empty_at(head, &mut tail) == Ok(true)
+            }
+            Peek::Message { .. } | Peek::Malformed(_) => false,
+        }
     }
 
     /// Size of the ring's data area in bytes (messages take their encoded
@@ -1126,13 +1140,23 @@ impl<T> Receiver<T> {
         loop {
             let (head, found) = self.ring.peek(self.head.get(), self.released.get());
             self.head.set(head);
-            match found {
+            match self.known_stray(head, found) {
                 // Inside a callback nothing can be released: the next
                 // message shows once the callback has returned.
                 Peek::MustRelease if self.in_callback.get() => return (head, Peek::NotYet),
                 Peek::MustRelease => self.release(),
-                _ => return (head, found),
+                found => return (head, found),
             }
+        }
+    }
+
+    /// A malformed word at `head` that was reported already (see
+    /// `Receiver::stray`) reads as "nothing committed yet".
+    #[inline]
+    fn known_stray(&self, head: u64, found: Peek) -> Peek {
+        match found {
+            Peek::Malformed(bad) if self.stray.get() == Some((head, bad.word)) => Peek::NotYet,
+            found => found,
         }
     }
 
@@ -1202,7 +1226,16 @@ impl<T> Receiver<T> {
                         })
                     });
                 }
-                Peek::Malformed(bad) => return Err(self.resync(head, bad)),
+                Peek::Malformed(bad) => {
+                    let fail = self.resync(head, bad);
+                    if self.head.get() == head {
+                        // Nothing is claimed past it (resync stops at
+                        // `tail`): reported once; from now on it reads as
+                        // "nothing yet" until a sender's header replaces it.
+                        self.stray.set(Some((head, bad.word)));
+                    }
+                    return Err(fail);
+                }
                 // (`look` releases and looks again on `MustRelease`.)
                 Peek::NotYet | Peek::MustRelease => {}
             }
@@ -1241,7 +1274,18 @@ impl<T> Receiver<T> {
             // writer alone, so a sender streaming into the ring is not slowed
             // down by its receiver waiting for it.
             let at = self.head.get();
-            let ready = || self.ring.settled(at) || (!dead_claim && !peers::any_active(seg));
+            // A position a ring past the released bytes cannot become ready
+            // before they are released (inside a callback they cannot be:
+            // a blocking receive there waits for the senders to go).
+            let reachable = at - self.released.get() < self.ring.segment().geometry().capacity;
+            let ignore = match self.stray.get() {
+                Some((pos, word)) if pos == at => word,
+                _ => 0,
+            };
+            let ready = || {
+                (reachable && self.ring.settled_unless(at, ignore))
+                    || (!dead_claim && !peers::any_active(seg))
+            };
             if !spun {
                 spun = true;
                 if wait::spin_until(ready) {

@@ -147,7 +147,9 @@ pub(crate) fn live_intents(seg: &Segment) -> Vec<u64> {
     active_slots(seg)
         .filter_map(|i| {
             // SYNC POINT: pairs with the Release clear of the intent in
-            // `Ring::commit`.
+            // `Ring::commit` and the Release stores of a next intent in
+            // `Ring::claim`: either way, the sender's earlier commits are
+            // visible to the header loads that follow.
             let p = seg.slots()[i].intent.load(Ordering::Acquire);
             (p != NO_INTENT && sender_alive(seg, i)).then_some(p)
         })

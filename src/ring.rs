@@ -39,9 +39,9 @@ pub(crate) enum Peek {
     /// Nothing committed at `head` yet: the ring is empty there, or a claim
     /// is not committed. [`Ring::empty_at`] tells which.
     NotYet,
-    /// Padding took `head` a whole ring past the bytes the receiver has
-    /// given back: the word there is still last lap's. Release, then peek
-    /// again.
+    /// `head` is a whole ring past the bytes the receiver has given back
+    /// (after padding, or after records that tile a lap): the word there is
+    /// still last lap's. Release, then peek again.
     MustRelease,
     /// A committed message: payload of `len` bytes at data offset `offset`.
     Message { len: u64, offset: usize },
@@ -175,8 +175,9 @@ impl Ring {
         if tail & 7 == 0 && size <= cap - (tail & (cap - 1)) && fits(tail, size, *cached_head, cap)
         {
             // As in `claim_any`: the intent first, ordered before the claim
-            // by the Release of the CAS.
-            slot.intent.store(tail, Ordering::Relaxed);
+            // by the Release of the CAS; Release itself for the dead-claim
+            // scan (see there).
+            slot.intent.store(tail, Ordering::Release);
             // SYNC POINT: sender. As the CAS in `claim_any`.
             if self
                 .seg
@@ -237,7 +238,13 @@ impl Ring {
             // Publish the intent before the claim, so that the receiver,
             // which reads `tail` before the intents, sees who owns it. The
             // Release of the CAS below orders this store before it.
-            slot.intent.store(tail, Ordering::Relaxed);
+            // SYNC POINT: sender. The store itself is Release too, and pairs
+            // with the Acquire loads of intents in `peers::live_intents`: a
+            // receiver that sees this sender's *next* intent also sees the
+            // commit of its previous record, so the dead-claim scan never
+            // acts on a stale header of a record this live sender committed.
+            // (A plain store on x86, as Relaxed is.)
+            slot.intent.store(tail, Ordering::Release);
             // (`tail` comes from shared memory: arithmetic on it wraps
             // rather than trusts it; the receiver checks it.)
             // SYNC POINT: sender. The AcqRel CAS pairs with the Acquire loads
@@ -390,6 +397,13 @@ impl Ring {
     pub(crate) fn peek(&self, mut head: u64, released: u64) -> (u64, Peek) {
         let cap = self.cap;
         loop {
+            // Senders claim at most up to `released + cap`: the word a ring
+            // or more past `released` is still last lap's (a consumed record
+            // not zeroed yet, which in a ring of 2^27 bytes or more even
+            // carries this position's tag). Never read it.
+            if head - released >= cap {
+                return (head, Peek::MustRelease);
+            }
             let off = self.offset(head);
             // SYNC POINT: receiver. Pairs with the Release stores of the
             // header word in `commit` and `claim` (padding).
@@ -434,9 +448,6 @@ impl Ring {
                         return bad("is padding that ends beyond the room senders were given");
                     }
                     head += cap - off as u64;
-                    if head - released == cap {
-                        return (head, Peek::MustRelease);
-                    }
                 }
                 Err(what) => return bad(what),
             }
@@ -449,15 +460,24 @@ impl Ring {
     /// sender writes, and nothing else.
     #[inline]
     pub(crate) fn settled(&self, head: u64) -> bool {
+        self.settled_unless(head, 0)
+    }
+
+    /// [`Ring::settled`], except that the word `ignore` (a malformed word
+    /// already reported at `head`, see `Receiver`) does not count: only a
+    /// sender's own header replacing it does.
+    #[inline]
+    pub(crate) fn settled_unless(&self, head: u64, ignore: u64) -> bool {
         // Relaxed: this only decides whether to look; `peek` loads the word
         // again with Acquire (pairing with the Release stores in `commit`
         // and `claim`) before anything is read behind it. In `wait::sleep`
         // the fences around the announcement order this load.
         let word = self.word(self.offset(head)).load(Ordering::Relaxed);
-        !matches!(
-            parse_record(word, head),
-            Ok(Record::Empty) | Ok(Record::Claimed(_))
-        )
+        word != ignore
+            && !matches!(
+                parse_record(word, head),
+                Ok(Record::Empty) | Ok(Record::Claimed(_))
+            )
     }
 
     /// After `peek` found nothing committed at `head`: whether nothing is

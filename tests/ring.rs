@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use shmpsc::{
-    Builder, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, TrySendError,
-};
+use shmpsc::{Builder, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 mod common;
 mod raw;
@@ -154,7 +152,10 @@ fn nested_receives_over_a_whole_lap(b: Builder, count: usize, payload: usize) {
     for i in 0..count {
         tx.try_send_bytes(&msg(i)).unwrap();
     }
-    assert!(matches!(tx.try_send_bytes(&[1]), Err(TrySendError::Full(_))));
+    assert!(matches!(
+        tx.try_send_bytes(&[1]),
+        Err(TrySendError::Full(_))
+    ));
     let (first, inner, after) = rx
         .recv_bytes_with(|first| {
             let mut inner = Vec::new();
@@ -172,14 +173,25 @@ fn nested_receives_over_a_whole_lap(b: Builder, count: usize, payload: usize) {
     assert_eq!(first, msg(0));
     assert_eq!(inner.len(), count - 1, "every other message, once");
     for (i, m) in inner.iter().enumerate() {
-        assert!(*m == msg(i + 1), "message {} came out as message {}", i + 1, m[0] ^ 0x5A);
+        assert!(
+            *m == msg(i + 1),
+            "message {} came out as message {}",
+            i + 1,
+            m[0] ^ 0x5A
+        );
     }
     assert_eq!(after, Err(TryRecvError::Empty));
     // Once the callback returned, the whole lap goes back to the senders.
-    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.try_recv_bytes_with(|b| b.len()),
+        Err(TryRecvError::Empty)
+    );
     tx.send_bytes(b"next lap").unwrap();
     assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), b"next lap");
-    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.try_recv_bytes_with(|b| b.len()),
+        Err(TryRecvError::Empty)
+    );
 }
 
 /// 64 records of 64 bytes tile a 4 KiB ring: a lap away, the first record's
@@ -218,7 +230,10 @@ fn panicking_callback_on_a_whole_lap_message_is_not_offered_again() {
         })
     }));
     assert!(r.is_err());
-    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.try_recv_bytes_with(|b| b.len()),
+        Err(TryRecvError::Empty)
+    );
     tx.send_bytes(b"after").unwrap();
     assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), b"after");
 }
@@ -328,10 +343,17 @@ fn is_empty_and_len_have_no_side_effects() {
     assert_ne!(padding, 0, "padding ends the lap");
     assert!(rx.is_empty());
     assert_eq!(rx.len(), 0);
-    assert_eq!(raw.u64(raw::HEAD), head, "the published cursor did not move");
+    assert_eq!(
+        raw.u64(raw::HEAD),
+        head,
+        "the published cursor did not move"
+    );
     assert_eq!(raw.record(3 * 16), padding, "nothing was zeroed");
     // A receive gives the bytes back; then the big message fits.
-    assert_eq!(rx.try_recv_bytes_with(|b| b.len()), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.try_recv_bytes_with(|b| b.len()),
+        Err(TryRecvError::Empty)
+    );
     tx.try_send_bytes(&big).unwrap();
     assert!(!rx.is_empty());
     assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), big);
