@@ -834,9 +834,22 @@ impl<T> Receiver<T> {
     /// The message counts as received when `f` is called (if `f` panics, it
     /// is not offered again) and as delivered, for a receiver that takes
     /// over after this process dies, when `f` returns. `f` may receive
-    /// again: it gets the next messages. Their room goes back to senders
-    /// only after the outermost `f` returns, so do not block for long in
-    /// `f` while senders wait for room.
+    /// again: it gets the next messages, and a message received inside `f`
+    /// counts as delivered when its own callback returns, which makes the
+    /// outer message count as delivered from then on too (the channel keeps
+    /// one delivered cursor, so a takeover never delivers the inner message
+    /// twice). The room of every message received goes back to senders only
+    /// after the outermost `f` returns: do not block for long in `f` while
+    /// senders wait for room, and inside `f` prefer the `try_` receives (a
+    /// blocking receive there, on a ring that is full of such messages,
+    /// waits until every sender is gone).
+    ///
+    /// The slice points into shared memory. Senders that follow the
+    /// protocol never write a committed record, so the bytes do not change
+    /// while `f` runs; a process with write access that breaks the protocol
+    /// can change them at any time, as it can any byte of the channel. Treat
+    /// them as untrusted input, as a decoder does: validate what you read
+    /// and copy what you keep.
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<()>("doc-recv-bytes")?;

@@ -248,7 +248,11 @@ impl InvalidMessage {
         self.position
     }
 
-    /// Payload length of the record, in bytes.
+    /// For a record that could not be decoded, its payload length; for
+    /// bytes that break the protocol (a malformed header), the number of
+    /// bytes the receiver skipped to resume at the next valid record (0 when
+    /// it reported a malformed word at the end of what senders had claimed,
+    /// and resumes there once a sender writes its own header over it).
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -34,11 +34,25 @@
 //!    that a dead sender left half-written is skipped, never delivered; a
 //!    sender never waits forever on a dead receiver.
 //! 4. The receiver never delivers a torn message and never reads or writes
-//!    outside the segment, whatever bytes the segment holds.
+//!    outside the segment, whatever bytes the segment holds: damaged records
+//!    are reported ([`RecvError::Invalid`]) and skipped, a damaged claim
+//!    cursor closes the channel. What no reader can prevent, and so is not
+//!    promised: a process with write access to the segment (every sender
+//!    has it) can forge well-formed records, change a record's bytes while a
+//!    [`Receiver::recv_bytes_with`] callback reads them, or truncate the
+//!    object, after which the endpoints that touch the lost pages die of
+//!    `SIGBUS`. Give write access ([`Builder::mode`]) only to users you
+//!    trust with the channel's data.
 //! 5. A slow sender is never mistaken for a dead one: death is what the
 //!    kernel says (each endpoint holds an open-file-description lock on the
 //!    segment, released by the kernel when its process dies), never a timeout.
-//! 6. No syscall on the send or receive path while nobody sleeps.
+//! 6. No syscall while messages flow: `send` makes one only to wake a
+//!    receiver that sleeps waiting for that very message, or when the ring
+//!    is full; `recv` makes none while there are messages to receive.
+//!    Waiting for a message, the receiver spins briefly, yields the CPU
+//!    (`sched_yield`) for a bounded time, then sleeps; an empty `try_recv`
+//!    asks the kernel which senders live (one `fcntl` per attached sender)
+//!    at most once per tick.
 //!
 //! ## Disconnection
 //!

@@ -862,6 +862,45 @@ mod loom_tests {
         });
     }
 
+    /// A live sender committed its record at `head` and already claims
+    /// the next one. A receiver that read `tail` and then the sender's
+    /// intent, whatever it finds, must not judge the record at `head` dead:
+    /// either the intent names `head`, or the commit is visible (the intent
+    /// stores are Release, the loads Acquire). Loom 0.7 does not produce
+    /// the stale read that a Relaxed intent store would allow (checked: it
+    /// passes with one too), so for that edge this model documents the
+    /// argument rather than proving it; it does check the scan's decisions
+    /// at every interleaving of claim, commit and the next claim.
+    #[test]
+    fn loom_live_sender_record_is_never_judged_dead() {
+        model(|| {
+            let ring = ring(64);
+            let tx = Arc::new(Tx::new(&ring, 0));
+            let t = {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    let ring = &*tx.ring;
+                    let mut cached = 0;
+                    let Claim::At(p) = ring.claim(&tx.slot, 8, &mut cached) else {
+                        panic!("room for the first record");
+                    };
+                    ring.commit(&tx.slot, p, &[7; 8]);
+                    // Claimed, never committed while the receiver looks.
+                    let Claim::At(_) = ring.claim(&tx.slot, 8, &mut cached) else {
+                        panic!("room for the second record");
+                    };
+                })
+            };
+            let h = ring.seg.header();
+            // As `Receiver::maintain`: `tail`, then the live intents.
+            let tail = h.tail.load(Ordering::Acquire);
+            let intent = tx.slot.intent.load(Ordering::Acquire);
+            let r = ring.dead_claim_end(0, tail, |p| p == intent && intent != NO_INTENT);
+            assert_eq!(r, Ok(None), "a live sender's record is not dead");
+            t.join().unwrap();
+        });
+    }
+
     #[test]
     fn loom_full_ring_padding_and_sleeping_sender() {
         // 32-byte ring, 24-byte records: the second claim finds the ring
