@@ -372,7 +372,7 @@ impl Run {
             if inp.done() {
                 break;
             }
-            let op = inp.u8() % 12;
+            let op = inp.u8() % 13;
             match op {
                 0..=3 => {
                     // The configuration line is only read when an endpoint
@@ -443,6 +443,25 @@ impl Run {
                     Ok(info) => assert!(info.used <= info.capacity),
                     Err(e) => check_open_error(&self.name, &e),
                 },
+                12 => {
+                    // Receives inside a receive's callback: nothing is given
+                    // back to senders until the outer callback returns, so
+                    // the inner ones must never read a lap past that.
+                    let k = 1 + inp.u8() as usize % 300;
+                    let rx = &self.rx;
+                    let (outer, inner) = match rx.try_recv_bytes_with(|_| {
+                        (0..k).map(|_| rx.try_recv().into()).collect::<Vec<Got>>()
+                    }) {
+                        Ok(inner) => (Got::Msg(None), inner),
+                        Err(TryRecvError::Empty) => (Got::Empty, Vec::new()),
+                        Err(TryRecvError::Disconnected) => (Got::Disconnected, Vec::new()),
+                        Err(e @ TryRecvError::Invalid(_)) => (Got::Invalid(e.to_string()), Vec::new()),
+                    };
+                    self.check(outer);
+                    for got in inner {
+                        self.check(got);
+                    }
+                }
                 _ => {
                     let got = match self.rx.try_recv_bytes_with(|b| b.len()) {
                         Ok(_) => Got::Msg(None),
