@@ -84,6 +84,8 @@ compile_error!("shmpsc uses futexes and open-file-description locks: it supports
 
 #[cfg(not(loom))]
 mod admin;
+#[cfg(all(test, not(loom)))]
+mod alloc_probe;
 #[cfg(not(loom))]
 mod channel;
 #[cfg(not(loom))]
