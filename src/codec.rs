@@ -74,35 +74,55 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     #[cfg(feature = "postcard")]
     {
         match postcard::take_from_bytes::<T>(bytes) {
-            Ok((v, rest)) if rest.is_empty() => Ok(v),
+            Ok((v, [])) => Ok(v),
             Ok((_, rest)) => Err(format!("{} trailing bytes after the message", rest.len())),
             Err(e) => Err(e.to_string()),
         }
     }
     #[cfg(all(feature = "bincode", not(feature = "postcard")))]
     {
-        // bincode allocates a string's or a byte buffer's claimed length
-        // before reading it, so an unlimited decoder lets a hostile length
-        // prefix abort the receiver. bincode's limit counts decoded bytes:
-        // a primitive counts its in-memory size (a `u128` decoded from a
-        // one-byte varint counts 16), a string or byte buffer its length,
-        // which cannot exceed the payload. So 32 times the payload length
-        // bounds what a well-formed message can claim, with room to spare,
-        // and bounds what a hostile one can make the receiver allocate. The
-        // limit is rounded up to a power of 16 to keep few copies of the
-        // decoder.
+        // What decoding may allocate must be bounded by the bytes present,
+        // whatever a length prefix claims. bincode 2.0.1's serde decoder
+        // does not do that for owned strings and byte buffers:
+        // `deserialize_string` and `deserialize_byte_buf` call
+        // `Vec::<u8>::decode`, which checks the claimed length against the
+        // configured limit only, zero-allocates it, and then reads. A limit
+        // cannot fix that: it must allow well-formed messages (a `u128`
+        // decoded from a one-byte varint counts 16 bytes against it), so
+        // it lets a claim of 16 times the payload or more through to the
+        // allocator (with the limit rounded up to a power of 16, a 130 MiB
+        // message could claim 60 GiB and abort the receiver).
+        //
+        // So every owned string and byte buffer is decoded through
+        // bincode's borrowing path instead (`present::Present`):
+        // `<&[u8]>::borrow_decode` takes the claimed length from the slice,
+        // which fails before anything is allocated if fewer bytes remain,
+        // and the copy handed to the visitor is then exactly as long as
+        // the bytes it copies. Everything else in bincode's serde decoder
+        // allocates nothing from a claimed length: sequences and maps go
+        // through serde's visitors, which pre-allocate at most 1 MiB
+        // (`size_hint::cautious`) and grow only as elements are decoded,
+        // each from at least one byte (a `Vec<u128>` holds at most 16
+        // bytes per byte present).
+        //
+        // The limit stays, as a second line: 32 times the payload bounds
+        // what a well-formed message can claim, with room to spare, and
+        // is rounded up to a power of 16 to keep few copies of the decoder.
         macro_rules! limited {
             ($($bits:literal)*) => {{
                 let claim = (bytes.len() as u64).saturating_mul(32);
+                let seed = present::Seed(std::marker::PhantomData::<T>);
                 $(
                     if claim <= 1u64 << $bits {
-                        bincode::serde::decode_from_slice::<T, _>(
+                        bincode::serde::seed_decode_from_slice(
+                            seed,
                             bytes,
                             CONFIG.with_limit::<{ 1usize << $bits }>(),
                         )
                     } else
                 )* {
-                    bincode::serde::decode_from_slice::<T, _>(
+                    bincode::serde::seed_decode_from_slice(
+                        seed,
                         bytes,
                         CONFIG.with_limit::<{ 1usize << 40 }>(),
                     )
@@ -116,6 +136,303 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
                 bytes.len() - used
             )),
             Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A `serde::Deserializer` adapter for bincode's borrowing decoder that
+/// decodes owned strings and byte buffers from the borrowed slice (whose
+/// length was checked against the input before anything was allocated)
+/// and copies them; everything else passes through unchanged, with every
+/// nested deserializer wrapped the same way.
+#[cfg(all(feature = "bincode", not(feature = "postcard")))]
+mod present {
+    use std::fmt;
+
+    use serde::de::{
+        DeserializeSeed, Deserializer, EnumAccess, Error, MapAccess, SeqAccess, VariantAccess,
+        Visitor,
+    };
+
+    /// Wraps a deserializer.
+    pub(super) struct Present<D>(D);
+
+    /// Wraps a seed, so that what it deserializes is wrapped too.
+    pub(super) struct Seed<S>(pub(super) S);
+
+    /// Wraps a visitor, so that what it is handed is wrapped too.
+    struct Wrap<V>(V);
+
+    /// Turns a borrowed string into the owned one asked for.
+    struct OwnStr<V>(V);
+
+    /// Turns borrowed bytes into the owned buffer asked for.
+    struct OwnBytes<V>(V);
+
+    struct Seq<A>(A);
+    struct Map<A>(A);
+    struct Enum<A>(A);
+    struct Variant<A>(A);
+
+    impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
+        type Value = S::Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+            self.0.deserialize(Present(d))
+        }
+    }
+
+    macro_rules! forward_deserialize {
+        ($($method:ident)*) => {$(
+            #[inline]
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+                self.0.$method(Wrap(visitor))
+            }
+        )*};
+    }
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for Present<D> {
+        type Error = D::Error;
+
+        forward_deserialize!(
+            deserialize_any deserialize_bool
+            deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+            deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+            deserialize_f32 deserialize_f64 deserialize_char deserialize_str deserialize_bytes
+            deserialize_option deserialize_unit deserialize_seq deserialize_map
+            deserialize_identifier deserialize_ignored_any
+        );
+
+        #[inline]
+        fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.deserialize_str(OwnStr(visitor))
+        }
+
+        #[inline]
+        fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.deserialize_bytes(OwnBytes(visitor))
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_unit_struct(name, Wrap(visitor))
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_newtype_struct(name, Wrap(visitor))
+        }
+
+        fn deserialize_tuple<V: Visitor<'de>>(
+            self,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_tuple(len, Wrap(visitor))
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_tuple_struct(name, len, Wrap(visitor))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_struct(name, fields, Wrap(visitor))
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_enum(name, variants, Wrap(visitor))
+        }
+
+        fn is_human_readable(&self) -> bool {
+            self.0.is_human_readable()
+        }
+    }
+
+    macro_rules! forward_visit {
+        ($($method:ident($ty:ty))*) => {$(
+            #[inline]
+            fn $method<E: Error>(self, v: $ty) -> Result<V::Value, E> {
+                self.0.$method(v)
+            }
+        )*};
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
+        type Value = V::Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+
+        forward_visit!(
+            visit_bool(bool)
+            visit_i8(i8) visit_i16(i16) visit_i32(i32) visit_i64(i64) visit_i128(i128)
+            visit_u8(u8) visit_u16(u16) visit_u32(u32) visit_u64(u64) visit_u128(u128)
+            visit_f32(f32) visit_f64(f64) visit_char(char)
+            visit_str(&str) visit_borrowed_str(&'de str) visit_string(String)
+            visit_bytes(&[u8]) visit_borrowed_bytes(&'de [u8]) visit_byte_buf(Vec<u8>)
+        );
+
+        fn visit_none<E: Error>(self) -> Result<V::Value, E> {
+            self.0.visit_none()
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<V::Value, E> {
+            self.0.visit_unit()
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+            self.0.visit_some(Present(d))
+        }
+
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+            self.0.visit_newtype_struct(Present(d))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+            self.0.visit_seq(Seq(seq))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+            self.0.visit_map(Map(map))
+        }
+
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+            self.0.visit_enum(Enum(data))
+        }
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for OwnStr<V> {
+        type Value = V::Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+
+        fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<V::Value, E> {
+            self.0.visit_string(v.to_owned())
+        }
+
+        fn visit_str<E: Error>(self, v: &str) -> Result<V::Value, E> {
+            self.0.visit_string(v.to_owned())
+        }
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for OwnBytes<V> {
+        type Value = V::Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+
+        fn visit_borrowed_bytes<E: Error>(self, v: &'de [u8]) -> Result<V::Value, E> {
+            self.0.visit_byte_buf(v.to_vec())
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<V::Value, E> {
+            self.0.visit_byte_buf(v.to_vec())
+        }
+    }
+
+    impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<A> {
+        type Error = A::Error;
+
+        fn next_element_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, A::Error> {
+            self.0.next_element_seed(Seed(seed))
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            self.0.size_hint()
+        }
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            self.0.next_key_seed(Seed(seed))
+        }
+
+        fn next_value_seed<S: DeserializeSeed<'de>>(
+            &mut self,
+            seed: S,
+        ) -> Result<S::Value, A::Error> {
+            self.0.next_value_seed(Seed(seed))
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            self.0.size_hint()
+        }
+    }
+
+    impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Enum<A> {
+        type Error = A::Error;
+        type Variant = Variant<A::Variant>;
+
+        fn variant_seed<S: DeserializeSeed<'de>>(
+            self,
+            seed: S,
+        ) -> Result<(S::Value, Variant<A::Variant>), A::Error> {
+            self.0
+                .variant_seed(Seed(seed))
+                .map(|(value, variant)| (value, Variant(variant)))
+        }
+    }
+
+    impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<A> {
+        type Error = A::Error;
+
+        fn unit_variant(self) -> Result<(), A::Error> {
+            self.0.unit_variant()
+        }
+
+        fn newtype_variant_seed<S: DeserializeSeed<'de>>(
+            self,
+            seed: S,
+        ) -> Result<S::Value, A::Error> {
+            self.0.newtype_variant_seed(Seed(seed))
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(
+            self,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, A::Error> {
+            self.0.tuple_variant(len, Wrap(visitor))
+        }
+
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, A::Error> {
+            self.0.struct_variant(fields, Wrap(visitor))
         }
     }
 }
@@ -142,6 +459,66 @@ mod tests {
         let mut buf = vec![9, 9, 9];
         let n = encode(&ev, &mut buf).unwrap();
         assert_eq!(decode::<Event>(&buf[..n]).unwrap(), ev);
+    }
+
+    #[test]
+    fn every_serde_shape_round_trips() {
+        // The bincode decoder wraps every nested deserializer: each shape
+        // of the serde data model must come through unchanged.
+        use serde_bytes::ByteBuf;
+        use std::collections::BTreeMap;
+
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Unit;
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Newtype(String);
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Tuple(u8, String, ByteBuf);
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        enum Kind {
+            Unit,
+            Newtype(String),
+            Tuple(u128, String),
+            Struct { name: String, bytes: ByteBuf },
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct All {
+            unit: Unit,
+            newtype: Newtype,
+            tuple: Tuple,
+            kinds: Vec<Kind>,
+            maybe: Option<String>,
+            nothing: Option<ByteBuf>,
+            map: BTreeMap<String, Vec<String>>,
+            wide: (i128, u128, char, f32, f64, bool, i8, u16),
+            boxed: Box<str>,
+        }
+        let all = All {
+            unit: Unit,
+            newtype: Newtype("n".into()),
+            tuple: Tuple(7, "t".into(), ByteBuf::from(vec![1, 2])),
+            kinds: vec![
+                Kind::Unit,
+                Kind::Newtype("é".into()),
+                Kind::Tuple(u128::MAX, String::new()),
+                Kind::Struct {
+                    name: "s".into(),
+                    bytes: ByteBuf::from(vec![0; 300]),
+                },
+            ],
+            maybe: Some("m".into()),
+            nothing: None,
+            map: [("k".to_owned(), vec!["v".to_owned(); 3])].into(),
+            wide: (i128::MIN, 1, 'ß', 1.5, -2.25, true, -8, 65535),
+            boxed: "b".into(),
+        };
+        let mut buf = Vec::new();
+        let n = encode(&all, &mut buf).unwrap();
+        assert_eq!(decode::<All>(&buf[..n]).unwrap(), all);
+        // Invalid UTF-8 in a string is still an error.
+        let mut bad = length_prefix(2);
+        bad.extend_from_slice(&[0xC3, 0x28]);
+        assert!(decode::<String>(&bad).is_err());
     }
 
     #[test]
@@ -187,30 +564,83 @@ mod tests {
         }
     }
 
+    /// The codec's encoding of a length prefix.
+    fn length_prefix(len: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        #[cfg(all(feature = "bincode", not(feature = "postcard")))]
+        {
+            buf.push(0xFD); // a u64 follows
+            buf.extend_from_slice(&len.to_le_bytes());
+        }
+        #[cfg(feature = "postcard")]
+        {
+            let mut v = len;
+            while v >= 0x80 {
+                buf.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            buf.push(v as u8);
+        }
+        buf
+    }
+
     #[test]
     fn hostile_length_prefix_is_an_error_not_an_abort() {
         // A string that claims 2^40 bytes (and one that claims more than
         // isize::MAX), with three bytes present.
         for len in [1u64 << 40, u64::MAX] {
-            let mut buf = Vec::new();
-            #[cfg(all(feature = "bincode", not(feature = "postcard")))]
-            {
-                buf.push(0xFD);
-                buf.extend_from_slice(&len.to_le_bytes());
-            }
-            #[cfg(feature = "postcard")]
-            {
-                let mut v = len;
-                while v >= 0x80 {
-                    buf.push((v as u8) | 0x80);
-                    v >>= 7;
-                }
-                buf.push(v as u8);
-            }
+            let mut buf = length_prefix(len);
             buf.extend_from_slice(b"abc");
             assert!(decode::<String>(&buf).is_err());
             assert!(decode::<Vec<u8>>(&buf).is_err());
             assert!(decode::<Vec<u64>>(&buf).is_err());
+        }
+    }
+
+    #[test]
+    fn hostile_length_in_a_large_message_allocates_only_what_is_present() {
+        use crate::alloc_probe::largest_during;
+        use serde_bytes::ByteBuf;
+
+        // A 130 MiB message (a channel may allow messages that large) whose
+        // leading length claims more than is present: 60 GiB (what the
+        // receiver used to try to allocate, and abort on), 2 GiB (which it
+        // allocated), and one byte too many. The body is 0xFF bytes, which
+        // neither codec accepts as an element of any sequence below.
+        const BODY: usize = 130 << 20;
+        let body = vec![0xFFu8; BODY];
+        for claim in [60u64 << 30, 2 << 30, BODY as u64 + 1] {
+            let mut buf = length_prefix(claim);
+            buf.extend_from_slice(&body);
+            // Whatever the type, decoding may allocate what the bytes
+            // present can fill (twice that for a `Vec` that grows by
+            // doubling as its elements are decoded: `Vec<u8>` decodes
+            // every 0xFF as an element), plus serde's cautious 1 MiB
+            // pre-allocation for sequences; never what the prefix claims.
+            let bound = 2 * buf.len() + (1 << 20);
+            macro_rules! check {
+                ($($t:ty),*) => {$(
+                    let (r, largest) = largest_during(|| decode::<$t>(&buf).map(drop));
+                    assert!(r.is_err(), "{}: claim {claim} decoded", stringify!($t));
+                    assert!(
+                        largest <= bound,
+                        "{}: claim {claim} in {} bytes made a {largest}-byte allocation",
+                        stringify!($t),
+                        buf.len()
+                    );
+                )*};
+            }
+            check!(
+                String,
+                ByteBuf,
+                Vec<u8>,
+                Vec<u128>,
+                Vec<String>,
+                Vec<ByteBuf>,
+                Option<String>,
+                (u8, String),
+                std::collections::HashMap<String, u8>
+            );
         }
     }
 

@@ -16,6 +16,12 @@ pub(crate) enum Point {
     Payload,
     /// About to sleep on a full ring.
     Blocked,
+    /// `Segment::create`: the object was created (`O_EXCL`), before the
+    /// receiver lock is taken.
+    Created,
+    /// `Segment::create`, taking over: the existing object was opened,
+    /// before the receiver lock is taken.
+    TakeoverOpened,
 }
 
 #[cfg(feature = "test-hooks")]
@@ -57,6 +63,8 @@ fn armed(point: Point, state: &std::sync::atomic::AtomicU8) {
         Point::Header => "header",
         Point::Payload => "payload",
         Point::Blocked => "blocked",
+        Point::Created => "created",
+        Point::TakeoverOpened => "takeover-opened",
     };
     if p != name || COUNT.fetch_add(1, Ordering::Relaxed) + 1 != *n {
         return;

@@ -98,6 +98,8 @@ compile_error!("shmpsc uses futexes and open-file-description locks: it supports
 
 #[cfg(not(loom))]
 mod admin;
+#[cfg(all(test, not(loom)))]
+mod alloc_probe;
 #[cfg(not(loom))]
 mod channel;
 #[cfg(not(loom))]

@@ -26,6 +26,10 @@ pub(crate) const PREFIX: &str = "shmpsc.";
 /// was abandoned by its creator, and `remove` may take it.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
+/// How many times `Segment::create` starts again after finding that the
+/// name it opened was removed under it.
+const CREATE_ATTEMPTS: u32 = 8;
+
 /// Longest channel name accepted (NAME_MAX is 255, minus the prefix).
 pub(crate) const MAX_NAME: usize = 255 - PREFIX.len();
 
@@ -124,29 +128,84 @@ impl Segment {
         fingerprint: u64,
     ) -> Result<(Segment, Created), OpenError> {
         let path = shm_path(name)?;
-        match sys::shm_create(&path, mode) {
+        // Each attempt that finds the name gone (removed by `remove_unused`
+        // between our open and our lock) starts again from `O_EXCL`. A
+        // removal needs an unused, ready (or long-abandoned) segment, so
+        // a second attempt almost always succeeds; the bound only keeps a
+        // pathological remover from spinning us forever.
+        for _ in 0..CREATE_ATTEMPTS {
+            if let Some(done) = Segment::try_create(name, &path, geo, mode, fingerprint)? {
+                return Ok(done);
+            }
+        }
+        Err(io_err(
+            name,
+            "creating the channel (another process, such as `shmpsc gc` or shmpsc::remove, \
+             removed its name each time this receiver had just opened it; stop that process \
+             and create the channel again)",
+            io::Error::other(format!(
+                "the name was removed under the receiver {CREATE_ATTEMPTS} times in a row"
+            )),
+        ))
+    }
+
+    /// One attempt of [`Segment::create`]. `Ok(None)`: the name no longer
+    /// refers to the object this attempt opened and locked, so another
+    /// process removed it; the caller tries again.
+    fn try_create(
+        name: &str,
+        path: &str,
+        geo: Geometry,
+        mode: u32,
+        fingerprint: u64,
+    ) -> Result<Option<(Segment, Created)>, OpenError> {
+        match sys::shm_create(path, mode) {
             Ok(file) => {
+                crate::hooks::at(crate::hooks::Point::Created);
                 // Lock before touching anything: whoever holds the receiver
                 // lock owns the segment, and initialises it if it is not ready.
-                if !sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-                    .map_err(|e| io_err(name, "locking the segment", e))?
-                {
+                let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+                    .map_err(|e| io_err(name, "locking the segment", e))?;
+                // Between the creation and the lock, `remove_unused` may
+                // have locked and unlinked the object (it leaves young
+                // unready segments alone, but their age is the clock's
+                // word). Once we hold the lock no remover can take it, so
+                // checking the name after locking is enough. If the lock
+                // was refused, the holder may be a remover that has just
+                // unlinked it: then too, start again.
+                if !still_named(name, path, &file)? {
+                    return Ok(None);
+                }
+                if !locked {
                     return Err(OpenError::AlreadyExists {
                         name: name.to_owned(),
                     });
                 }
-                let r = Segment::initialise(name, &path, file, geo, fingerprint);
+                let r = Segment::initialise(name, path, file, geo, fingerprint);
                 if r.is_err() {
-                    let _ = sys::shm_remove(&path);
+                    let _ = sys::shm_remove(path);
                 }
-                r.map(|s| (s, Created::Fresh))
+                r.map(|s| Some((s, Created::Fresh)))
             }
             Err(Errno::EEXIST) => {
-                let file =
-                    sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
-                if !sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-                    .map_err(|e| io_err(name, "locking the segment", e))?
-                {
+                let file = match sys::shm_open_existing(path) {
+                    Ok(file) => file,
+                    // Removed since our `O_EXCL` failed: create it anew.
+                    Err(Errno::ENOENT) => return Ok(None),
+                    Err(e) => return Err(open_errno(name, "opening", e)),
+                };
+                crate::hooks::at(crate::hooks::Point::TakeoverOpened);
+                let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+                    .map_err(|e| io_err(name, "locking the segment", e))?;
+                // `remove_unused` may have found the segment unused and
+                // unlinked it between our open and our lock: taking over
+                // the nameless object would leave a receiver that no
+                // sender can reach. Holding the lock, no remover can
+                // unlink it any more, so one check after locking settles it.
+                if !still_named(name, path, &file)? {
+                    return Ok(None);
+                }
+                if !locked {
                     return Err(OpenError::AlreadyExists {
                         name: name.to_owned(),
                     });
@@ -175,7 +234,7 @@ impl Segment {
                 let ready = size >= std::mem::size_of::<Header>() as u64 && {
                     let seg = Segment::map(
                         name,
-                        &path,
+                        path,
                         file.try_clone()
                             .map_err(|e| io_err(name, "duplicating", e))?,
                         size,
@@ -185,10 +244,10 @@ impl Segment {
                 if !ready {
                     // Its creator died while setting it up: nobody else can
                     // use it (senders only use ready segments), so set it up anew.
-                    return Segment::initialise(name, &path, file, geo, fingerprint)
-                        .map(|s| (s, Created::Fresh));
+                    return Segment::initialise(name, path, file, geo, fingerprint)
+                        .map(|s| Some((s, Created::Fresh)));
                 }
-                let seg = Segment::map_validated(name, &path, file, fingerprint)?;
+                let seg = Segment::map_validated(name, path, file, fingerprint)?;
                 seg.reserve()?;
                 let c = &seg.header().control;
                 c.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -208,7 +267,7 @@ impl Segment {
                     .features
                     .store(features, Ordering::SeqCst);
                 c.rx_state.store(RX_ALIVE, Ordering::Release);
-                Ok((seg, Created::TakenOver))
+                Ok(Some((seg, Created::TakenOver)))
             }
             Err(e) => Err(open_errno(name, "creating", e)),
         }
@@ -485,14 +544,8 @@ impl Segment {
 
     /// Removes the name if it still refers to this segment.
     pub(crate) fn unlink(&self) {
-        if let Ok(other) = sys::shm_open_existing(&self.path) {
-            let same = match (sys::file_identity(&other), sys::file_identity(&self.file)) {
-                (Ok((a, _)), Ok((b, _))) => a == b,
-                _ => false,
-            };
-            if same {
-                let _ = sys::shm_remove(&self.path);
-            }
+        if let Ok(true) = still_named(&self.name, &self.path, &self.file) {
+            let _ = sys::shm_remove(&self.path);
         }
     }
 
@@ -537,6 +590,20 @@ impl Segment {
         // SAFETY: `data_offset + capacity == len` of the mapping (validated).
         unsafe { self.map.as_mut_ptr().add(self.geo.data_offset) }
     }
+}
+
+/// Whether `path` still names the object open as `file` (same device and
+/// inode): `false` once another process removed the name, or removed it and
+/// created a new object under it.
+fn still_named(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
+    let named = match sys::shm_open_existing(path) {
+        Ok(named) => named,
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(e) => return Err(open_errno(name, "opening", e)),
+    };
+    let (now, _) = sys::file_identity(&named).map_err(|e| io_err(name, "inspecting", e))?;
+    let (ours, _) = sys::file_identity(file).map_err(|e| io_err(name, "inspecting", e))?;
+    Ok(now == ours)
 }
 
 /// Whether some open file description holds the receiver lock.

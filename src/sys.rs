@@ -181,13 +181,43 @@ pub(crate) fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// How many times an interrupted `posix_fallocate` is tried again.
+const FALLOCATE_RETRIES: u32 = 1000;
+
+/// `posix_fallocate` over the first `len` bytes of `file`, tried again when
+/// a signal interrupts it; returns 0 or an errno value.
+fn fallocate(file: &File, len: u64) -> i32 {
+    retry_interrupted(FALLOCATE_RETRIES, || {
+        // SAFETY: plain syscall on a valid descriptor; no memory is passed.
+        unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) }
+    })
+}
+
+/// Calls `call` (which returns 0 or an errno value) again while it returns
+/// `EINTR`, at most `retries` more times, and returns its last result.
+///
+/// tmpfs on older kernels fails `fallocate` with `EINTR` whenever a signal
+/// is pending (and may give back the pages it had reserved); the signal is
+/// handled on the way back to user space, so trying again normally
+/// succeeds. The bound keeps a storm of signals (a profiler's timer over a
+/// huge reservation) from holding `create` forever: then the `EINTR` is
+/// reported.
+fn retry_interrupted(retries: u32, mut call: impl FnMut() -> i32) -> i32 {
+    let mut r = call();
+    for _ in 0..retries {
+        if r != libc::EINTR {
+            break;
+        }
+        r = call();
+    }
+    r
+}
+
 /// Reserves the pages of an existing shared-memory object of `len` bytes
 /// (a no-op for pages already there), so that later writes cannot die of
 /// SIGBUS on a full `/dev/shm`.
 pub(crate) fn shm_reserve(file: &File, len: u64) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid descriptor; no memory is passed.
-    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
-    match r {
+    match fallocate(file, len) {
         0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
         e => Err(io::Error::from_raw_os_error(e)),
     }
@@ -197,9 +227,7 @@ pub(crate) fn shm_reserve(file: &File, len: u64) -> io::Result<()> {
 /// `/dev/shm` fails here with `ENOSPC` rather than with SIGBUS on first touch.
 pub(crate) fn shm_allocate(file: &File, len: u64) -> io::Result<()> {
     file.set_len(len)?;
-    // SAFETY: plain syscall on a valid descriptor; no memory is passed.
-    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
-    match r {
+    match fallocate(file, len) {
         0 => Ok(()),
         // Some file systems cannot reserve; the ftruncate above still sized it.
         libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
@@ -317,4 +345,48 @@ pub(crate) fn membarrier_register() -> bool {
 /// process (the heavy side of an asymmetric barrier).
 pub(crate) fn membarrier_global() -> bool {
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_calls_are_retried() {
+        // Interrupted twice, then done: three calls, success.
+        let mut calls = 0;
+        let r = retry_interrupted(FALLOCATE_RETRIES, || {
+            calls += 1;
+            if calls <= 2 {
+                libc::EINTR
+            } else {
+                0
+            }
+        });
+        assert_eq!((r, calls), (0, 3));
+        // Another error is reported at once.
+        let mut calls = 0;
+        let r = retry_interrupted(FALLOCATE_RETRIES, || {
+            calls += 1;
+            libc::ENOSPC
+        });
+        assert_eq!((r, calls), (libc::ENOSPC, 1));
+        // Interrupted every time: reported after the bound.
+        let mut calls = 0;
+        let r = retry_interrupted(5, || {
+            calls += 1;
+            libc::EINTR
+        });
+        assert_eq!((r, calls), (libc::EINTR, 6));
+    }
+
+    #[test]
+    fn allocate_and_reserve_size_a_real_object() {
+        let path = format!("/shmpsc.sys-test-{}", std::process::id());
+        let file = shm_create(&path, 0o600).unwrap();
+        shm_remove(&path).unwrap();
+        shm_allocate(&file, 1 << 16).unwrap();
+        shm_reserve(&file, 1 << 16).unwrap();
+        assert_eq!(file_identity(&file).unwrap().1, 1 << 16);
+    }
 }

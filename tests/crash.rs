@@ -41,9 +41,30 @@ fn run_role(role: &str) {
             emit("ready");
             wait_for_stdin_eof();
         }
+        // Creates (or takes over) the channel as its receiver, with the
+        // hook that stops it inside `create`; reports the outcome, then on
+        // "go" receives until the parent's probe (sender 99) arrives.
+        "racing_receiver" => match Builder::new(&channel_name()).receiver::<Msg>() {
+            Ok(rx) => {
+                emit(format!("ready {}", rx.was_taken_over()));
+                assert_eq!(common::read_line(), "go");
+                loop {
+                    let m = recv_guarded(&rx).expect("a message before the probe");
+                    emit(format!("got {}", m.sender));
+                    if m.sender == PROBE {
+                        break;
+                    }
+                }
+            }
+            Err(e) => emit(format!("failed {e}")),
+        },
         other => panic!("unknown role {other:?}"),
     }
 }
+
+/// The sender id of the message the parent sends to check that a channel is
+/// reachable by name.
+const PROBE: u32 = 99;
 
 /// Spawns sender `id` sending `count` messages, with its sender passed by
 /// `tx` and the test hook `hook` (if any).
@@ -228,4 +249,86 @@ fn stale_segments_are_listed_and_removed() {
         shmpsc::inspect(&stale),
         Err(OpenError::NotFound { .. })
     ));
+}
+
+/// A receiver is stopped inside `Segment::create` at `hook` (before it
+/// takes the receiver lock) while `shmpsc::remove` runs. Whatever the
+/// removal did, the receiver that comes out must be reachable by name, and
+/// be the only one.
+fn receiver_races_remove(test: &str, name: &str, hook: &str, backdate: bool) {
+    let mut rx = Spawn::new(test, "racing_receiver", name);
+    rx.command()
+        .env("SHMPSC_TEST_HOOK", format!("{hook}:1:stop"));
+    let mut rx = rx.spawn();
+    rx.wait_until_stopped();
+    if backdate {
+        // A segment that is not ready is left alone while it is young;
+        // make this one look abandoned, as a clock step would.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(raw_shm_path(name))
+            .unwrap();
+        let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+        file.set_modified(past).unwrap();
+    }
+    // Either outcome of the removal is allowed; what follows must hold
+    // for both.
+    let removed = shmpsc::remove(name);
+    rx.signal(Signal::SIGCONT);
+    let outcome = rx.expect_event("ready");
+    let taken_over: bool = outcome.parse().unwrap();
+    if removed.is_ok() {
+        assert!(
+            !taken_over,
+            "the removed segment's contents cannot be taken over"
+        );
+    }
+    // No second receiver: the name leads to the live one.
+    match Builder::new(name).receiver::<Msg>() {
+        Err(OpenError::AlreadyExists { .. }) => {}
+        other => panic!(
+            "a second receiver on {name}: {other:?} (removal: {removed:?}); the first \
+             receiver is not reachable by name"
+        ),
+    }
+    let tx = Sender::<Msg>::open(name).unwrap_or_else(|e| {
+        panic!("the receiver's channel is not reachable by name ({e}); removal: {removed:?}")
+    });
+    tx.send(Msg::new(PROBE, 0)).unwrap();
+    rx.send_line("go");
+    if taken_over {
+        // The dead receiver's pending message comes first.
+        assert_eq!(rx.expect_event("got"), "1");
+    }
+    assert_eq!(rx.expect_event("got"), PROBE.to_string());
+    rx.wait_success();
+    drop(tx);
+}
+
+fn raw_shm_path(name: &str) -> String {
+    format!("/dev/shm/shmpsc.{name}")
+}
+
+#[test]
+fn remove_racing_a_takeover_leaves_a_reachable_receiver() {
+    run_child_role(run_role);
+    let test = "remove_racing_a_takeover_leaves_a_reachable_receiver";
+    let name = unique_name("race-takeover");
+    // A channel whose receiver died with one message pending, and no live
+    // sender: unused, so `remove` may take it.
+    let mut dead = Spawn::new(test, "idle_receiver", &name).spawn();
+    dead.expect_event("ready");
+    let tx = Sender::<Msg>::open(&name).unwrap();
+    tx.send(Msg::new(1, 0)).unwrap();
+    drop(tx);
+    dead.kill();
+    receiver_races_remove(test, &name, "takeover-opened", false);
+}
+
+#[test]
+fn remove_racing_a_fresh_create_leaves_a_reachable_receiver() {
+    run_child_role(run_role);
+    let test = "remove_racing_a_fresh_create_leaves_a_reachable_receiver";
+    let name = unique_name("race-fresh");
+    receiver_races_remove(test, &name, "created", true);
 }
