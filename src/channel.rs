@@ -1296,7 +1296,7 @@ impl<T> Receiver<T> {
                 _ => 0,
             };
             let ready = || {
-                (reachable && self.ring.settled_unless(at, ignore))
+                (reachable && self.ring.settled(at, ignore))
                     || (!dead_claim && !peers::any_active(seg))
             };
             if !spun {

@@ -458,16 +458,12 @@ impl Ring {
     /// act on: a commit, padding, or a malformed word. The receiver's poll
     /// while it waits: one load of one word, which is in the line the next
     /// sender writes, and nothing else.
+    ///
+    /// The word `ignore` (a malformed word already reported at `head`, see
+    /// `Receiver::stray`; 0 for none) does not count: only a sender's own
+    /// header replacing it does.
     #[inline]
-    pub(crate) fn settled(&self, head: u64) -> bool {
-        self.settled_unless(head, 0)
-    }
-
-    /// [`Ring::settled`], except that the word `ignore` (a malformed word
-    /// already reported at `head`, see `Receiver`) does not count: only a
-    /// sender's own header replacing it does.
-    #[inline]
-    pub(crate) fn settled_unless(&self, head: u64, ignore: u64) -> bool {
+    pub(crate) fn settled(&self, head: u64, ignore: u64) -> bool {
         // Relaxed: this only decides whether to look; `peek` loads the word
         // again with Acquire (pairing with the Release stores in `commit`
         // and `claim`) before anything is read behind it. In `wait::sleep`
@@ -810,7 +806,7 @@ mod loom_tests {
                     other => panic!("unexpected {other:?}"),
                 }
                 let at = self.head;
-                let ready = || ring.settled(at);
+                let ready = || ring.settled(at, 0);
                 if wait::spin_until(ready) {
                     continue;
                 }
