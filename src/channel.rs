@@ -732,7 +732,7 @@ impl SenderInner {
                     .is_some_and(|u| u <= geo.capacity)
                     || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
             };
-            if !wait::spin_until(room) {
+            if !wait::spin_until(deadline.instant(), room) {
                 let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
                     return Err(SendFail::Timeout);
                 };
@@ -1244,7 +1244,7 @@ impl<T> Receiver<T> {
             let ready = || self.ring.settled(at) || (!dead_claim && !peers::any_active(seg));
             if !spun {
                 spun = true;
-                if wait::spin_until(ready) {
+                if wait::spin_until(deadline.instant(), ready) {
                     continue;
                 }
             }
