@@ -297,7 +297,10 @@ struct SenderInner {
     tick: Duration,
     /// Latched when this endpoint saw the receiver dropped or dead.
     disconnected: AtomicBool,
+    /// Claim to commit, one clone at a time (never held while waiting).
     local: SpinLock<SenderLocal>,
+    /// How many clones sleep waiting for room (see `SharedBit`).
+    sleepers: std::sync::Mutex<u32>,
 }
 
 struct SenderLocal {
@@ -327,8 +330,11 @@ impl Drop for SenderInner {
 /// channel; each message is delivered once, and the messages of one sender
 /// arrive in the order they were sent.
 ///
-/// `Sender` is `Clone + Send + Sync`. Clones share one slot and are
-/// serialized; for parallel sending threads, open one sender per thread.
+/// `Sender` is `Clone + Send + Sync`. Clones share one slot and take turns
+/// from encoding to commit; a clone that waits for room on a full ring lets
+/// the others go meanwhile (their `try_send` reports `Full`, their
+/// `send_timeout` keeps its deadline). For parallel sending threads, open
+/// one sender per thread.
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u32>("doc-sender")?;
@@ -440,6 +446,7 @@ impl<T: Serialize> Sender<T> {
                     cached_head: head,
                     last_check: None,
                 }),
+                sleepers: std::sync::Mutex::new(0),
             }),
             _t: PhantomData,
         }
@@ -566,6 +573,9 @@ impl<T: Serialize> Sender<T> {
 
     fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
         let mut local = self.inner.lock();
+        // The buffer is taken out while the message is in it: `send_raw`
+        // releases the lock while it waits for room, and clones that send
+        // meanwhile encode into a buffer of their own.
         let mut buf = std::mem::take(&mut local.buf);
         let len = match codec::encode(&msg, &mut buf) {
             Ok(len) => len,
@@ -574,7 +584,7 @@ impl<T: Serialize> Sender<T> {
                 return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
             }
         };
-        let r = self.inner.send_raw(&mut local, &buf[..len], deadline);
+        let (mut local, r) = self.inner.send_raw(local, &buf[..len], deadline);
         local.buf = buf;
         r.map_err(|f| (msg, f))
     }
@@ -592,9 +602,10 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
-        let mut local = self.inner.lock();
+        let local = self.inner.lock();
         self.inner
-            .send_raw(&mut local, bytes, Deadline::Never)
+            .send_raw(local, bytes, Deadline::Never)
+            .1
             .map_err(|f| match f {
                 SendFail::Rejected(r) => SendError::Rejected(bytes, r),
                 _ => SendError::Disconnected(bytes),
@@ -610,9 +621,10 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        let mut local = self.inner.lock();
+        let local = self.inner.lock();
         self.inner
-            .send_raw(&mut local, bytes, Deadline::Now)
+            .send_raw(local, bytes, Deadline::Now)
+            .1
             .map_err(|f| match f {
                 SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
                 SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
@@ -673,23 +685,30 @@ impl SenderInner {
         !peers::receiver_alive(self.ring.segment())
     }
 
-    fn send_raw(
-        &self,
-        local: &mut SenderLocal,
+    /// Sends `payload`: claims room, writes, commits. `local` is held from
+    /// claim to commit (the slot's intent word allows one claim in flight
+    /// per slot), never while waiting: on a full ring the lock is released,
+    /// so that clones of this sender can send, `try_send` reports `Full`
+    /// and `send_timeout` keeps its deadline while one clone waits for room.
+    /// Returns the lock, taken again.
+    fn send_raw<'a>(
+        &'a self,
+        mut local: Guard<'a, SenderLocal>,
         payload: &[u8],
         deadline: Deadline,
-    ) -> Result<(), SendFail> {
+    ) -> (Guard<'a, SenderLocal>, Result<(), SendFail>) {
         let seg = self.ring.segment();
         let geo = seg.geometry();
         let len = payload.len() as u64;
         if len > geo.max_message {
-            return Err(SendFail::Rejected(Rejection::TooLarge {
+            let r = Rejection::TooLarge {
                 size: len,
                 max: geo.max_message,
-            }));
+            };
+            return (local, Err(SendFail::Rejected(r)));
         }
         if self.receiver_dropped() {
-            return Err(SendFail::Disconnected);
+            return (local, Err(SendFail::Disconnected));
         }
         let slot = &seg.slots()[self.slot];
         let h = seg.header();
@@ -697,7 +716,7 @@ impl SenderInner {
             let claim = self.ring.claim(slot, len, &mut local.cached_head);
             if claim == Claim::Corrupt {
                 self.disconnected.store(true, Ordering::Relaxed);
-                return Err(SendFail::Disconnected);
+                return (local, Err(SendFail::Disconnected));
             }
             if let Claim::At(pos) = claim {
                 // `commit` wakes the receiver if it sleeps for this record.
@@ -713,17 +732,20 @@ impl SenderInner {
                     slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(len),
                     Ordering::Relaxed,
                 );
-                return Ok(());
+                return (local, Ok(()));
             }
-            // Full.
+            // Full. (A full claim leaves no intent behind: nothing of this
+            // slot is in flight while the lock is released below.)
             if matches!(deadline, Deadline::Now) {
-                return Err(if self.receiver_dropped() || self.receiver_died(local) {
+                let r = if self.receiver_dropped() || self.receiver_died(&mut local) {
                     self.disconnected.store(true, Ordering::Relaxed);
                     SendFail::Disconnected
                 } else {
                     SendFail::Full
-                });
+                };
+                return (local, Err(r));
             }
+            drop(local);
             let room = || {
                 let tail = h.tail.load(Ordering::Relaxed);
                 let head = h.rx.head.load(Ordering::Acquire);
@@ -734,16 +756,50 @@ impl SenderInner {
             };
             if !wait::spin_until(deadline.instant(), room) {
                 let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
-                    return Err(SendFail::Timeout);
+                    return (self.lock(), Err(SendFail::Timeout));
                 };
                 crate::hooks::at(crate::hooks::Point::Blocked);
-                let me = peers::sleeper_bit(seg, self.slot);
+                let me = SharedBit {
+                    bit: peers::sleeper_bit(seg, self.slot),
+                    sleepers: &self.sleepers,
+                };
                 wait::sleep(&h.control.space_seq, &me, timeout, || {}, room);
             }
-            if self.receiver_dropped() || self.receiver_died(local) {
+            local = self.lock();
+            if self.receiver_dropped() || self.receiver_died(&mut local) {
                 self.disconnected.store(true, Ordering::Relaxed);
-                return Err(SendFail::Disconnected);
+                return (local, Err(SendFail::Disconnected));
             }
+        }
+    }
+}
+
+/// The sleepers bit of a slot that clones of one sender share: several
+/// threads may wait for room at once, so the bit is set while any of them
+/// sleeps, and cleared by the last one to leave.
+struct SharedBit<'a> {
+    bit: wait::Bit<'a>,
+    /// How many of this sender's threads announced themselves.
+    sleepers: &'a std::sync::Mutex<u32>,
+}
+
+impl wait::Announce for SharedBit<'_> {
+    fn announce(&self) {
+        let mut n = self
+            .sleepers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n += 1;
+        self.bit.announce();
+    }
+    fn withdraw(&self) {
+        let mut n = self
+            .sleepers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.bit.withdraw();
         }
     }
 }

@@ -134,6 +134,127 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+// ------------------------------------------------ defect 4: clones waiting
+
+/// A clone's `try_send` and `send_timeout` do not wait behind another
+/// clone's `send` blocked on a full ring: they report `Full` / `Timeout` at
+/// once (with the defect they returned only when the receiver drained).
+#[test]
+fn clone_try_send_not_blocked_by_blocked_send() {
+    run_child_role(|_| ());
+    let name = unique_name("clone-try");
+    // A tick far longer than the guard: nothing may rely on it here.
+    let (tx, rx) = Builder::new(&name)
+        .capacity(4096)
+        .tick(Duration::from_secs(30))
+        .create::<()>()
+        .unwrap();
+    let filled = fill(&tx, &[7; 100]);
+    let (tid_tx, tid) = mpsc::channel();
+    let blocked = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            tid_tx.send(common::current_tid()).unwrap();
+            tx.send_bytes(&[8; 100]).map_err(|e| format!("{e:?}"))
+        })
+    };
+    wait_until_asleep(tid.recv().unwrap(), "the blocked send");
+
+    let (done_tx, done) = mpsc::channel();
+    let other = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let t = match tx.try_send_bytes(&[9; 100]) {
+                Err(TrySendError::Full(_)) => "full".to_owned(),
+                r => format!("{r:?}"),
+            };
+            done_tx.send(t).unwrap();
+            let s = match tx.send_timeout((), Duration::from_millis(1)) {
+                Err(SendTimeoutError::Timeout(_)) => "timeout".to_owned(),
+                r => format!("{r:?}"),
+            };
+            done_tx.send(s).unwrap();
+        })
+    };
+    let first = done.recv_timeout(PROMPTLY);
+    let second = first
+        .as_ref()
+        .ok()
+        .and_then(|_| done.recv_timeout(PROMPTLY).ok());
+    // Drain, so that every thread ends whatever happened.
+    let mut got = 0;
+    while got < filled + 1 {
+        rx.recv_bytes_with(|_| ()).unwrap();
+        got += 1;
+    }
+    other.join().unwrap();
+    assert_eq!(blocked.join().unwrap(), Ok(()));
+    assert_eq!(
+        first.as_deref(),
+        Ok("full"),
+        "a clone's try_send waited for another clone's blocked send"
+    );
+    assert_eq!(
+        second.as_deref(),
+        Some("timeout"),
+        "a clone's send_timeout waited for another clone's blocked send"
+    );
+    drop(tx);
+    let _ = rx.try_recv_bytes_with(|_| ());
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+}
+
+/// Two clones blocked on a full ring both sleep (neither spins on the
+/// other), and both complete once the receiver drains, without waiting for
+/// a liveness tick (30 s here): the clones' shared sleeper bit stays set
+/// while either sleeps.
+#[test]
+fn two_clones_blocked_both_sleep_and_both_wake() {
+    run_child_role(|_| ());
+    let name = unique_name("clone-sleep");
+    let (tx, rx) = Builder::new(&name)
+        .capacity(4096)
+        .tick(Duration::from_secs(30))
+        .create::<()>()
+        .unwrap();
+    let filled = fill(&tx, &[1; 200]);
+    let (done_tx, done) = mpsc::channel();
+    let mut threads = Vec::new();
+    for i in 0..2u8 {
+        let tx = tx.clone();
+        let (tid_tx, tid) = mpsc::channel();
+        let done_tx = done_tx.clone();
+        threads.push(std::thread::spawn(move || {
+            tid_tx.send(common::current_tid()).unwrap();
+            let r = tx.send_bytes(&[10 + i; 200]).is_ok();
+            done_tx.send(r).unwrap();
+        }));
+        wait_until_asleep(tid.recv().unwrap(), "a clone blocked in send");
+    }
+    // Receive everything: the first records make room for both.
+    for _ in 0..filled {
+        rx.recv_bytes_with(|_| ()).unwrap();
+    }
+    let woken: Vec<_> = (0..2).map(|_| done.recv_timeout(PROMPTLY)).collect();
+    for _ in 0..woken.iter().filter(|r| r.is_ok()).count() {
+        rx.recv_bytes_with(|_| ()).unwrap();
+    }
+    if woken.iter().any(|r| r.is_err()) {
+        // Let the stragglers end before failing: room for them.
+        for _ in 0..2 {
+            let _ = rx.recv_bytes_timeout_with(Duration::from_secs(60), |_| ());
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        woken,
+        [Ok(true), Ok(true)],
+        "both blocked clones must complete once there is room"
+    );
+}
+
 // ------------------------------------------- defect 6: timeouts, busy CPU
 
 /// `recv_timeout(1 ms)` on an empty channel, on a CPU shared with a busy
