@@ -301,6 +301,11 @@ struct SenderInner {
     local: SpinLock<SenderLocal>,
     /// How many clones sleep waiting for room (see `SharedBit`).
     sleepers: std::sync::Mutex<u32>,
+    /// The process that opened this sender, and its fork generation then:
+    /// a copy of the sender made by `fork` sees another generation, and
+    /// refuses to send (it shares the slot's intent word with the original).
+    opened_by: u32,
+    fork_generation: u64,
 }
 
 struct SenderLocal {
@@ -312,8 +317,25 @@ struct SenderLocal {
     last_check: Option<Instant>,
 }
 
+impl SenderInner {
+    /// Whether this is a copy made by `fork` of a sender opened in another
+    /// process. One relaxed load.
+    #[inline]
+    fn forked(&self) -> bool {
+        crate::sys::fork_generation() != self.fork_generation
+    }
+}
+
 impl Drop for SenderInner {
     fn drop(&mut self) {
+        if self.forked() {
+            // The slot, its lock (on the open file description that fork
+            // shared) and its words belong to the original sender, which may
+            // still be sending: the copy only unmaps and closes its own
+            // descriptor (which releases no lock while the original's stays
+            // open).
+            return;
+        }
         let seg = self.ring.segment();
         peers::release(seg, self.slot);
         // The receiver may be asleep waiting for data that will not come.
@@ -335,6 +357,9 @@ impl Drop for SenderInner {
 /// the others go meanwhile (their `try_send` reports `Full`, their
 /// `send_timeout` keeps its deadline). For parallel sending threads, open
 /// one sender per thread.
+///
+/// A sender is used by the process that opened it: its copy in a child made
+/// by `fork` refuses to send (see [`Sender::open`]).
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u32>("doc-sender")?;
@@ -406,8 +431,14 @@ impl<T: Serialize> Sender<T> {
     /// [`OpenError::TypeMismatch`] if it carries another message type, and
     /// [`OpenError::TooManySenders`] if every slot is held by a live sender.
     ///
-    /// A process that `fork`s shares its open senders with the child; the
-    /// child should open its own.
+    /// A sender belongs to the process that opened it. A child created by
+    /// `fork` (without `exec`) gets a copy that refuses to send
+    /// ([`Rejection::Forked`]): the copy would share the sender's slot, and
+    /// sending from both sides could lose messages. The child should open
+    /// its own sender with `Sender::open` (or be spawned with
+    /// [`Sender::pass_to`]). Dropping the copy leaves the original alone.
+    /// The fork is noticed through a `pthread_atfork` handler: a child made
+    /// by a raw `clone`/`fork` syscall that bypasses libc is not detected.
     ///
     /// ```
     /// let (_tx, rx) = shmpsc::channel::<String>("doc-open")?;
@@ -447,6 +478,11 @@ impl<T: Serialize> Sender<T> {
                     last_check: None,
                 }),
                 sleepers: std::sync::Mutex::new(0),
+                opened_by: crate::sys::current_pid(),
+                fork_generation: {
+                    crate::sys::watch_forks();
+                    crate::sys::fork_generation()
+                },
             }),
             _t: PhantomData,
         }
@@ -697,6 +733,13 @@ impl SenderInner {
         payload: &[u8],
         deadline: Deadline,
     ) -> (Guard<'a, SenderLocal>, Result<(), SendFail>) {
+        if self.forked() {
+            let r = Rejection::Forked {
+                opened_by: self.opened_by,
+                current: crate::sys::current_pid(),
+            };
+            return (local, Err(SendFail::Rejected(r)));
+        }
         let seg = self.ring.segment();
         let geo = seg.geometry();
         let len = payload.len() as u64;

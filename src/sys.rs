@@ -318,3 +318,36 @@ pub(crate) fn membarrier_register() -> bool {
 pub(crate) fn membarrier_global() -> bool {
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
 }
+
+/// How many times this process's memory was copied by `fork` (without
+/// `exec`) since its program started: counted in the child by a
+/// `pthread_atfork` handler (see [`watch_forks`]).
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    // Async-signal-safe: one atomic add, no lock, no allocation.
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Arranges (once per process) for [`fork_generation`] to change in every
+/// child that `fork` (or anything built on libc's `fork`) creates from now
+/// on. Returns whether the handler is in place.
+pub(crate) fn watch_forks() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: registers a handler that libc runs in the child after
+        // `fork`; the handler only does an atomic add (async-signal-safe)
+        // on a static that lives as long as the process.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child as unsafe extern "C" fn())) == 0
+        }
+    })
+}
+
+/// The process's fork generation: a different value in a child created by
+/// `fork` after [`watch_forks`] than in its parent. One relaxed load, no
+/// syscall (`getpid` would be one).
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -316,3 +316,113 @@ fn zero_send_timeout_holds_on_busy_cpu() {
         "send_timeout(0) on a full ring took {m:?} (median) on a busy CPU: {times:?}"
     );
 }
+
+// ------------------------------------------------- defect 7: fork
+
+/// Child role: takes the sender passed by the test, forks, and sends two
+/// messages while the forked copy tries to send and drops its copy. The
+/// second send stops itself (test hook `claimed:2:stop`) between claim and
+/// commit; the test lets the grandchild try while it is stopped.
+fn role_fork_sender() {
+    let tx = Sender::<()>::open(&channel_name()).expect("open");
+    let ok_line = format!("\n{EVENT_MARK}g-tried ok\n");
+    let refused_line = format!("\n{EVENT_MARK}g-tried refused\n");
+    let other_line = format!("\n{EVENT_MARK}g-tried other\n");
+    // SAFETY: the forked child only reads and writes raw descriptors,
+    // tries one send (which must refuse without writing), drops its copy
+    // of the sender and leaves with `_exit`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            let mut buf = [0u8; 64];
+            // Wait for the test's go-ahead on stdin, shared with the
+            // parent (stopped by then).
+            // SAFETY: reading into a buffer on our stack.
+            unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            let line = match tx.send_bytes(b"g") {
+                Ok(()) => &ok_line,
+                Err(SendError::Rejected(_, r))
+                    if r.to_string().contains("fork") && r.to_string().contains("Sender::open") =>
+                {
+                    &refused_line
+                }
+                Err(_) => &other_line,
+            };
+            // SAFETY: writing a buffer we own to our stdout.
+            unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+            // The forked copy's drop must leave the parent's slot alone.
+            drop(tx);
+            // SAFETY: leaves at once, without running the parent's exit code.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            tx.send_bytes(b"p0").expect("send p0");
+            tx.send_bytes(b"p1").expect("send p1");
+            emit("sent");
+            let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "{status:?}"
+            );
+        }
+    }
+}
+
+/// A sender used on both sides of `fork`: the forked copy is refused (it
+/// would share the slot's intent word), dropping it leaves the parent's
+/// slot alone, and no message whose `send` returned `Ok` is lost. With the
+/// defect, the grandchild's send overwrote the intent of the parent's
+/// claim in progress, the receiver skipped that claim as dead, and the
+/// parent's `p1` was lost.
+#[test]
+fn sender_used_across_fork_loses_nothing() {
+    run_child_role(|role| match role {
+        "fork_sender" => role_fork_sender(),
+        other => panic!("unknown role {other:?}"),
+    });
+    let name = unique_name("fork");
+    let (tx, rx) = Builder::new(&name).tick(TICK).create::<()>().unwrap();
+    let mut spawn = Spawn::new(
+        "sender_used_across_fork_loses_nothing",
+        "fork_sender",
+        &name,
+    );
+    spawn.command().env("SHMPSC_TEST_HOOK", "claimed:2:stop");
+    tx.pass_to(spawn.command()).unwrap();
+    let mut p = spawn.spawn();
+    drop(tx);
+    let recv = |timeout| rx.recv_bytes_timeout_with(timeout, |b| b.to_vec());
+    assert_eq!(recv(PROMPTLY), Ok(b"p0".to_vec()));
+    p.wait_until_stopped();
+    p.send_line("go");
+    let g = p.expect_event("g-tried");
+    // Many ticks pass while the parent is stopped mid-claim.
+    let mut got = Vec::new();
+    match recv(TICK * 40) {
+        Ok(m) => got.push(m),
+        Err(RecvTimeoutError::Timeout) => {}
+        Err(e) => panic!("while the parent is stopped: {e:?}"),
+    }
+    p.signal(Signal::SIGCONT);
+    p.expect_event("sent");
+    p.wait_success();
+    loop {
+        match recv(PROMPTLY) {
+            Ok(m) => got.push(m),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("draining: {e:?}"),
+        }
+    }
+    let got: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    assert!(
+        got.contains(&"p1".to_owned()),
+        "the parent's Ok'd p1 was lost (grandchild: {g}); received after p0: {got:?}"
+    );
+    assert_eq!(
+        g, "refused",
+        "the forked copy must refuse to send, naming the fix"
+    );
+    assert_eq!(got, ["p1"]);
+}
