@@ -266,8 +266,20 @@ impl Builder {
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
         let fp = type_fingerprint::<T>();
         if let Some((raw, slot)) = take_passed(&self.name) {
-            let seg = Segment::open_inherited(&self.name, raw, fp).map_err(name_type::<T>)?;
-            return Sender::adopt(seg, slot, self.tick);
+            let byte = crate::layout::slot_lock_byte(slot);
+            match Segment::open_inherited(&self.name, raw, byte, fp) {
+                Ok(seg) => return Sender::adopt(seg, slot, self.tick),
+                // The variable was not meant for this process (inherited
+                // from a parent that got it, by a process spawned before
+                // it opened the channel): its descriptor is closed, or is
+                // something else. Attach a sender of our own.
+                Err(OpenError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+                    ) => {}
+                Err(e) => return Err(name_type::<T>(e)),
+            }
         }
         let seg = Segment::open(&self.name, fp).map_err(name_type::<T>)?;
         Sender::attach(seg, self.tick)
@@ -279,16 +291,31 @@ impl Builder {
 /// Environment variable through which `Sender::pass_to` tells a child which
 /// inherited descriptor and slot are its sender for channel `name`.
 fn passed_var(name: &str) -> String {
-    format!("SHMPSC_SENDER_{:016x}", fingerprint(&[name]))
+    format!(
+        "{}{:016x}",
+        crate::sys::PASSED_VAR_PREFIX,
+        fingerprint(&[name])
+    )
 }
 
-/// Takes (once) the sender that the parent passed for `name`, if any.
+/// Takes the sender that the parent passed for `name`, if any: once per
+/// process. The environment is only read, never changed (changing it from
+/// library code is undefined behaviour while another thread reads it);
+/// which variables were taken is remembered here, so a second `open`
+/// attaches a sender of its own.
 fn take_passed(name: &str) -> Option<(i32, usize)> {
+    static TAKEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let key = passed_var(name);
     let value = std::env::var(&key).ok()?;
-    std::env::remove_var(&key);
-    let (fd, slot) = value.split_once(':')?;
-    Some((fd.parse().ok()?, slot.parse().ok()?))
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if taken.contains(&key) {
+        return None;
+    }
+    taken.push(key);
+    let (fd, slot, _) = crate::sys::parse_passed(&value)?;
+    (slot < crate::layout::MAX_SENDERS as usize).then_some((fd, slot))
 }
 
 struct SenderInner {
@@ -525,6 +552,16 @@ impl<T: Serialize> Sender<T> {
     /// spawned from it would share the one sender); the parent's copy is
     /// closed when `cmd` is dropped.
     ///
+    /// In the child the descriptor survives the `exec` of its program, and
+    /// is made close-on-exec again before `main` runs, by a start-up
+    /// function of shmpsc, so processes the child spawns do not inherit it
+    /// (and cannot keep the sender alive after the child is gone). Only a
+    /// program that links shmpsc has that start-up function: a child running
+    /// another program, or a process it forks without `exec`, holds the
+    /// descriptor as long as it lives. The environment variable that names
+    /// the descriptor is inherited, and ignored where its descriptor is not
+    /// the passed one: `Sender::open` there attaches a new sender.
+    ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (tx, rx) = shmpsc::channel::<u64>("pool")?;
@@ -543,8 +580,14 @@ impl<T: Serialize> Sender<T> {
         let seg = self.inner.ring.segment().reopen(type_fingerprint::<T>())?;
         let name = seg.name().to_owned();
         let slot = peers::acquire(&seg)?;
+        let ((dev, ino), _) =
+            crate::sys::file_identity(seg.file()).map_err(|source| OpenError::Io {
+                name: name.clone(),
+                op: "inspecting the segment to pass",
+                source,
+            })?;
         let fd = crate::sys::inherit_in_child(cmd, seg.into_file());
-        cmd.env(passed_var(&name), format!("{fd}:{slot}"));
+        cmd.env(passed_var(&name), format!("{fd}:{slot}:{dev}:{ino}"));
         Ok(())
     }
 

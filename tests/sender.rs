@@ -3,9 +3,6 @@
 //! that must hold when the CPU is shared, a sender copied by `fork`, and the
 //! descriptor that `Sender::pass_to` hands over.
 
-// Helpers for the tests that the following commits add.
-#![allow(unused_imports, dead_code)]
-
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -425,4 +422,128 @@ fn sender_used_across_fork_loses_nothing() {
         "the forked copy must refuse to send, naming the fix"
     );
     assert_eq!(got, ["p1"]);
+}
+
+// ------------------------------------------------- passing to a child
+
+/// Child role: spawns a grandchild (`cat`, which lives until the test
+/// closes this child's stdin, shared with it) *before* taking the sender it
+/// was passed, reports the grandchild's pid, and exits without opening.
+fn role_passed_spawns_grandchild() {
+    // The grandchild is meant to outlive this child: once the child exits
+    // it is reparented, and reaped by its new parent, when the test closes
+    // its stdin.
+    #[allow(clippy::zombie_processes)]
+    let gc = std::process::Command::new("cat")
+        .stdin(std::process::Stdio::inherit())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning cat");
+    emit(format!("grandchild {}", gc.id()));
+}
+
+/// A sender passed with `pass_to` to a child that spawns a grandchild
+/// before opening it, then exits: the grandchild must not inherit the
+/// passed descriptor (which would keep the sender alive after the child is
+/// gone), so the receiver sees `Disconnected` while the grandchild lives.
+#[test]
+fn passed_descriptor_not_inherited_by_grandchild() {
+    run_child_role(|role| match role {
+        "passed_spawns_grandchild" => role_passed_spawns_grandchild(),
+        other => panic!("unknown role {other:?}"),
+    });
+    let name = unique_name("pass-gc");
+    let (tx, rx) = Builder::new(&name).tick(TICK).create::<u8>().unwrap();
+    let mut spawn = Spawn::new(
+        "passed_descriptor_not_inherited_by_grandchild",
+        "passed_spawns_grandchild",
+        &name,
+    );
+    tx.pass_to(spawn.command()).unwrap();
+    let mut c = spawn.spawn();
+    drop(tx);
+    let gc: u32 = c.expect_event("grandchild").parse().unwrap();
+    c.wait_success();
+    let r = rx.recv_timeout(PROMPTLY);
+    let gc_fds: Vec<String> = std::fs::read_dir(format!("/proc/{gc}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Let the grandchild end (its stdin is the child's, which we hold).
+    c.close_stdin();
+    let deadline = Instant::now() + PROMPTLY;
+    while std::path::Path::new(&format!("/proc/{gc}")).exists()
+        && std::fs::read_to_string(format!("/proc/{gc}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "the grandchild did not exit");
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        r,
+        Err(RecvTimeoutError::Disconnected),
+        "the passed sender outlived the child: the grandchild holds {gc_fds:?}"
+    );
+}
+
+/// Child role: opens the passed sender twice; the environment variable
+/// that passed it is left in place (no `remove_var` from library code),
+/// and the second open attaches a sender of its own.
+fn role_passed_open_twice() {
+    let name = channel_name();
+    let vars = || {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with("SHMPSC_SENDER_"))
+            .count()
+    };
+    assert_eq!(vars(), 1);
+    let a = Sender::<u8>::open(&name).expect("first open");
+    assert_eq!(vars(), 1, "Sender::open changed the environment");
+    let b = Sender::<u8>::open(&name).expect("second open");
+    a.send(1).unwrap();
+    b.send(2).unwrap();
+    let info = shmpsc::inspect(&name).unwrap();
+    let me = std::process::id();
+    assert_eq!(
+        info.senders
+            .iter()
+            .filter(|s| s.pid == me && s.alive)
+            .count(),
+        2,
+        "two opens must give two senders: {:?}",
+        info.senders
+    );
+}
+
+#[test]
+fn passed_sender_taken_once_environment_untouched() {
+    run_child_role(|role| match role {
+        "passed_open_twice" => role_passed_open_twice(),
+        other => panic!("unknown role {other:?}"),
+    });
+    let name = unique_name("pass-twice");
+    let (tx, rx) = Builder::new(&name).tick(TICK).create::<u8>().unwrap();
+    let mut spawn = Spawn::new(
+        "passed_sender_taken_once_environment_untouched",
+        "passed_open_twice",
+        &name,
+    );
+    tx.pass_to(spawn.command()).unwrap();
+    let mut c = spawn.spawn();
+    drop(tx);
+    c.wait_success();
+    let mut got = Vec::new();
+    loop {
+        match rx.recv_timeout(PROMPTLY) {
+            Ok(m) => got.push(m),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    got.sort();
+    assert_eq!(got, [1, 2]);
 }
