@@ -269,8 +269,20 @@ impl Builder {
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
         let fp = type_fingerprint::<T>();
         if let Some((raw, slot)) = take_passed(&self.name) {
-            let seg = Segment::open_inherited(&self.name, raw, fp).map_err(name_type::<T>)?;
-            return Sender::adopt(seg, slot, self.tick);
+            let byte = crate::layout::slot_lock_byte(slot);
+            match Segment::open_inherited(&self.name, raw, byte, fp) {
+                Ok(seg) => return Sender::adopt(seg, slot, self.tick),
+                // The variable was not meant for this process (inherited
+                // from a parent that got it, by a process spawned before
+                // it opened the channel): its descriptor is closed, or is
+                // something else. Attach a sender of our own.
+                Err(OpenError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+                    ) => {}
+                Err(e) => return Err(name_type::<T>(e)),
+            }
         }
         let seg = Segment::open(&self.name, fp).map_err(name_type::<T>)?;
         Sender::attach(seg, self.tick)
@@ -282,16 +294,31 @@ impl Builder {
 /// Environment variable through which `Sender::pass_to` tells a child which
 /// inherited descriptor and slot are its sender for channel `name`.
 fn passed_var(name: &str) -> String {
-    format!("SHMPSC_SENDER_{:016x}", fingerprint(&[name]))
+    format!(
+        "{}{:016x}",
+        crate::sys::PASSED_VAR_PREFIX,
+        fingerprint(&[name])
+    )
 }
 
-/// Takes (once) the sender that the parent passed for `name`, if any.
+/// Takes the sender that the parent passed for `name`, if any: once per
+/// process. The environment is only read, never changed (changing it from
+/// library code is undefined behaviour while another thread reads it);
+/// which variables were taken is remembered here, so a second `open`
+/// attaches a sender of its own.
 fn take_passed(name: &str) -> Option<(i32, usize)> {
+    static TAKEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let key = passed_var(name);
     let value = std::env::var(&key).ok()?;
-    std::env::remove_var(&key);
-    let (fd, slot) = value.split_once(':')?;
-    Some((fd.parse().ok()?, slot.parse().ok()?))
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if taken.contains(&key) {
+        return None;
+    }
+    taken.push(key);
+    let (fd, slot, _) = crate::sys::parse_passed(&value)?;
+    (slot < crate::layout::MAX_SENDERS as usize).then_some((fd, slot))
 }
 
 struct SenderInner {
@@ -300,7 +327,15 @@ struct SenderInner {
     tick: Duration,
     /// Latched when this endpoint saw the receiver dropped or dead.
     disconnected: AtomicBool,
+    /// Claim to commit, one clone at a time (never held while waiting).
     local: SpinLock<SenderLocal>,
+    /// How many clones sleep waiting for room (see `SharedBit`).
+    sleepers: std::sync::Mutex<u32>,
+    /// The process that opened this sender, and its fork generation then:
+    /// a copy of the sender made by `fork` sees another generation, and
+    /// refuses to send (it shares the slot's intent word with the original).
+    opened_by: u32,
+    fork_generation: u64,
 }
 
 struct SenderLocal {
@@ -312,8 +347,25 @@ struct SenderLocal {
     last_check: Option<Instant>,
 }
 
+impl SenderInner {
+    /// Whether this is a copy made by `fork` of a sender opened in another
+    /// process. One relaxed load.
+    #[inline]
+    fn forked(&self) -> bool {
+        crate::sys::fork_generation() != self.fork_generation
+    }
+}
+
 impl Drop for SenderInner {
     fn drop(&mut self) {
+        if self.forked() {
+            // The slot, its lock (on the open file description that fork
+            // shared) and its words belong to the original sender, which may
+            // still be sending: the copy only unmaps and closes its own
+            // descriptor (which releases no lock while the original's stays
+            // open).
+            return;
+        }
         let seg = self.ring.segment();
         peers::release(seg, self.slot);
         // The receiver may be asleep waiting for data that will not come.
@@ -330,8 +382,14 @@ impl Drop for SenderInner {
 /// channel; each message is delivered once, and the messages of one sender
 /// arrive in the order they were sent.
 ///
-/// `Sender` is `Clone + Send + Sync`. Clones share one slot and are
-/// serialized; for parallel sending threads, open one sender per thread.
+/// `Sender` is `Clone + Send + Sync`. Clones share one slot and take turns
+/// from encoding to commit; a clone that waits for room on a full ring lets
+/// the others go meanwhile (their `try_send` reports `Full`, their
+/// `send_timeout` keeps its deadline). For parallel sending threads, open
+/// one sender per thread.
+///
+/// A sender is used by the process that opened it: its copy in a child made
+/// by `fork` refuses to send (see [`Sender::open`]).
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u32>("doc-sender")?;
@@ -403,8 +461,14 @@ impl<T: Serialize> Sender<T> {
     /// [`OpenError::TypeMismatch`] if it carries another message type, and
     /// [`OpenError::TooManySenders`] if every slot is held by a live sender.
     ///
-    /// A process that `fork`s shares its open senders with the child; the
-    /// child should open its own.
+    /// A sender belongs to the process that opened it. A child created by
+    /// `fork` (without `exec`) gets a copy that refuses to send
+    /// ([`Rejection::Forked`]): the copy would share the sender's slot, and
+    /// sending from both sides could lose messages. The child should open
+    /// its own sender with `Sender::open` (or be spawned with
+    /// [`Sender::pass_to`]). Dropping the copy leaves the original alone.
+    /// The fork is noticed through a `pthread_atfork` handler: a child made
+    /// by a raw `clone`/`fork` syscall that bypasses libc is not detected.
     ///
     /// ```
     /// let (_tx, rx) = shmpsc::channel::<String>("doc-open")?;
@@ -443,6 +507,12 @@ impl<T: Serialize> Sender<T> {
                     cached_head: head,
                     last_check: None,
                 }),
+                sleepers: std::sync::Mutex::new(0),
+                opened_by: crate::sys::current_pid(),
+                fork_generation: {
+                    crate::sys::watch_forks();
+                    crate::sys::fork_generation()
+                },
             }),
             _t: PhantomData,
         }
@@ -485,6 +555,16 @@ impl<T: Serialize> Sender<T> {
     /// spawned from it would share the one sender); the parent's copy is
     /// closed when `cmd` is dropped.
     ///
+    /// In the child the descriptor survives the `exec` of its program, and
+    /// is made close-on-exec again before `main` runs, by a start-up
+    /// function of shmpsc, so processes the child spawns do not inherit it
+    /// (and cannot keep the sender alive after the child is gone). Only a
+    /// program that links shmpsc has that start-up function: a child running
+    /// another program, or a process it forks without `exec`, holds the
+    /// descriptor as long as it lives. The environment variable that names
+    /// the descriptor is inherited, and ignored where its descriptor is not
+    /// the passed one: `Sender::open` there attaches a new sender.
+    ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (tx, rx) = shmpsc::channel::<u64>("pool")?;
@@ -503,8 +583,14 @@ impl<T: Serialize> Sender<T> {
         let seg = self.inner.ring.segment().reopen(type_fingerprint::<T>())?;
         let name = seg.name().to_owned();
         let slot = peers::acquire(&seg)?;
+        let ((dev, ino), _) =
+            crate::sys::file_identity(seg.file()).map_err(|source| OpenError::Io {
+                name: name.clone(),
+                op: "inspecting the segment to pass",
+                source,
+            })?;
         let fd = crate::sys::inherit_in_child(cmd, seg.into_file());
-        cmd.env(passed_var(&name), format!("{fd}:{slot}"));
+        cmd.env(passed_var(&name), format!("{fd}:{slot}:{dev}:{ino}"));
         Ok(())
     }
 
@@ -569,6 +655,9 @@ impl<T: Serialize> Sender<T> {
 
     fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
         let mut local = self.inner.lock();
+        // The buffer is taken out while the message is in it: `send_raw`
+        // releases the lock while it waits for room, and clones that send
+        // meanwhile encode into a buffer of their own.
         let mut buf = std::mem::take(&mut local.buf);
         let len = match codec::encode(&msg, &mut buf) {
             Ok(len) => len,
@@ -577,7 +666,7 @@ impl<T: Serialize> Sender<T> {
                 return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
             }
         };
-        let r = self.inner.send_raw(&mut local, &buf[..len], deadline);
+        let (mut local, r) = self.inner.send_raw(local, &buf[..len], deadline);
         local.buf = buf;
         r.map_err(|f| (msg, f))
     }
@@ -595,9 +684,10 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
-        let mut local = self.inner.lock();
+        let local = self.inner.lock();
         self.inner
-            .send_raw(&mut local, bytes, Deadline::Never)
+            .send_raw(local, bytes, Deadline::Never)
+            .1
             .map_err(|f| match f {
                 SendFail::Rejected(r) => SendError::Rejected(bytes, r),
                 _ => SendError::Disconnected(bytes),
@@ -613,9 +703,10 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        let mut local = self.inner.lock();
+        let local = self.inner.lock();
         self.inner
-            .send_raw(&mut local, bytes, Deadline::Now)
+            .send_raw(local, bytes, Deadline::Now)
+            .1
             .map_err(|f| match f {
                 SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
                 SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
@@ -676,23 +767,37 @@ impl SenderInner {
         !peers::receiver_alive(self.ring.segment())
     }
 
-    fn send_raw(
-        &self,
-        local: &mut SenderLocal,
+    /// Sends `payload`: claims room, writes, commits. `local` is held from
+    /// claim to commit (the slot's intent word allows one claim in flight
+    /// per slot), never while waiting: on a full ring the lock is released,
+    /// so that clones of this sender can send, `try_send` reports `Full`
+    /// and `send_timeout` keeps its deadline while one clone waits for room.
+    /// Returns the lock, taken again.
+    fn send_raw<'a>(
+        &'a self,
+        mut local: Guard<'a, SenderLocal>,
         payload: &[u8],
         deadline: Deadline,
-    ) -> Result<(), SendFail> {
+    ) -> (Guard<'a, SenderLocal>, Result<(), SendFail>) {
+        if self.forked() {
+            let r = Rejection::Forked {
+                opened_by: self.opened_by,
+                current: crate::sys::current_pid(),
+            };
+            return (local, Err(SendFail::Rejected(r)));
+        }
         let seg = self.ring.segment();
         let geo = seg.geometry();
         let len = payload.len() as u64;
         if len > geo.max_message {
-            return Err(SendFail::Rejected(Rejection::TooLarge {
+            let r = Rejection::TooLarge {
                 size: len,
                 max: geo.max_message,
-            }));
+            };
+            return (local, Err(SendFail::Rejected(r)));
         }
         if self.receiver_dropped() {
-            return Err(SendFail::Disconnected);
+            return (local, Err(SendFail::Disconnected));
         }
         let slot = &seg.slots()[self.slot];
         let h = seg.header();
@@ -700,7 +805,7 @@ impl SenderInner {
             let claim = self.ring.claim(slot, len, &mut local.cached_head);
             if claim == Claim::Corrupt {
                 self.disconnected.store(true, Ordering::Relaxed);
-                return Err(SendFail::Disconnected);
+                return (local, Err(SendFail::Disconnected));
             }
             if let Claim::At(pos) = claim {
                 // `commit` wakes the receiver if it sleeps for this record.
@@ -716,17 +821,20 @@ impl SenderInner {
                     slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(len),
                     Ordering::Relaxed,
                 );
-                return Ok(());
+                return (local, Ok(()));
             }
-            // Full.
+            // Full. (A full claim leaves no intent behind: nothing of this
+            // slot is in flight while the lock is released below.)
             if matches!(deadline, Deadline::Now) {
-                return Err(if self.receiver_dropped() || self.receiver_died(local) {
+                let r = if self.receiver_dropped() || self.receiver_died(&mut local) {
                     self.disconnected.store(true, Ordering::Relaxed);
                     SendFail::Disconnected
                 } else {
                     SendFail::Full
-                });
+                };
+                return (local, Err(r));
             }
+            drop(local);
             let room = || {
                 let tail = h.tail.load(Ordering::Relaxed);
                 let head = h.rx.head.load(Ordering::Acquire);
@@ -735,18 +843,52 @@ impl SenderInner {
                     .is_some_and(|u| u <= geo.capacity)
                     || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
             };
-            if !wait::spin_until(room) {
+            if !wait::spin_until(deadline.instant(), room) {
                 let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
-                    return Err(SendFail::Timeout);
+                    return (self.lock(), Err(SendFail::Timeout));
                 };
                 crate::hooks::at(crate::hooks::Point::Blocked);
-                let me = peers::sleeper_bit(seg, self.slot);
+                let me = SharedBit {
+                    bit: peers::sleeper_bit(seg, self.slot),
+                    sleepers: &self.sleepers,
+                };
                 wait::sleep(&h.control.space_seq, &me, timeout, || {}, room);
             }
-            if self.receiver_dropped() || self.receiver_died(local) {
+            local = self.lock();
+            if self.receiver_dropped() || self.receiver_died(&mut local) {
                 self.disconnected.store(true, Ordering::Relaxed);
-                return Err(SendFail::Disconnected);
+                return (local, Err(SendFail::Disconnected));
             }
+        }
+    }
+}
+
+/// The sleepers bit of a slot that clones of one sender share: several
+/// threads may wait for room at once, so the bit is set while any of them
+/// sleeps, and cleared by the last one to leave.
+struct SharedBit<'a> {
+    bit: wait::Bit<'a>,
+    /// How many of this sender's threads announced themselves.
+    sleepers: &'a std::sync::Mutex<u32>,
+}
+
+impl wait::Announce for SharedBit<'_> {
+    fn announce(&self) {
+        let mut n = self
+            .sleepers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n += 1;
+        self.bit.announce();
+    }
+    fn withdraw(&self) {
+        let mut n = self
+            .sleepers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.bit.withdraw();
         }
     }
 }
@@ -1301,7 +1443,7 @@ impl<T> Receiver<T> {
             };
             if !spun {
                 spun = true;
-                if wait::spin_until(ready) {
+                if wait::spin_until(deadline.instant(), ready) {
                     continue;
                 }
             }

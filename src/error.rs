@@ -7,7 +7,8 @@ use std::io;
 
 /// Why a message was refused before anything was written to the channel.
 ///
-/// The channel is unaffected: the next message can be sent.
+/// The channel is unaffected: the next message can be sent, except after
+/// [`Rejection::Forked`], which refuses every message of that sender.
 ///
 /// ```
 /// let (tx, _rx) = shmpsc::Builder::new("doc-rejection").max_message_size(16).create::<Vec<u8>>()?;
@@ -28,6 +29,20 @@ pub enum Rejection {
     },
     /// The codec could not encode the message.
     Encode(String),
+    /// This sender was opened (or passed) in process `opened_by`, and this
+    /// process, `current`, is a copy of it made by `fork` (without `exec`).
+    /// The copy shares the sender's slot with the original, so sending
+    /// from both sides could lose messages: every send from the copy is
+    /// refused. Open a new sender in the child with
+    /// [`Sender::open`](crate::Sender::open) (or spawn the child with
+    /// [`Sender::pass_to`](crate::Sender::pass_to)).
+    Forked {
+        /// The process that opened the sender.
+        opened_by: u32,
+        /// This process, created by `fork` from it (or from a process
+        /// forked from it).
+        current: u32,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -39,6 +54,13 @@ impl fmt::Display for Rejection {
                  create the channel with a larger Builder::max_message_size"
             ),
             Rejection::Encode(e) => write!(f, "message could not be encoded: {e}"),
+            Rejection::Forked { opened_by, current } => write!(
+                f,
+                "this sender was opened by process {opened_by} before a fork, and process \
+                 {current} is the forked copy: a sender cannot be used on both sides of fork \
+                 (they would share one slot and could lose messages); open a new sender in \
+                 the child with Sender::open, or spawn the child with Sender::pass_to"
+            ),
         }
     }
 }

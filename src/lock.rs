@@ -1,10 +1,15 @@
 //! A one-word spin lock for a sender's local state (its encoding buffer and
 //! cached head). Clones of a `Sender` share one slot and take turns through
-//! it. Uncontended, it costs one atomic swap to lock and a plain release
-//! store to unlock (std's `Mutex` needs an atomic swap for both, to find
-//! parked waiters). Contended, it spins briefly, then yields: contention
-//! only comes from threads of one process sharing one sender, and opening
-//! one sender per thread avoids it.
+//! it, from encoding to commit only: nobody holds it while waiting for room
+//! (see `SenderInner::send_raw`), so a waiter waits at most for another
+//! clone's encode, claim and copy, never for the receiver. Uncontended, it
+//! costs one atomic swap to lock and a plain release store to unlock.
+//! Contended, it spins briefly, then yields.
+//!
+//! std's `Mutex`, which sleeps when contended, needs an atomic swap to
+//! unlock as well (to find sleepers); measured with 16-byte `try_send_bytes`
+//! on the 2-core development VM, it made a send cost 43-50 ns instead of
+//! 27-30 ns, so the spin lock stays.
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};

@@ -728,7 +728,7 @@ mod loom_tests {
                             let head = h.rx.head.load(Ordering::Acquire);
                             fits(tail, record_size(len), head, ring.cap)
                         };
-                        if !wait::spin_until(room) {
+                        if !wait::spin_until(None, room) {
                             let me = Bit {
                                 word: &h.sleepers[0],
                                 mask: 1 << self.index,
@@ -807,7 +807,7 @@ mod loom_tests {
                 }
                 let at = self.head;
                 let ready = || ring.settled(at, 0);
-                if wait::spin_until(ready) {
+                if wait::spin_until(None, ready) {
                     continue;
                 }
                 self.release();

@@ -458,11 +458,12 @@ impl Segment {
     pub(crate) fn open_inherited(
         name: &str,
         raw: i32,
+        lock_byte: u64,
         fingerprint: u64,
     ) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let named = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
-        let file = sys::adopt_inherited(raw, &named)
+        let file = sys::adopt_inherited(raw, &named, lock_byte)
             .map_err(|e| io_err(name, "adopting the sender passed by the parent", e))?;
         let seg = Segment::map_validated(name, &path, file, fingerprint)?;
         seg.reserve()?;

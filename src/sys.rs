@@ -261,39 +261,123 @@ pub(crate) fn inherit_in_child(cmd: &mut std::process::Command, file: File) -> i
     raw
 }
 
-/// Takes ownership of a descriptor that this process inherited across exec,
-/// after checking that it is open and refers to the same object as `expect`.
-/// The adopted descriptor is made close-on-exec again.
-pub(crate) fn adopt_inherited(raw: i32, expect: &File) -> io::Result<File> {
-    // SAFETY: F_GETFD on any integer is harmless; it only reports EBADF for
-    // a number that is not an open descriptor.
-    if raw < 0 || unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+/// Identity (device, inode) of the object behind descriptor `raw`, without
+/// taking ownership of it; `None` if `raw` is not an open descriptor.
+fn borrowed_identity(raw: i32) -> Option<(u64, u64)> {
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `st` is written by fstat before it is read (checked by its
+    // return value); fstat on a number that is not an open descriptor only
+    // fails with EBADF. Nothing is closed or owned here.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(raw, &mut st) == 0).then_some((st.st_dev, st.st_ino))
+    }
+}
+
+/// Takes ownership of a descriptor that this process inherited across exec
+/// (see `Sender::pass_to`), after checking, while only borrowing it, that
+/// it is open, refers to the same object as `expect`, and belongs to the
+/// open file description that holds the lock on `lock_byte` (the passed
+/// sender's slot): no other open file description holds it (a query
+/// through `raw`), yet someone does (a query through `expect`, a new open
+/// file description of its own). Only then is the number taken over, so a
+/// number that belongs to other code is never closed or owned twice. The
+/// adopted descriptor is made close-on-exec again.
+pub(crate) fn adopt_inherited(raw: i32, expect: &File, lock_byte: u64) -> io::Result<File> {
+    let not_ours = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()));
+    let Some(id) = borrowed_identity(raw) else {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             "the inherited sender descriptor is not open",
         ));
-    }
-    // SAFETY: the descriptor is open (checked above), and it was handed to
-    // this process by its parent for exactly this purpose through an
-    // environment variable that the caller removes, so nothing else in this
-    // process owns it.
-    let file = File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
-    let (id, _) = file_identity(&file)?;
+    };
     let (want, _) = file_identity(expect)?;
     if id != want {
-        // Not ours after all: give the number back untouched.
-        let _ = std::os::fd::IntoRawFd::into_raw_fd(file);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the inherited sender descriptor refers to another object",
-        ));
+        return not_ours("the inherited sender descriptor refers to another object");
     }
+    let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, lock_byte);
+    // SAFETY: `fl` is a valid flock on our stack; F_OFD_GETLK on an open
+    // descriptor (checked above) only reads and writes it.
+    if unsafe { libc::fcntl(raw, libc::F_OFD_GETLK, &mut fl) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let others_hold = fl.l_type != libc::F_UNLCK as libc::c_short;
+    if others_hold || !ofd_is_locked(expect, lock_byte)? {
+        return not_ours(
+            "the inherited sender descriptor does not hold the passed sender's slot \
+             (it was passed to another process, or its sender is gone)",
+        );
+    }
+    // SAFETY: `raw` is open (checked above) and is the open file description
+    // that holds the passed slot's lock, which only the descriptor passed by
+    // the parent for this purpose can be; the caller takes it at most once
+    // per process (see `channel::take_passed`), so nothing else in this
+    // process owns it.
+    let file = File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
     fcntl(
         file.as_fd(),
         FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
     Ok(file)
 }
+
+/// Prefix of the environment variables through which `Sender::pass_to`
+/// passes a descriptor (see `channel::passed_var`).
+pub(crate) const PASSED_VAR_PREFIX: &str = "SHMPSC_SENDER_";
+
+/// Device and inode of a file.
+pub(crate) type FileId = (u64, u64);
+
+/// A passed sender's value: `fd:slot:dev:ino` (dev and ino identify the
+/// shared-memory object, so that a descriptor can be recognised before the
+/// channel's name is known).
+pub(crate) fn parse_passed(value: &str) -> Option<(i32, usize, Option<FileId>)> {
+    let mut it = value.split(':');
+    let fd = it.next()?.parse().ok()?;
+    let slot = it.next()?.parse().ok()?;
+    let id = match (it.next(), it.next()) {
+        (Some(d), Some(i)) => Some((d.parse().ok()?, i.parse().ok()?)),
+        _ => None,
+    };
+    Some((fd, slot, id))
+}
+
+/// Runs when a program that links shmpsc starts, before `main`: every
+/// descriptor passed to this process by `Sender::pass_to` (it had to
+/// survive the `exec` of this program) is made close-on-exec at once, so
+/// that no process this one spawns inherits it, whether or not this
+/// process ever calls `Sender::open`. A descriptor is touched only if it is
+/// the shared-memory object the variable names (device and inode).
+extern "C" fn cloexec_passed_at_start() {
+    for (key, value) in std::env::vars_os() {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+            continue;
+        };
+        if !key.starts_with(PASSED_VAR_PREFIX) {
+            continue;
+        }
+        let Some((raw, _, Some(id))) = parse_passed(value) else {
+            continue;
+        };
+        if borrowed_identity(raw) == Some(id) {
+            // SAFETY: F_GETFD/F_SETFD on a descriptor checked to be open;
+            // only its close-on-exec flag changes.
+            unsafe {
+                let flags = libc::fcntl(raw, libc::F_GETFD);
+                if flags != -1 {
+                    libc::fcntl(raw, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
+#[used]
+#[link_section = ".init_array"]
+static CLOEXEC_PASSED_AT_START: extern "C" fn() = cloexec_passed_at_start;
 
 /// Names of the entries of the shared-memory directory that start with `prefix`.
 pub(crate) fn shm_names(prefix: &str) -> io::Result<Vec<String>> {
@@ -347,6 +431,39 @@ pub(crate) fn membarrier_global() -> bool {
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
 }
 
+/// How many times this process's memory was copied by `fork` (without
+/// `exec`) since its program started: counted in the child by a
+/// `pthread_atfork` handler (see [`watch_forks`]).
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    // Async-signal-safe: one atomic add, no lock, no allocation.
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Arranges (once per process) for [`fork_generation`] to change in every
+/// child that `fork` (or anything built on libc's `fork`) creates from now
+/// on. Returns whether the handler is in place.
+pub(crate) fn watch_forks() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: registers a handler that libc runs in the child after
+        // `fork`; the handler only does an atomic add (async-signal-safe)
+        // on a static that lives as long as the process.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child as unsafe extern "C" fn())) == 0
+        }
+    })
+}
+
+/// The process's fork generation: a different value in a child created by
+/// `fork` after [`watch_forks`] than in its parent. One relaxed load, no
+/// syscall (`getpid` would be one).
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +505,60 @@ mod tests {
         shm_allocate(&file, 1 << 16).unwrap();
         shm_reserve(&file, 1 << 16).unwrap();
         assert_eq!(file_identity(&file).unwrap().1, 1 << 16);
+    }
+
+    /// A descriptor number that refers to the right object but is owned by
+    /// other code (its open file description does not hold the slot) is
+    /// refused and left open; the one that holds the slot is adopted.
+    #[test]
+    fn adopt_inherited_checks_before_owning() {
+        let path = format!("/shmpsc-sys-test-{}", std::process::id());
+        let owned_elsewhere = shm_create(&path, 0o600).unwrap();
+        let _ = shm_remove(&path);
+        shm_allocate(&owned_elsewhere, 4096).unwrap();
+        let passed = owned_elsewhere.try_clone().unwrap();
+        let unrelated = File::from(
+            nix::fcntl::open(
+                format!("/proc/self/fd/{}", owned_elsewhere.as_raw_fd()).as_str(),
+                OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        );
+        let named = File::from(
+            nix::fcntl::open(
+                format!("/proc/self/fd/{}", owned_elsewhere.as_raw_fd()).as_str(),
+                OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        );
+        let byte = 3;
+        // Nobody holds the slot: not ours to take.
+        assert!(adopt_inherited(owned_elsewhere.as_raw_fd(), &named, byte).is_err());
+        // Another open file description holds it: not ours either.
+        assert!(ofd_try_lock(&unrelated, byte).unwrap());
+        assert!(adopt_inherited(owned_elsewhere.as_raw_fd(), &named, byte).is_err());
+        assert!(borrowed_identity(owned_elsewhere.as_raw_fd()).is_some());
+        ofd_unlock(&unrelated, byte).unwrap();
+        // The passed description holds it: adopted (a duplicate of it, here).
+        assert!(ofd_try_lock(&passed, byte).unwrap());
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(passed);
+        let adopted = adopt_inherited(raw, &named, byte).unwrap();
+        assert_eq!(adopted.as_raw_fd(), raw);
+        // A closed number is reported as such.
+        drop(adopted);
+        assert_eq!(
+            adopt_inherited(raw, &named, byte).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn parse_passed_values() {
+        assert_eq!(parse_passed("7:3"), Some((7, 3, None)));
+        assert_eq!(parse_passed("7:3:10:20"), Some((7, 3, Some((10, 20)))));
+        assert_eq!(parse_passed("x:3"), None);
+        assert_eq!(parse_passed("7:3:10:y"), None);
     }
 }

@@ -169,16 +169,53 @@ pub(crate) const YIELD_ROUNDS: u32 = 64;
 #[cfg(loom)]
 pub(crate) const YIELD_ROUNDS: u32 = 0;
 
+/// Time the yield phase may take in all. When another thread is runnable on
+/// this CPU, one `sched_yield` can give it a whole time slice (about a
+/// millisecond or more): 64 of them took 88 ms on a busy CPU. The phase is
+/// cut short after this much time, and at the deadline.
+pub(crate) const YIELD_BUDGET: Duration = Duration::from_millis(1);
+
+/// The spin phase looks at the clock once per this many rounds (a vDSO
+/// call, no syscall).
+const SPINS_PER_CLOCK: u32 = 32;
+
+fn passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 /// Waits for `cond` without sleeping: bounded spinning with `spin_loop`,
-/// then bounded yielding. Returns whether `cond` became true.
-pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..SPIN_ROUNDS {
+/// then bounded yielding (at most [`YIELD_ROUNDS`] rounds and
+/// [`YIELD_BUDGET`] of time). Returns whether `cond` became true.
+///
+/// Never runs past `deadline` by more than one spin burst or one
+/// `sched_yield`: the clock is read during both phases. A deadline that has
+/// passed already (a zero timeout) gets one look at `cond`, no spinning and
+/// no yielding.
+pub(crate) fn spin_until(deadline: Option<Instant>, mut cond: impl FnMut() -> bool) -> bool {
+    if passed(deadline) {
+        return cond();
+    }
+    for i in 0..SPIN_ROUNDS {
         if cond() {
             return true;
         }
+        if i % SPINS_PER_CLOCK == SPINS_PER_CLOCK - 1 && passed(deadline) {
+            return false;
+        }
         std::hint::spin_loop();
     }
+    // One yield may hand the CPU away for a time slice, and a futex sleep
+    // ends at its timeout more reliably than a yield comes back: no yield
+    // starts within the budget of the deadline.
+    let now = Instant::now();
+    let budget_end = now + YIELD_BUDGET;
+    let end = deadline.map_or(budget_end, |d| {
+        budget_end.min(d.checked_sub(YIELD_BUDGET).unwrap_or(now))
+    });
     for _ in 0..YIELD_ROUNDS {
+        if Instant::now() >= end {
+            return cond();
+        }
         #[cfg(not(loom))]
         std::thread::yield_now();
         if cond() {
