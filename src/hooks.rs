@@ -79,3 +79,37 @@ fn armed(point: Point, state: &std::sync::atomic::AtomicU8) {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn at(_point: Point) {}
+
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    /// `sched_yield`s this thread made while waiting (see [`yielded`]).
+    static YIELDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one `sched_yield` of the waiting protocol on this thread, so a
+/// test can check that a deadline bounds the waiting (a yield on a busy CPU
+/// can hand the CPU away for a whole time slice) without timing anything.
+#[cfg(feature = "test-hooks")]
+#[inline]
+pub(crate) fn yielded() {
+    YIELDS.with(|y| y.set(y.get() + 1));
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn yielded() {}
+
+/// With the `test-hooks` feature (shmpsc's own tests only): how many times
+/// the calling thread yielded the CPU while waiting in a shmpsc call.
+///
+/// ```
+/// let before = shmpsc::test_hook_yields();
+/// let (_tx, rx) = shmpsc::channel::<u8>("doc-test-hook-yields")?;
+/// let _ = rx.try_recv();
+/// assert_eq!(shmpsc::test_hook_yields(), before);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[cfg(feature = "test-hooks")]
+pub fn test_hook_yields() -> u64 {
+    YIELDS.with(|y| y.get())
+}

@@ -107,6 +107,9 @@ mod codec;
 #[cfg(not(loom))]
 mod error;
 mod hooks;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use hooks::test_hook_yields;
 mod layout;
 #[cfg(not(loom))]
 mod lock;

@@ -218,6 +218,7 @@ pub(crate) fn spin_until(deadline: Option<Instant>, mut cond: impl FnMut() -> bo
         }
         #[cfg(not(loom))]
         std::thread::yield_now();
+        crate::hooks::yielded();
         if cond() {
             return true;
         }

@@ -255,14 +255,18 @@ fn two_clones_blocked_both_sleep_and_both_wake() {
 // ------------------------------------------- defect 6: timeouts, busy CPU
 
 /// `recv_timeout(1 ms)` on an empty channel, on a CPU shared with a busy
-/// thread, returns close to its deadline (with the defect, the spin and
-/// yield phases ran in full first: 88 ms median).
+/// thread: with the defect, the spin and yield phases ran in full before
+/// the deadline was looked at, and each `sched_yield` handed the CPU to the
+/// busy thread for a time slice (88 ms median). A deadline this close leaves
+/// no room for a yield: the call must make none. (Counted, not timed; the
+/// times are printed for information.)
 #[test]
 fn recv_timeout_holds_on_busy_cpu() {
     run_child_role(|_| ());
     let name = unique_name("busy-recv");
     let (tx, rx) = shmpsc::channel::<u8>(&name).unwrap();
-    let times = on_busy_cpu(move || {
+    let (times, yields) = on_busy_cpu(move || {
+        let before = shmpsc::test_hook_yields();
         let times: Vec<Duration> = (0..9)
             .map(|_| {
                 let t = Instant::now();
@@ -274,25 +278,23 @@ fn recv_timeout_holds_on_busy_cpu() {
             })
             .collect();
         drop((tx, rx));
-        times
+        (times, shmpsc::test_hook_yields() - before)
     });
-    let m = median(times.clone());
-    println!("median {m:?} of {times:?}");
-    assert!(
-        m < Duration::from_millis(30),
-        "recv_timeout(1 ms) took {m:?} (median) on a busy CPU: {times:?}"
-    );
+    println!("median {:?} of {times:?}", median(times.clone()));
+    assert_eq!(yields, 0, "recv_timeout(1 ms) yielded the CPU: {times:?}");
 }
 
-/// `send_timeout(0)` on a full ring, on a busy CPU, returns at once (with
-/// the defect: 88-92 ms).
+/// `send_timeout(0)` on a full ring, on a busy CPU: with the defect it spun
+/// and yielded 64 times first (88-92 ms); a zero timeout must make one
+/// attempt and no yield.
 #[test]
 fn zero_send_timeout_holds_on_busy_cpu() {
     run_child_role(|_| ());
     let name = unique_name("busy-send");
     let (tx, rx) = Builder::new(&name).capacity(4096).create::<u8>().unwrap();
     fill(&tx, &[0; 64]);
-    let times = on_busy_cpu(move || {
+    let (times, yields) = on_busy_cpu(move || {
+        let before = shmpsc::test_hook_yields();
         let times: Vec<Duration> = (0..9)
             .map(|_| {
                 let t = Instant::now();
@@ -304,14 +306,10 @@ fn zero_send_timeout_holds_on_busy_cpu() {
             })
             .collect();
         drop((tx, rx));
-        times
+        (times, shmpsc::test_hook_yields() - before)
     });
-    let m = median(times.clone());
-    println!("median {m:?} of {times:?}");
-    assert!(
-        m < Duration::from_millis(30),
-        "send_timeout(0) on a full ring took {m:?} (median) on a busy CPU: {times:?}"
-    );
+    println!("median {:?} of {times:?}", median(times.clone()));
+    assert_eq!(yields, 0, "send_timeout(0) yielded the CPU: {times:?}");
 }
 
 // ------------------------------------------------- defect 7: fork
@@ -431,8 +429,8 @@ fn sender_used_across_fork_loses_nothing() {
 /// was passed, reports the grandchild's pid, and exits without opening.
 fn role_passed_spawns_grandchild() {
     // The grandchild is meant to outlive this child: once the child exits
-    // it is reparented, and reaped by its new parent, when the test closes
-    // its stdin.
+    // it is reparented to the test process (a child subreaper), which
+    // reaps it after closing its stdin.
     #[allow(clippy::zombie_processes)]
     let gc = std::process::Command::new("cat")
         .stdin(std::process::Stdio::inherit())
@@ -452,6 +450,9 @@ fn passed_descriptor_not_inherited_by_grandchild() {
         "passed_spawns_grandchild" => role_passed_spawns_grandchild(),
         other => panic!("unknown role {other:?}"),
     });
+    // Orphans of this process's children become its children, so the
+    // grandchild can be waited for.
+    nix::sys::prctl::set_child_subreaper(true).expect("becoming a child subreaper");
     let name = unique_name("pass-gc");
     let (tx, rx) = Builder::new(&name).tick(TICK).create::<u8>().unwrap();
     let mut spawn = Spawn::new(
@@ -472,17 +473,15 @@ fn passed_descriptor_not_inherited_by_grandchild() {
                 .collect()
         })
         .unwrap_or_default();
-    // Let the grandchild end (its stdin is the child's, which we hold).
+    // Let the grandchild end (its stdin is the child's, which we hold),
+    // and reap it: it was reparented to this process.
     c.close_stdin();
-    let deadline = Instant::now() + PROMPTLY;
-    while std::path::Path::new(&format!("/proc/{gc}")).exists()
-        && std::fs::read_to_string(format!("/proc/{gc}/stat"))
-            .map(|s| !s.contains(") Z"))
-            .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "the grandchild did not exit");
-        std::thread::yield_now();
-    }
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(gc as i32), None)
+        .expect("waiting for the grandchild");
+    assert!(
+        matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+        "{status:?}"
+    );
     assert_eq!(
         r,
         Err(RecvTimeoutError::Disconnected),
