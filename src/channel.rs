@@ -1115,7 +1115,7 @@ impl<T> Receiver<T> {
         match self.known_stray(head, found) {
             Peek::NotYet | Peek::MustRelease => {
                 let mut tail = self.tail.get();
-                self.ring.empty_at(head, &mut tail) == Ok(true)
+                self.ring.empty_at(head, self.released.get(), &mut tail) == Ok(true)
             }
             Peek::Message { .. } | Peek::Malformed(_) => false,
         }
@@ -1153,7 +1153,7 @@ impl<T> Receiver<T> {
         let head = self.head.get();
         let tail = self
             .ring
-            .checked_tail(head)
+            .checked_tail(head, self.released.get())
             .map_err(|m| self.break_down(m))?;
         if head == tail {
             return Ok(reaped);
@@ -1184,7 +1184,7 @@ impl<T> Receiver<T> {
     #[cold]
     fn resync(&self, head: u64, bad: Malformed) -> RecvFail {
         let seg = self.ring.segment();
-        let tail = match self.ring.checked_tail(head) {
+        let tail = match self.ring.checked_tail(head, self.released.get()) {
             Ok(t) => t,
             Err(m) => return self.break_down(m),
         };
@@ -1321,7 +1321,7 @@ impl<T> Receiver<T> {
     /// channel.
     fn empty_at(&self, head: u64) -> Result<bool, RecvFail> {
         let mut tail = self.tail.get();
-        let r = self.ring.empty_at(head, &mut tail);
+        let r = self.ring.empty_at(head, self.released.get(), &mut tail);
         self.tail.set(tail);
         r.map_err(|m| self.break_down(m))
     }

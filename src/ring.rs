@@ -322,10 +322,13 @@ impl Ring {
     // passes it in; the copy in shared memory is only published for senders.
     // `tail` is untrusted: every value read is checked by `checked_tail`.
 
-    /// Reads the claim cursor and checks it against the receiver's `head`:
-    /// 8-aligned, not behind `head`, at most one ring ahead. Anything else
-    /// means the word was overwritten by something that breaks the protocol.
-    pub(crate) fn checked_tail(&self, head: u64) -> Result<u64, Malformed> {
+    /// Reads the claim cursor and checks it against the receiver's `head`
+    /// and `released` (where it last gave bytes back, `<= head`): 8-aligned,
+    /// not behind `head`, at most one ring past `released` (senders can
+    /// claim no further). Anything else means the word was overwritten by
+    /// something that breaks the protocol.
+    pub(crate) fn checked_tail(&self, head: u64, released: u64) -> Result<u64, Malformed> {
+        debug_assert!(released <= head);
         // SYNC POINT: receiver. Pairs with the AcqRel CAS in `claim`: the
         // claimer's intent is visible.
         let tail = self.seg.header().tail.load(Ordering::Acquire);
@@ -333,8 +336,8 @@ impl Ring {
             "is not 8-aligned"
         } else if tail < head {
             "is behind the consumer"
-        } else if tail - head > self.cap {
-            "is more than a ring ahead of the consumer"
+        } else if tail - released > self.cap {
+            "is more than a ring ahead of the room given back to senders"
         } else {
             return Ok(tail);
         };
@@ -379,7 +382,8 @@ impl Ring {
                 "(the delivered cursor) is more than a ring after the consumer cursor",
             ));
         }
-        self.checked_tail(delivered).map(|_| (head, delivered))
+        self.checked_tail(delivered, head)
+            .map(|_| (head, delivered))
     }
 
     /// Looks at the record at `head`, stepping over padding on the way, and
@@ -426,6 +430,10 @@ impl Ring {
                     }
                     if off as u64 + record_size(len) > cap {
                         return bad("claims bytes beyond the end of the lap");
+                    }
+                    // Senders can claim up to `released + cap` at most.
+                    if head + record_size(len) - released > cap {
+                        return bad("claims bytes beyond the room senders were given");
                     }
                     return (
                         head,
@@ -480,11 +488,16 @@ impl Ring {
     /// claimed there either (`head == tail`), as opposed to a claim not yet
     /// committed. `tail` is the receiver's cached, checked view of the claim
     /// cursor; it is reloaded only when `head` has caught up with it.
-    pub(crate) fn empty_at(&self, head: u64, tail: &mut u64) -> Result<bool, Malformed> {
+    pub(crate) fn empty_at(
+        &self,
+        head: u64,
+        released: u64,
+        tail: &mut u64,
+    ) -> Result<bool, Malformed> {
         if head < *tail {
             return Ok(false);
         }
-        *tail = self.checked_tail(head)?;
+        *tail = self.checked_tail(head, released)?;
         Ok(head == *tail)
     }
 
@@ -811,7 +824,8 @@ mod loom_tests {
                     continue;
                 }
                 self.release();
-                ring.empty_at(at, &mut self.tail).expect("corrupt tail");
+                ring.empty_at(at, self.released, &mut self.tail)
+                    .expect("corrupt tail");
                 let me = wait::At {
                     word: &h.data.waiting_at,
                     value: at + 1,

@@ -193,6 +193,57 @@ fn garbage_between_records_is_skipped_up_to_the_next_valid_one() {
     assert_eq!(rx.recv_timeout(GUARD), Ok(4));
 }
 
+/// A committed record (well tagged, within the lap and the maximum size)
+/// that ends more than a ring past the bytes the receiver has given back:
+/// no sender can have claimed it. Before, it was delivered, and giving its
+/// bytes back zeroed more than a ring (the start of the ring twice over,
+/// under other senders' claims). It must be reported, and the channel must
+/// go on.
+#[test]
+fn committed_record_beyond_the_room_given_to_senders_is_reported() {
+    let name = unique_name("beyond-room");
+    let (tx, rx) = Builder::new(&name)
+        .capacity(CAP)
+        .max_message_size(CAP - 8)
+        .tick(TICK)
+        .create::<()>()
+        .unwrap();
+    let raw = Raw::open(&name);
+    // Seven 512-byte records: the receiver gives each back at once (its
+    // batch is an eighth of the ring), so both cursors are at 3584.
+    for _ in 0..7 {
+        tx.send_bytes(&[1; 504]).unwrap();
+        assert_eq!(rx.recv_bytes_with(|b| b.len()), Ok(504));
+    }
+    // One small record: consumed, not given back yet (3584 stays released).
+    tx.send_bytes(&[2; 8]).unwrap();
+    assert_eq!(rx.recv_bytes_with(|b| b.len()), Ok(8));
+    // Forged: padding to the end of the lap (claimed, as a sender would),
+    // then at 4096 a committed record of 3900 bytes: it fits the lap, but
+    // ends at 8008, more than a ring past 3584.
+    raw.set_record(3600, raw::record_word(raw::PADDING, 4096 - 3600 - 8, 3600));
+    raw.set_u64(raw::TAIL, 4096);
+    raw.set_record(4096, raw::record_word(raw::COMMITTED, 3900, 4096));
+    match rx.recv_bytes_timeout_with(GUARD, |b| b.len()) {
+        Err(RecvTimeoutError::Invalid(e)) => {
+            let text = e.to_string();
+            assert_eq!(e.position(), 4096, "{text}");
+            assert_says(&text, &["beyond the room senders were given"]);
+        }
+        other => panic!("expected the forged record to be reported, got {other:?}"),
+    }
+    // The channel goes on: a sender's claim at 4096 replaces the word.
+    tx.send_bytes(&[3; 24]).unwrap();
+    assert_eq!(
+        rx.recv_bytes_timeout_with(GUARD, |b| b.to_vec()),
+        Ok(vec![3; 24])
+    );
+    assert_eq!(
+        rx.try_recv_bytes_with(|b| b.len()),
+        Err(TryRecvError::Empty)
+    );
+}
+
 /// Child roles of this file's tests.
 fn run_role(role: &str) {
     match role {
