@@ -18,6 +18,8 @@ const EVENT_MARK: &str = "@@shmpsc-test-event@@ ";
 fn run_role(role: &str) {
     match role {
         "fork_receiver" => role_fork_receiver(),
+        "fork_receiver_recv" => role_fork_receiver_recv(),
+        "fork_while_sending" => role_fork_while_sending(),
         "takeover_rx" => role_takeover_rx(),
         "takeover_tx" => role_takeover_tx(),
         other => panic!("unknown role {other:?}"),
@@ -83,6 +85,157 @@ fn receiver_copy_dropped_in_forked_child_closes_parents_channel() {
         r, "send=ok open=ok recv=7",
         "the parent's live receiver lost its channel to the forked copy's drop"
     );
+}
+
+/// Child role: one message in the channel, then fork; the forked child
+/// receives with its copy of the `Receiver` and leaves with `_exit` (no
+/// drop); then the parent receives.
+fn role_fork_receiver_recv() {
+    let name = channel_name();
+    let (tx, rx) = Builder::new(&name).tick(TICK).create::<u32>().unwrap();
+    tx.send(42).unwrap();
+    // SAFETY: the forked child receives once, writes one line with
+    // `write(2)` and leaves with `_exit`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            let line = match rx.try_recv() {
+                Ok(v) => format!("\n{EVENT_MARK}child got={v}\n"),
+                Err(_) => format!("\n{EVENT_MARK}child got=none\n"),
+            };
+            // SAFETY: writing a buffer we own to our stdout.
+            unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+            // SAFETY: leaves at once, without running the parent's exit code.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).expect("waitpid");
+            let got = match rx.try_recv() {
+                Ok(v) => format!("{v}"),
+                Err(_) => "none".to_owned(),
+            };
+            emit(format!("parent got={got}"));
+        }
+    }
+}
+
+/// Guarantee 1 (exactly once) with a `Receiver` copied by `fork`: the
+/// forked child's copy receives the message and records it as delivered
+/// in shared memory, and the parent's receiver, whose own cursor did not
+/// move, delivers the same message again. `Sender` refuses to work in a
+/// forked child; `Receiver` does not.
+#[test]
+fn receiver_copy_used_in_forked_child_delivers_a_message_twice() {
+    run_child_role(run_role);
+    let name = unique_name("forkrx2");
+    let mut c = Spawn::new(
+        "receiver_copy_used_in_forked_child_delivers_a_message_twice",
+        "fork_receiver_recv",
+        &name,
+    )
+    .spawn();
+    let child = c.expect_event("child");
+    let parent = c.expect_event("parent");
+    c.wait_success();
+    assert!(
+        !(child == "got=42" && parent == "got=42"),
+        "message 42 was received twice: by the forked copy ({child}) and by the parent ({parent})"
+    );
+}
+
+/// A message whose encoding takes a while (it tells the test when it
+/// starts): any thread of a process can be inside `send` when another
+/// thread forks; this makes the moment deterministic.
+struct SlowToEncode(std::sync::mpsc::SyncSender<()>);
+
+impl serde::Serialize for SlowToEncode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let _ = self.0.send(());
+        std::thread::sleep(Duration::from_secs(3));
+        s.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SlowToEncode {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("not received in this test"))
+    }
+}
+
+/// Child role: a thread is inside `send` (encoding) when the main thread
+/// forks; the forked child tries `try_send_bytes` on its copy, which must
+/// be refused at once (`Rejection::Forked`), and reports with `write(2)`.
+fn role_fork_while_sending() {
+    let name = channel_name();
+    let tx = Sender::<SlowToEncode>::open(&name).expect("open");
+    let (started_tx, started) = std::sync::mpsc::sync_channel(1);
+    let t = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(SlowToEncode(started_tx));
+        })
+    };
+    started.recv().unwrap();
+    // SAFETY: the forked child calls try_send_bytes (no allocation on the
+    // refusal path before the lock), writes one line with `write(2)` and
+    // leaves with `_exit`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            let refused = format!("\n{EVENT_MARK}forked refused\n");
+            let other = format!("\n{EVENT_MARK}forked other\n");
+            let line = match tx.try_send_bytes(b"x") {
+                Err(shmpsc::TrySendError::Rejected(..)) => &refused,
+                _ => &other,
+            };
+            // SAFETY: writing a buffer we own to our stdout.
+            unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+            // SAFETY: leaves at once.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            // Give the forked child a generous second, then stop it.
+            let until = Instant::now() + Duration::from_secs(1);
+            let mut done = false;
+            while Instant::now() < until {
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if !done {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                emit("forked hung");
+            }
+            t.join().unwrap();
+        }
+    }
+}
+
+/// "A `Sender` used after `fork` in the child is refused": not when another
+/// thread of the parent was inside `send` at the fork. The copied spin lock
+/// is held forever in the child (its holder does not exist there), and
+/// `send_raw` checks for the fork only after taking it: the child's
+/// `try_send_bytes` (which must never block) spins and yields forever at
+/// 100% CPU instead of returning `Rejected(Forked)`.
+#[test]
+fn sender_copy_forked_while_a_thread_sends_is_refused_not_hung() {
+    run_child_role(run_role);
+    let name = unique_name("forklock");
+    let _rx = Builder::new(&name).tick(TICK).receiver::<SlowToEncode>().unwrap();
+    let mut c = Spawn::new(
+        "sender_copy_forked_while_a_thread_sends_is_refused_not_hung",
+        "fork_while_sending",
+        &name,
+    )
+    .spawn();
+    let r = c.expect_event("forked");
+    c.wait_success();
+    assert_eq!(r, "refused", "the forked copy's try_send_bytes did not return within 1 s");
 }
 
 // ------------------------------------- receiver killed at random moments
