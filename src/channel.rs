@@ -237,6 +237,10 @@ impl Builder {
             broken: Cell::new(false),
             last_check: Cell::new(None),
             taken_over: created == Created::TakenOver,
+            fork_generation: {
+                crate::sys::watch_forks();
+                crate::sys::fork_generation()
+            },
             _t: PhantomData,
         })
     }
@@ -354,6 +358,20 @@ impl SenderInner {
     fn forked(&self) -> bool {
         crate::sys::fork_generation() != self.fork_generation
     }
+
+    /// Starts a send: refuses a copy made by `fork` *before* taking the
+    /// local lock (a thread of the parent may have held it at the fork, and
+    /// that holder does not exist in the child), then takes the lock.
+    #[inline]
+    fn begin(&self) -> Result<Guard<'_, SenderLocal>, SendFail> {
+        if self.forked() {
+            return Err(SendFail::Rejected(Rejection::Forked {
+                opened_by: self.opened_by,
+                current: crate::sys::current_pid(),
+            }));
+        }
+        Ok(self.lock())
+    }
 }
 
 impl Drop for SenderInner {
@@ -386,7 +404,9 @@ impl Drop for SenderInner {
 /// from encoding to commit; a clone that waits for room on a full ring lets
 /// the others go meanwhile (their `try_send` reports `Full`, their
 /// `send_timeout` keeps its deadline). For parallel sending threads, open
-/// one sender per thread.
+/// one sender per thread. (A message's `Serialize` runs while its clone
+/// holds the turn: it must not send on a clone of the same sender, which
+/// would wait for itself.)
 ///
 /// A sender is used by the process that opened it: its copy in a child made
 /// by `fork` refuses to send (see [`Sender::open`]).
@@ -654,7 +674,10 @@ impl<T: Serialize> Sender<T> {
     }
 
     fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
-        let mut local = self.inner.lock();
+        let mut local = match self.inner.begin() {
+            Ok(local) => local,
+            Err(f) => return Err((msg, f)),
+        };
         // The buffer is taken out while the message is in it: `send_raw`
         // releases the lock while it waits for room, and clones that send
         // meanwhile encode into a buffer of their own.
@@ -684,10 +707,9 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
-        let local = self.inner.lock();
         self.inner
-            .send_raw(local, bytes, Deadline::Never)
-            .1
+            .begin()
+            .and_then(|local| self.inner.send_raw(local, bytes, Deadline::Never).1)
             .map_err(|f| match f {
                 SendFail::Rejected(r) => SendError::Rejected(bytes, r),
                 _ => SendError::Disconnected(bytes),
@@ -703,10 +725,9 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        let local = self.inner.lock();
         self.inner
-            .send_raw(local, bytes, Deadline::Now)
-            .1
+            .begin()
+            .and_then(|local| self.inner.send_raw(local, bytes, Deadline::Now).1)
             .map_err(|f| match f {
                 SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
                 SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
@@ -779,13 +800,6 @@ impl SenderInner {
         payload: &[u8],
         deadline: Deadline,
     ) -> (Guard<'a, SenderLocal>, Result<(), SendFail>) {
-        if self.forked() {
-            let r = Rejection::Forked {
-                opened_by: self.opened_by,
-                current: crate::sys::current_pid(),
-            };
-            return (local, Err(SendFail::Rejected(r)));
-        }
         let seg = self.ring.segment();
         let geo = seg.geometry();
         let len = payload.len() as u64;
@@ -900,6 +914,10 @@ impl wait::Announce for SharedBit<'_> {
 /// `Receiver` is `Send` but not `Sync` and not `Clone`. Dropping it removes
 /// the channel's name, and every sender's next `send` fails.
 ///
+/// A copy of a receiver made by `fork` (without `exec`) is not a receiver:
+/// it receives nothing (`Disconnected`), so that no message is delivered in
+/// two processes, and dropping it leaves the channel to the original.
+///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u32>("doc-receiver-type")?;
 /// for i in 0..3 {
@@ -939,6 +957,10 @@ pub struct Receiver<T> {
     /// When liveness maintenance last ran.
     last_check: Cell<Option<Instant>>,
     taken_over: bool,
+    /// The fork generation when the receiver was made: a copy made by
+    /// `fork` sees another one, receives nothing and leaves the channel
+    /// alone when dropped (see `Receiver`).
+    fork_generation: u64,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -952,6 +974,11 @@ impl<T> fmt::Debug for Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
+        if self.forked() {
+            // A copy made by `fork`: the channel, its name and its state
+            // belong to the receiver in the parent, which lives on.
+            return;
+        }
         let seg = self.ring.segment();
         let h = seg.header();
         // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
@@ -1038,6 +1065,13 @@ impl<T> Receiver<T> {
     ) -> Result<R, RecvTimeoutError> {
         self.recv_raw(Deadline::after(timeout), |b| Ok(f(b)))
             .map_err(RecvTimeoutError::from_fail)
+    }
+
+    /// Whether this is a copy made by `fork` of a receiver made in another
+    /// process. One relaxed load.
+    #[inline]
+    fn forked(&self) -> bool {
+        crate::sys::fork_generation() != self.fork_generation
     }
 
     /// Opens a new sender on this receiver's channel.
@@ -1331,7 +1365,7 @@ impl<T> Receiver<T> {
         deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Result<R, String>,
     ) -> Result<R, RecvFail> {
-        if self.broken.get() {
+        if self.broken.get() || self.forked() {
             return Err(RecvFail::Disconnected);
         }
         let seg = self.ring.segment();

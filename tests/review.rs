@@ -226,7 +226,10 @@ fn role_fork_while_sending() {
 fn sender_copy_forked_while_a_thread_sends_is_refused_not_hung() {
     run_child_role(run_role);
     let name = unique_name("forklock");
-    let _rx = Builder::new(&name).tick(TICK).receiver::<SlowToEncode>().unwrap();
+    let _rx = Builder::new(&name)
+        .tick(TICK)
+        .receiver::<SlowToEncode>()
+        .unwrap();
     let mut c = Spawn::new(
         "sender_copy_forked_while_a_thread_sends_is_refused_not_hung",
         "fork_while_sending",
@@ -235,7 +238,10 @@ fn sender_copy_forked_while_a_thread_sends_is_refused_not_hung() {
     .spawn();
     let r = c.expect_event("forked");
     c.wait_success();
-    assert_eq!(r, "refused", "the forked copy's try_send_bytes did not return within 1 s");
+    assert_eq!(
+        r, "refused",
+        "the forked copy's try_send_bytes did not return within 1 s"
+    );
 }
 
 // ------------------------------------- receiver killed at random moments
@@ -258,7 +264,9 @@ fn role_takeover_rx() {
         match rx.recv() {
             Ok((id, seq)) => emit(format!("m {id} {seq}")),
             Err(RecvError::Disconnected) => break,
-            Err(RecvError::Invalid(i)) => emit(format!("invalid {}", i.to_string().replace(' ', "_"))),
+            Err(RecvError::Invalid(i)) => {
+                emit(format!("invalid {}", i.to_string().replace(' ', "_")))
+            }
         }
     }
     emit("end");
@@ -385,7 +393,10 @@ fn receiver_killed_at_random_moments_never_duplicates_or_reorders() {
                 let id: usize = parts[1].parse().unwrap();
                 let seq: u64 = parts[2].parse().unwrap();
                 if seq < next[id] {
-                    problems.push(format!("sender {id}: seq {seq} after {} (dup/reorder)", next[id] - 1));
+                    problems.push(format!(
+                        "sender {id}: seq {seq} after {} (dup/reorder)",
+                        next[id] - 1
+                    ));
                 } else {
                     *missing += seq - next[id];
                     next[id] = seq + 1;
@@ -428,10 +439,17 @@ fn receiver_killed_at_random_moments_never_duplicates_or_reorders() {
     }
     let _ = rx.kill();
     let _ = rx.wait();
-    println!("missing {missing} invalid {invalid} problems {}", problems.len());
+    println!(
+        "missing {missing} invalid {invalid} problems {}",
+        problems.len()
+    );
     assert!(problems.is_empty(), "seed {seed}: {problems:?}");
     assert_eq!(invalid, 0, "seed {seed}: invalid records reported");
-    assert_eq!(next, vec![COUNT; SENDERS as usize], "seed {seed}: tails missing");
+    assert_eq!(
+        next,
+        vec![COUNT; SENDERS as usize],
+        "seed {seed}: tails missing"
+    );
     assert!(
         missing <= u64::from(KILLS),
         "seed {seed}: {missing} messages missing for {KILLS} kills"
