@@ -16,16 +16,31 @@
 //! [`Sender::try_send`]: when the ring is full (the daemon is slow or
 //! stopped), the record is **dropped and counted** ([`LogSink::dropped`]).
 //! Records too large for the channel ([`Builder::max_message_size`]) are
-//! dropped and counted too. The only wait a log call can see is another
-//! thread of the same process that is in the middle of its own `try_send`.
+//! dropped and counted too. A log call never opens the channel (an opening
+//! can wait up to a second for a channel that its creator is still setting
+//! up): the only waits it can see are another thread of the same process
+//! in the middle of its own `try_send`, and the sink's lock, which is held
+//! only to copy or swap the sender, never across a system call that waits.
 //!
-//! When the daemon's receiver is gone (dropped, or its process died and the
-//! ring filled up), the sink **reopens** the channel, at most once per
+//! Each sink has a **reconnecting thread** of its own (one small thread,
+//! started the first time the sink is without a receiver, asleep on a
+//! condition variable while connected). When the daemon's receiver is gone
+//! (dropped, or its process died and the ring filled up), or there was no
+//! daemon yet, that thread reopens the channel, at most once per
 //! [`RECONNECT_INTERVAL`] (one second), so a restarted daemon gets the logs
 //! again; records logged while no daemon is there are dropped and counted.
-//! A daemon restarted after a crash takes the channel over with
-//! [`channel`](crate::channel) and receives every record still in the ring.
-//! A sink created before its daemon started connects the same way.
+//! [`LogSink::new`] opens the channel on the caller's thread only if it is
+//! ready at that moment (checked without waiting), and leaves it to the
+//! thread otherwise. A daemon restarted after a crash takes the channel
+//! over with [`channel`](crate::channel) and receives every record still
+//! in the ring. A sink created before its daemon started connects the same
+//! way; [`LogSink::wait_connected`] waits for it, for a program whose first
+//! records matter.
+//!
+//! A child made by `fork` (without `exec`) that inherits a sink gets a
+//! reconnecting thread of its own, and its own sender, when it logs (its
+//! copy of the parent's sender refuses to send, see
+//! [`Rejection::Forked`]).
 //!
 //! # The daemon
 //!
@@ -50,18 +65,33 @@
 #![deny(unsafe_code)]
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OpenError, Sender, TrySendError};
+use crate::{OpenError, ReceiverState, Rejection, Sender, TrySendError};
 
 #[cfg(feature = "log")]
 mod log;
 #[cfg(feature = "tracing")]
 mod tracing;
+
+/// Test hooks of the sink (shmpsc's own tests only).
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod test_hooks;
+
+/// Just before a connection attempt opens the channel (see `test_hooks`).
+#[cfg(feature = "test-hooks")]
+fn at_attempt(name: &str) {
+    test_hooks::at_attempt(name);
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+fn at_attempt(_name: &str) {}
 
 #[cfg(feature = "log")]
 pub use self::log::ShmLogger;
@@ -290,11 +320,13 @@ impl fmt::Display for LogRecord {
 ///
 /// The policy (see the [module docs](self)): a record that does not fit in
 /// the ring now, or finds no daemon, is dropped and counted
-/// ([`dropped`](LogSink::dropped)); without a live receiver the sink reopens
-/// the channel at most once per [`RECONNECT_INTERVAL`].
+/// ([`dropped`](LogSink::dropped)). Without a live receiver, the sink's own
+/// thread reopens the channel, at most once per [`RECONNECT_INTERVAL`]:
+/// a log call never opens the channel itself, so it never waits for one.
 ///
-/// `LogSink` is cheap to clone: clones share one sender and one set of
-/// counters, so a [`ShmLogger`] and a [`ShmLayer`] can share a sink.
+/// `LogSink` is cheap to clone: clones share one sender, one reconnecting
+/// thread and one set of counters, so a [`ShmLogger`] and a [`ShmLayer`]
+/// can share a sink.
 ///
 /// ```
 /// use shmpsc::logging::{Level, LogRecord, LogSink};
@@ -311,26 +343,52 @@ impl fmt::Display for LogRecord {
 /// ```
 #[derive(Clone)]
 pub struct LogSink {
-    inner: Arc<SinkInner>,
+    inner: Arc<Handle>,
 }
 
-struct SinkInner {
+/// The sink's clones share one handle; when the last is dropped, the
+/// reconnecting thread is told to end.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// What the sink's clones share with its reconnecting thread.
+struct Shared {
     name: String,
-    /// The current sender and its generation (`None`: not connected).
-    current: Mutex<Option<(u64, Sender<LogRecord>)>>,
-    generation: AtomicU64,
-    /// Earliest time (milliseconds since `epoch`) of the next reopen attempt.
-    next_attempt_ms: AtomicU64,
+    state: Mutex<State>,
+    /// Wakes the reconnecting thread: the sink lost its sender, or was dropped.
+    wake: Condvar,
+    /// Wakes [`LogSink::wait_connected`]: the sink has a sender.
+    connected: Condvar,
+    /// The process whose reconnecting thread serves this sink (0: none).
+    /// A child made by `fork` has no such thread, and starts its own.
+    worker_pid: AtomicU32,
+    /// After a failure to start the thread: earliest time (milliseconds
+    /// since `epoch`) of the next try.
+    next_spawn_ms: AtomicU64,
     epoch: Instant,
     sent: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
 }
 
+/// Guarded by `Shared::state`. Whoever holds the lock never makes a
+/// syscall that can wait, and never drops a sender (which unmaps).
+struct State {
+    /// The current sender and its generation (`None`: not connected).
+    sender: Option<(u64, Sender<LogRecord>)>,
+    generation: u64,
+    /// When the last connection attempt began (`None`: none yet, so one
+    /// may begin at once).
+    last_attempt: Option<Instant>,
+    /// The last handle was dropped: the reconnecting thread ends.
+    closed: bool,
+}
+
 impl fmt::Debug for LogSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogSink")
-            .field("channel", &self.inner.name)
+            .field("channel", &self.inner.shared.name)
             .field("connected", &self.is_connected())
             .field("sent", &self.sent())
             .field("dropped", &self.dropped())
@@ -338,36 +396,182 @@ impl fmt::Debug for LogSink {
     }
 }
 
-impl LogSink {
-    fn with(name: &str, sender: Option<Sender<LogRecord>>) -> LogSink {
-        let epoch = Instant::now();
-        let connected = sender.is_some();
-        LogSink {
-            inner: Arc::new(SinkInner {
-                name: name.to_owned(),
-                current: Mutex::new(sender.map(|s| (0, s))),
-                generation: AtomicU64::new(0),
-                // A sink that could not connect waits one interval before
-                // its next try; a connected one may reopen at once if its
-                // receiver goes away.
-                next_attempt_ms: AtomicU64::new(if connected {
-                    0
-                } else {
-                    RECONNECT_INTERVAL.as_millis() as u64
-                }),
-                epoch,
-                sent: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
-                reconnects: AtomicU64::new(0),
-            }),
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        let sender = state.sender.take();
+        drop(state);
+        self.shared.wake.notify_all();
+        // Detach from the channel now, not when the thread gets to it.
+        drop(sender);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; recover anyway.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Forgets the sender of `generation` (its receiver is gone, or this
+    /// process is a `fork` copy that may not use it), unless another
+    /// thread replaced it already, and has the reconnecting thread reopen
+    /// the channel.
+    fn lose(self: &Arc<Shared>, generation: u64) {
+        let mut state = self.lock();
+        let lost = if state.sender.as_ref().is_some_and(|(g, _)| *g == generation) {
+            state.sender.take()
+        } else {
+            None
+        };
+        drop(state);
+        self.wake.notify_all();
+        self.ensure_worker();
+        drop(lost);
+    }
+
+    /// Starts this process's reconnecting thread for the sink, if it has
+    /// none (never started, or this process is a `fork` copy of the one
+    /// that started it). Never waits: if another thread is starting it,
+    /// returns at once; if starting fails (the system is out of threads),
+    /// tries again on a later call, at most once per [`RECONNECT_INTERVAL`].
+    fn ensure_worker(self: &Arc<Shared>) {
+        let pid = std::process::id();
+        let worker = self.worker_pid.load(Ordering::Acquire);
+        if worker == pid || self.now_ms() < self.next_spawn_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        if self
+            .worker_pid
+            .compare_exchange(worker, pid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another thread is starting it
+        }
+        let shared = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name("shmpsc-log".to_owned())
+            .spawn(move || shared.reconnect_loop());
+        if started.is_err() {
+            let next = self
+                .now_ms()
+                .saturating_add(RECONNECT_INTERVAL.as_millis() as u64);
+            self.next_spawn_ms.store(next, Ordering::Relaxed);
+            self.worker_pid.store(0, Ordering::Release);
         }
     }
 
-    /// A sink for the channel `name`. It opens the channel now if it can
-    /// (picking up a sender passed by a parent with
-    /// [`Sender::pass_to`]); otherwise it starts disconnected and tries again
-    /// at most once per [`RECONNECT_INTERVAL`], on the next records. Never
-    /// fails, never blocks on the daemon.
+    /// The reconnecting thread: sleeps on `wake` while the sink has a
+    /// sender; without one, opens the channel at most once per
+    /// [`RECONNECT_INTERVAL`]; ends when the last handle is dropped.
+    fn reconnect_loop(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return;
+            }
+            if state.sender.is_some() {
+                state = self
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            if let Some(left) = state
+                .last_attempt
+                .and_then(|last| last.checked_add(RECONNECT_INTERVAL))
+                .and_then(|due| due.checked_duration_since(Instant::now()))
+                .filter(|left| !left.is_zero())
+            {
+                state = self
+                    .wake
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            state.last_attempt = Some(Instant::now());
+            drop(state);
+            at_attempt(&self.name);
+            let opened = open_if_ready(&self.name);
+            state = self.lock();
+            let Ok(tx) = opened else { continue };
+            if state.closed {
+                drop(state);
+                drop(tx);
+                return;
+            }
+            state.generation += 1;
+            state.sender = Some((state.generation, tx));
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.connected.notify_all();
+        }
+    }
+}
+
+/// Opens a sender on the channel `name` if it is ready now. Unlike
+/// [`Sender::open`], does not wait for a channel that its creator is still
+/// setting up: fails at once, as [`inspect`](crate::inspect) does.
+///
+/// What remains is a window between the check and the opening: if the
+/// channel is removed and created anew in it, the opening waits for the
+/// new creator to finish setting it up (microseconds, at most a second).
+fn open_if_ready(name: &str) -> Result<Sender<LogRecord>, OpenError> {
+    let info = crate::inspect(name)?;
+    if info.receiver != ReceiverState::Alive {
+        return Err(OpenError::ReceiverGone {
+            name: name.to_owned(),
+        });
+    }
+    Sender::open(name)
+}
+
+impl LogSink {
+    fn with(name: &str, sender: Option<Sender<LogRecord>>) -> LogSink {
+        let connected = sender.is_some();
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            state: Mutex::new(State {
+                sender: sender.map(|s| (0, s)),
+                generation: 0,
+                // A sink that could not connect waits one interval before
+                // its next try; a connected one may reopen at once if its
+                // receiver goes away.
+                last_attempt: (!connected).then(Instant::now),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            connected: Condvar::new(),
+            worker_pid: AtomicU32::new(0),
+            next_spawn_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
+        if !connected {
+            shared.ensure_worker();
+        }
+        LogSink {
+            inner: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// A sink for the channel `name`. Never fails, never waits.
+    ///
+    /// If the channel is ready now, the sink opens it at once (picking up a
+    /// sender passed by a parent with [`Sender::pass_to`]). Otherwise (no
+    /// daemon yet, or a channel that its creator is still setting up) it
+    /// starts disconnected, and its own thread tries again after
+    /// [`RECONNECT_INTERVAL`], and then at most once per interval, until it
+    /// connects; records sent meanwhile are dropped and counted.
+    /// [`wait_connected`](LogSink::wait_connected) waits for that, for a
+    /// program that wants its first records to reach the daemon.
     ///
     /// ```
     /// use shmpsc::logging::{Level, LogRecord, LogSink};
@@ -378,12 +582,13 @@ impl LogSink {
     /// assert_eq!(sink.dropped(), 1);
     /// ```
     pub fn new(name: &str) -> LogSink {
-        LogSink::with(name, Sender::open(name).ok())
+        LogSink::with(name, open_if_ready(name).ok())
     }
 
     /// A sink for the channel `name`, which must be open now: fails like
-    /// [`Sender::open`] otherwise. Afterwards it behaves as
-    /// [`LogSink::new`].
+    /// [`Sender::open`] otherwise, and like it may wait (up to a second)
+    /// for a channel that its creator is still setting up. Afterwards it
+    /// behaves as [`LogSink::new`].
     ///
     /// ```
     /// use shmpsc::logging::LogSink;
@@ -422,12 +627,13 @@ impl LogSink {
     /// assert_eq!(sink.name(), "doc-log-sink-name");
     /// ```
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.shared.name
     }
 
     /// Sends `record` if the ring has room now; returns whether it was sent.
-    /// Never blocks on the daemon: a record that was not sent is counted in
-    /// [`dropped`](LogSink::dropped).
+    /// Never blocks on the daemon, and never opens the channel: a record
+    /// that was not sent is counted in [`dropped`](LogSink::dropped). If it
+    /// finds the receiver gone, the sink's own thread reopens the channel.
     ///
     /// ```
     /// use shmpsc::logging::{Level, LogRecord, LogSink};
@@ -443,73 +649,76 @@ impl LogSink {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send(&self, record: LogRecord) -> bool {
-        let inner = &*self.inner;
-        let current = inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let record = match current {
-            Some((generation, tx)) => match tx.try_send(record) {
-                Ok(()) => return self.count_sent(),
-                Err(TrySendError::Disconnected(record)) => {
-                    // This sender is done for: forget it (unless another
-                    // thread already replaced it), and reopen if it is time.
-                    let mut cur = inner.current.lock().unwrap_or_else(|p| p.into_inner());
-                    if cur.as_ref().is_some_and(|(g, _)| *g == generation) {
-                        *cur = None;
-                    }
-                    record
-                }
-                Err(_) => return self.count_dropped(),
-            },
-            None => record,
+        let shared = &self.inner.shared;
+        // The lock is held only to clone the sender (an `Arc`).
+        let current = shared.lock().sender.clone();
+        let Some((generation, tx)) = current else {
+            // Disconnected: the reconnecting thread is on it (or, in a
+            // child made by `fork`, is started now).
+            shared.ensure_worker();
+            return self.count_dropped();
         };
-        match self.reopen() {
-            Some(tx) => match tx.try_send(record) {
-                Ok(()) => self.count_sent(),
-                Err(_) => self.count_dropped(),
-            },
-            None => self.count_dropped(),
+        match tx.try_send(record) {
+            Ok(()) => self.count_sent(),
+            Err(TrySendError::Disconnected(_))
+            | Err(TrySendError::Rejected(_, Rejection::Forked { .. })) => {
+                shared.lose(generation);
+                self.count_dropped()
+            }
+            Err(_) => self.count_dropped(),
         }
     }
 
     fn count_sent(&self) -> bool {
-        self.inner.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.shared.sent.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     fn count_dropped(&self) -> bool {
-        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        self.inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
         false
     }
 
-    /// Opens the channel again if the last attempt is at least one
-    /// interval ago and no other thread is attempting it right now.
-    fn reopen(&self) -> Option<Sender<LogRecord>> {
-        let inner = &*self.inner;
-        // Another thread may have reconnected meanwhile.
-        if let Some((_, tx)) = &*inner.current.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Some(tx.clone());
+    /// Waits until the sink is connected, at most `timeout`; returns whether
+    /// it is. The only method of a sink that waits: for a program that
+    /// wants its first records to reach a daemon that is starting too (the
+    /// sink tries once per [`RECONNECT_INTERVAL`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpsc::logging::{LogRecord, LogSink};
+    /// let sink = LogSink::new("doc-log-sink-wait");
+    /// assert!(!sink.wait_connected(Duration::ZERO)); // no daemon
+    /// let (_keep, _rx) = shmpsc::channel::<LogRecord>("doc-log-sink-wait")?;
+    /// assert!(sink.wait_connected(Duration::from_secs(60)));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = shared.lock();
+        if state.sender.is_none() {
+            drop(state);
+            shared.ensure_worker();
+            state = shared.lock();
         }
-        let now = inner.epoch.elapsed().as_millis() as u64;
-        let due = inner.next_attempt_ms.load(Ordering::Relaxed);
-        if now < due {
-            return None;
+        loop {
+            if state.sender.is_some() {
+                return true;
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return false,
+                },
+                None => Duration::MAX,
+            };
+            state = shared
+                .connected
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        let next = now + RECONNECT_INTERVAL.as_millis() as u64;
-        if inner
-            .next_attempt_ms
-            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return None; // another thread is trying
-        }
-        let tx = Sender::<LogRecord>::open(&inner.name).ok()?;
-        let generation = inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        *inner.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, tx.clone()));
-        inner.reconnects.fetch_add(1, Ordering::Relaxed);
-        Some(tx)
     }
 
     /// Records sent so far.
@@ -519,43 +728,43 @@ impl LogSink {
     /// assert_eq!(sink.sent(), 0);
     /// ```
     pub fn sent(&self) -> u64 {
-        self.inner.sent.load(Ordering::Relaxed)
+        self.inner.shared.sent.load(Ordering::Relaxed)
     }
 
-    /// Records dropped so far: the ring was full, no daemon was there, or
-    /// the record was larger than the channel's maximum message size.
+    /// Records dropped so far: the ring was full, no daemon was there (or
+    /// the sink was still connecting), or the record was larger than the
+    /// channel's maximum message size.
     ///
     /// ```
     /// let sink = shmpsc::logging::LogSink::new("doc-log-sink-dropped");
     /// assert_eq!(sink.dropped(), 0);
     /// ```
     pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.inner.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// How many times the sink reopened the channel after losing (or never
-    /// having) its receiver.
+    /// How many times the sink's thread opened the channel after the sink
+    /// lost (or never had) its receiver. The opening by
+    /// [`new`](LogSink::new), [`connect`](LogSink::connect) or
+    /// [`from_sender`](LogSink::from_sender) is not counted.
     ///
     /// ```
     /// let sink = shmpsc::logging::LogSink::new("doc-log-sink-reconnects");
     /// assert_eq!(sink.reconnects(), 0);
     /// ```
     pub fn reconnects(&self) -> u64 {
-        self.inner.reconnects.load(Ordering::Relaxed)
+        self.inner.shared.reconnects.load(Ordering::Relaxed)
     }
 
-    /// Whether the sink holds a sender whose receiver was not seen gone.
+    /// Whether the sink holds a sender whose receiver was not seen gone
+    /// (`false` too while its thread is still connecting).
     ///
     /// ```
     /// let sink = shmpsc::logging::LogSink::new("doc-log-sink-connected");
     /// assert!(!sink.is_connected()); // no daemon
     /// ```
     pub fn is_connected(&self) -> bool {
-        self.inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.inner.shared.lock().sender.is_some()
     }
 }
 
