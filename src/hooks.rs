@@ -16,7 +16,8 @@ pub(crate) enum Point {
     Payload,
     /// About to sleep on a full ring.
     Blocked,
-    /// `Segment::create`: the object was created (`O_EXCL`), before the
+    /// `Segment::create`: the object was created (unnamed with `O_TMPFILE`,
+    /// or by name with `O_EXCL` where that is missing), before the
     /// receiver lock is taken.
     Created,
     /// `Segment::create`, taking over: the existing object was opened,

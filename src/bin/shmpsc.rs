@@ -281,7 +281,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
                         .collect()
                 };
                 rows.push(vec![
-                    name,
+                    shown(&name),
                     receiver_cell(&info),
                     pids_cell(&pids(true)),
                     pids_cell(&pids(false)),
@@ -296,7 +296,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
             // Removed between listing and inspecting.
             Err(OpenError::NotFound { .. }) => {}
             Err(e) => {
-                let mut row = vec![name, "?".to_owned()];
+                let mut row = vec![shown(&name), "?".to_owned()];
                 row.resize(10, "?".to_owned());
                 rows.push(row);
                 errors.push(e.to_string());
