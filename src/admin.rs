@@ -166,9 +166,11 @@ pub fn list() -> io::Result<Vec<String>> {
 
 /// Removes the channel `name` if no live process uses it (its receiver and
 /// every sender are dropped or dead). Fails with [`OpenError::InUse`]
-/// otherwise, and with [`OpenError::NotReady`] for a channel that its
-/// creator is still setting up (one that stays unready for a minute was
-/// abandoned, and is removed).
+/// otherwise, with [`OpenError::NotFound`] if the name is gone (or now
+/// refers to another object than the one checked: a channel created since
+/// is never removed), and with [`OpenError::Untrusted`] for an entry that is
+/// not a regular file. A channel being created is not visible under its
+/// name until it is ready, so it cannot be removed.
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
@@ -180,8 +182,50 @@ pub fn remove(name: &str) -> Result<(), OpenError> {
     Segment::remove_unused(name)
 }
 
+/// What [`sweep`] did: the channels it removed, and the entries it left
+/// alone for another reason than being in use, each with the reason.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Sweep {
+    /// Names of the channels removed.
+    pub removed: Vec<String>,
+    /// Entries not removed although no live endpoint was seen on them (or
+    /// that could not be looked at), with why: another user's channel this
+    /// user may not open, a symlink, a directory, a name that cannot be a
+    /// channel, an error.
+    pub skipped: Vec<(String, OpenError)>,
+}
+
+/// Removes every channel whose name starts with `prefix` (`""` for all)
+/// that no live process uses, looking at each entry on its own: an entry
+/// that cannot be removed is reported in [`Sweep::skipped`] and the sweep
+/// goes on. Channels in use, and names that disappear meanwhile, are
+/// neither removed nor reported. Fails only if `/dev/shm` cannot be listed.
+///
+/// ```no_run
+/// let sweep = shmpsc::sweep("")?;
+/// for (name, why) in &sweep.skipped {
+///     eprintln!("left {name:?} alone: {why}");
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn sweep(prefix: &str) -> io::Result<Sweep> {
+    let mut out = Sweep::default();
+    for name in list()? {
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        match remove(&name) {
+            Ok(()) => out.removed.push(name),
+            Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
+            Err(e) => out.skipped.push((name, e)),
+        }
+    }
+    Ok(out)
+}
+
 /// Removes every channel that no live process uses; returns their names.
-/// A channel whose creator is still setting it up is left alone.
+/// Entries that cannot be removed are skipped (see [`sweep`] for why).
 ///
 /// ```no_run
 /// let removed = shmpsc::remove_unused()?;
@@ -189,15 +233,5 @@ pub fn remove(name: &str) -> Result<(), OpenError> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn remove_unused() -> io::Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for name in list()? {
-        match remove(&name) {
-            Ok(()) => removed.push(name),
-            Err(OpenError::InUse { .. })
-            | Err(OpenError::NotFound { .. })
-            | Err(OpenError::NotReady { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(removed)
+    sweep("").map(|s| s.removed)
 }

@@ -101,6 +101,7 @@ pub struct Builder {
     max_senders: u32,
     mode: u32,
     tick: Duration,
+    trusted_owners: Vec<u32>,
 }
 
 impl Builder {
@@ -118,6 +119,7 @@ impl Builder {
             max_senders: DEFAULT_MAX_SENDERS,
             mode: 0o600,
             tick: DEFAULT_TICK,
+            trusted_owners: Vec::new(),
         }
     }
 
@@ -179,6 +181,32 @@ impl Builder {
     /// ```
     pub fn tick(mut self, tick: Duration) -> Builder {
         self.tick = tick.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Lets a sender opened with this builder attach to a channel whose
+    /// segment belongs to user `uid`. Can be called more than once.
+    ///
+    /// By default a sender attaches only to a segment of its own user or of
+    /// root: whoever owns the segment can read every message, and can
+    /// create a channel under any free name (for instance while the real
+    /// receiver is down). A channel between two users needs both sides to
+    /// agree: the receiver widens [`Builder::mode`] so the other user may
+    /// open the segment, and the other user's sender names the receiver's
+    /// user here. Trusting `uid` also trusts it not to truncate the segment
+    /// under the sender (which would kill the sender with SIGBUS).
+    ///
+    /// ```no_run
+    /// // The receiver, run by user 1000:
+    /// let rx = shmpsc::Builder::new("shared-jobs").mode(0o666).receiver::<u64>()?;
+    /// // A sender run by another user, who trusts user 1000 with its messages:
+    /// let tx = shmpsc::Builder::new("shared-jobs").trust_owner(1000).open_sender::<u64>()?;
+    /// tx.send(1).unwrap();
+    /// # let _ = rx;
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn trust_owner(mut self, uid: u32) -> Builder {
+        self.trusted_owners.push(uid);
         self
     }
 
@@ -288,7 +316,7 @@ impl Builder {
                 Err(e) => return Err(name_type::<T>(e)),
             }
         }
-        let seg = Segment::open(&self.name, fp).map_err(name_type::<T>)?;
+        let seg = Segment::open(&self.name, fp, &self.trusted_owners).map_err(name_type::<T>)?;
         Sender::attach(seg, self.tick)
     }
 }
@@ -503,7 +531,10 @@ impl<T: Serialize> Sender<T> {
     }
 
     fn attach(seg: Segment, tick: Duration) -> Result<Sender<T>, OpenError> {
-        if !peers::receiver_alive(&seg) {
+        // A remover (`shmpsc gc`) locks every endpoint byte of an unused
+        // segment while it removes it: the receiver lock it holds is not a
+        // receiver's.
+        if !peers::receiver_alive(&seg) || peers::being_removed(&seg) {
             return Err(OpenError::ReceiverGone {
                 name: seg.name().to_owned(),
             });

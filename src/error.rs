@@ -507,8 +507,11 @@ pub enum OpenError {
         /// The channel name.
         name: String,
     },
-    /// A segment of this name exists, its receiver is gone, and it cannot be
-    /// trusted enough to take over (another owner, or wider permissions).
+    /// An object of this name exists that this endpoint does not trust: not
+    /// a regular file, more than one name, or (for a receiver taking over)
+    /// another owner or wider permissions, or (for a sender) an owner other
+    /// than this user, root and the users named with
+    /// [`Builder::trust_owner`](crate::Builder::trust_owner).
     Untrusted {
         /// The channel name.
         name: String,
@@ -589,9 +592,9 @@ impl fmt::Display for OpenError {
             ),
             OpenError::Untrusted { name, reason } => write!(
                 f,
-                "channel `{name}` exists without a receiver, but {reason}: a receiver does not \
-                 take over a segment it cannot trust; if you know where it comes from, remove \
-                 it with shmpsc::remove(\"{name}\") (or `shmpsc rm {name}`) and create it again"
+                "channel `{name}` is not trusted: {reason}; if you know where it comes from and \
+                 it is unused, remove it with shmpsc::remove(\"{name}\") (or `shmpsc rm {name}`) \
+                 and create it again"
             ),
             OpenError::InUse { name } => write!(
                 f,

@@ -16,12 +16,21 @@ pub(crate) enum Point {
     Payload,
     /// About to sleep on a full ring.
     Blocked,
-    /// `Segment::create`: the object was created (`O_EXCL`), before the
+    /// `Segment::create`: the object was created (unnamed with `O_TMPFILE`,
+    /// or by name with `O_EXCL` where that is missing), before the
     /// receiver lock is taken.
     Created,
     /// `Segment::create`, taking over: the existing object was opened,
     /// before the receiver lock is taken.
     TakeoverOpened,
+    /// `remove`: the object was opened by name, before it is locked.
+    RemoveOpened,
+    /// `remove`: the object is locked and found unused, before its name
+    /// is removed.
+    RemoveChecked,
+    /// About to read the header of an object this process did not create
+    /// (open, inspect, remove), after the checks made before reading it.
+    HeaderRead,
 }
 
 #[cfg(feature = "test-hooks")]
@@ -65,6 +74,9 @@ fn armed(point: Point, state: &std::sync::atomic::AtomicU8) {
         Point::Blocked => "blocked",
         Point::Created => "created",
         Point::TakeoverOpened => "takeover-opened",
+        Point::RemoveOpened => "remove-opened",
+        Point::RemoveChecked => "remove-checked",
+        Point::HeaderRead => "header-read",
     };
     if p != name || COUNT.fetch_add(1, Ordering::Relaxed) + 1 != *n {
         return;

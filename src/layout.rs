@@ -200,6 +200,12 @@ impl Header {
 /// Byte of the segment file whose lock says "the receiver is alive".
 pub(crate) const RECEIVER_LOCK_BYTE: u64 = 0;
 
+/// Byte of the segment file that only a remover locks (with every endpoint
+/// byte, as one range, while it checks and unlinks an unused segment): a
+/// creator refused the receiver lock tells a remover from a receiver by it,
+/// and waits for the remover instead of reporting `AlreadyExists`.
+pub(crate) const REMOVER_LOCK_BYTE: u64 = 1 + MAX_SENDERS as u64;
+
 /// Byte of the segment file whose lock says "slot `i` is owned".
 pub(crate) fn slot_lock_byte(i: usize) -> u64 {
     1 + i as u64

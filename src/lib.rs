@@ -130,7 +130,9 @@ mod wait;
 pub mod logging;
 
 #[cfg(not(loom))]
-pub use admin::{inspect, list, remove, remove_unused, ChannelInfo, ReceiverState, SenderInfo};
+pub use admin::{
+    inspect, list, remove, remove_unused, sweep, ChannelInfo, ReceiverState, SenderInfo, Sweep,
+};
 #[cfg(not(loom))]
 pub use channel::{
     channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, DEFAULT_CAPACITY,

@@ -162,6 +162,12 @@ pub(crate) fn receiver_alive(seg: &Segment) -> bool {
         && sys::ofd_is_locked(seg.file(), RECEIVER_LOCK_BYTE).unwrap_or(true)
 }
 
+/// Whether a remover holds the segment's locks (it found no live endpoint,
+/// and is removing its name).
+pub(crate) fn being_removed(seg: &Segment) -> bool {
+    sys::ofd_is_locked(seg.file(), crate::layout::REMOVER_LOCK_BYTE).unwrap_or(false)
+}
+
 /// The sleepers bit of slot `i`.
 pub(crate) fn sleeper_bit(seg: &Segment, i: usize) -> crate::wait::Bit<'_> {
     let (w, mask) = bit(i);

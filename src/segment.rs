@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,16 +17,12 @@ use nix::errno::Errno;
 use crate::error::OpenError;
 use crate::layout::{
     Geometry, Header, Slot, FEATURE_ASYMMETRIC_WAKE, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE,
-    RX_ALIVE, STATE_READY,
+    REMOVER_LOCK_BYTE, RX_ALIVE, STATE_READY,
 };
 use crate::sys;
 
 /// Prefix of every shmpsc object in `/dev/shm`, so they can be listed.
 pub(crate) const PREFIX: &str = "shmpsc.";
-/// A segment that is still not ready this long after it was last modified
-/// was abandoned by its creator, and `remove` may take it.
-const ABANDONED_AFTER: Duration = Duration::from_secs(60);
-
 /// How many times `Segment::create` starts again after finding that the
 /// name it opened was removed under it.
 const CREATE_ATTEMPTS: u32 = 8;
@@ -81,6 +78,8 @@ pub(crate) struct Segment {
     file: File,
     map: MmapRaw,
     geo: Geometry,
+    /// A private copy of the header and slots (see [`Segment::inspect`]).
+    snapshot: bool,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and
@@ -121,6 +120,15 @@ impl Segment {
     /// Creates the named segment for a receiver, or takes over an existing
     /// one whose receiver died. The returned segment's file holds the
     /// receiver lock.
+    ///
+    /// A new segment is published atomically: it is created without a name
+    /// (`O_TMPFILE`), locked and initialised, and only then linked under
+    /// its name, which fails if the name is taken. So every object that a
+    /// shmpsc process finds under a name is ready and was locked by its
+    /// receiver before it got the name: a sender never sees a half-made
+    /// channel, and `remove` never takes one from its creator. Where
+    /// `O_TMPFILE` or `/proc` is missing, the segment is created under its
+    /// name (`O_EXCL`) and locked right after; see [`Segment::try_create_named`].
     pub(crate) fn create(
         name: &str,
         geo: Geometry,
@@ -128,11 +136,11 @@ impl Segment {
         fingerprint: u64,
     ) -> Result<(Segment, Created), OpenError> {
         let path = shm_path(name)?;
-        // Each attempt that finds the name gone (removed by `remove_unused`
-        // between our open and our lock) starts again from `O_EXCL`. A
-        // removal needs an unused, ready (or long-abandoned) segment, so
-        // a second attempt almost always succeeds; the bound only keeps a
-        // pathological remover from spinning us forever.
+        // Each attempt that finds the name taken, or gone, since it looked
+        // (another creator published first, or `remove_unused` removed a
+        // dead receiver's segment) starts again. A removal needs an unused
+        // segment, so a second attempt almost always succeeds; the bound
+        // only keeps a pathological remover from spinning us forever.
         for _ in 0..CREATE_ATTEMPTS {
             if let Some(done) = Segment::try_create(name, &path, geo, mode, fingerprint)? {
                 return Ok(done);
@@ -149,9 +157,8 @@ impl Segment {
         ))
     }
 
-    /// One attempt of [`Segment::create`]. `Ok(None)`: the name no longer
-    /// refers to the object this attempt opened and locked, so another
-    /// process removed it; the caller tries again.
+    /// One attempt of [`Segment::create`]. `Ok(None)`: the name changed
+    /// under this attempt; the caller tries again.
     fn try_create(
         name: &str,
         path: &str,
@@ -159,118 +166,181 @@ impl Segment {
         mode: u32,
         fingerprint: u64,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
-        match sys::shm_create(path, mode) {
-            Ok(file) => {
-                crate::hooks::at(crate::hooks::Point::Created);
-                // Lock before touching anything: whoever holds the receiver
-                // lock owns the segment, and initialises it if it is not ready.
-                let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-                    .map_err(|e| io_err(name, "locking the segment", e))?;
-                // Between the creation and the lock, `remove_unused` may
-                // have locked and unlinked the object (it leaves young
-                // unready segments alone, but their age is the clock's
-                // word). Once we hold the lock no remover can take it, so
-                // checking the name after locking is enough. If the lock
-                // was refused, the holder may be a remover that has just
-                // unlinked it: then too, start again.
-                if !still_named(name, path, &file)? {
-                    return Ok(None);
-                }
-                if !locked {
-                    return Err(OpenError::AlreadyExists {
-                        name: name.to_owned(),
-                    });
-                }
-                let r = Segment::initialise(name, path, file, geo, fingerprint);
-                if r.is_err() {
-                    let _ = sys::shm_remove(path);
-                }
-                r.map(|s| Some((s, Created::Fresh)))
-            }
-            Err(Errno::EEXIST) => {
-                let file = match sys::shm_open_existing(path) {
-                    Ok(file) => file,
-                    // Removed since our `O_EXCL` failed: create it anew.
-                    Err(Errno::ENOENT) => return Ok(None),
-                    Err(e) => return Err(open_errno(name, "opening", e)),
-                };
-                crate::hooks::at(crate::hooks::Point::TakeoverOpened);
-                let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-                    .map_err(|e| io_err(name, "locking the segment", e))?;
-                // `remove_unused` may have found the segment unused and
-                // unlinked it between our open and our lock: taking over
-                // the nameless object would leave a receiver that no
-                // sender can reach. Holding the lock, no remover can
-                // unlink it any more, so one check after locking settles it.
-                if !still_named(name, path, &file)? {
-                    return Ok(None);
-                }
-                if !locked {
-                    return Err(OpenError::AlreadyExists {
-                        name: name.to_owned(),
-                    });
-                }
-                // We hold the receiver lock: the previous receiver is gone.
-                // Take over only what this user made, with no wider access
-                // than asked for: anyone can plant a file in /dev/shm.
-                let (uid, perms) =
-                    sys::file_owner(&file).map_err(|e| io_err(name, "inspecting", e))?;
-                if uid != sys::effective_uid() {
-                    return Err(OpenError::Untrusted {
-                        name: name.to_owned(),
-                        reason: format!("it belongs to user id {uid}, not to this user"),
-                    });
-                }
-                if perms & !mode != 0 {
-                    return Err(OpenError::Untrusted {
-                        name: name.to_owned(),
-                        reason: format!(
-                            "its mode {perms:#o} grants more than the {mode:#o} asked for"
-                        ),
-                    });
-                }
-                let (_, size) =
-                    sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
-                let ready = size >= std::mem::size_of::<Header>() as u64 && {
-                    let seg = Segment::map(
-                        name,
-                        path,
-                        file.try_clone()
-                            .map_err(|e| io_err(name, "duplicating", e))?,
-                        size,
-                    )?;
-                    seg.header().config.state.load(Ordering::Acquire) == STATE_READY
-                };
-                if !ready {
-                    // Its creator died while setting it up: nobody else can
-                    // use it (senders only use ready segments), so set it up anew.
-                    return Segment::initialise(name, path, file, geo, fingerprint)
-                        .map(|s| Some((s, Created::Fresh)));
-                }
-                let seg = Segment::map_validated(name, path, file, fingerprint)?;
-                seg.reserve()?;
-                let c = &seg.header().control;
-                c.takeovers.fetch_add(1, Ordering::Relaxed);
-                c.rx_pid.store(sys::current_pid(), Ordering::Relaxed);
-                // The dead receiver may have announced a sleep; it is the
-                // only process that waits on `data`.
-                seg.header().data.waiting_at.store(0, Ordering::Relaxed);
-                // This receiver's kernel decides whether senders may skip
-                // their fence (see `FEATURE_ASYMMETRIC_WAKE`).
-                let features = if sys::membarrier_supported() {
-                    FEATURE_ASYMMETRIC_WAKE
-                } else {
-                    0
-                };
-                seg.header()
-                    .config
-                    .features
-                    .store(features, Ordering::SeqCst);
-                c.rx_state.store(RX_ALIVE, Ordering::Release);
-                Ok(Some((seg, Created::TakenOver)))
-            }
-            Err(e) => Err(open_errno(name, "creating", e)),
+        match sys::shm_open_existing(path) {
+            Ok(file) => return Segment::try_take_over(name, path, file, geo, mode, fingerprint),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(open_errno(name, "opening", e)),
         }
+        let file = match sys::shm_create_unnamed(mode) {
+            Ok(file) => file,
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+                return Segment::try_create_named(name, path, geo, mode, fingerprint)
+            }
+            Err(e) => return Err(open_errno(name, "creating", e)),
+        };
+        crate::hooks::at(crate::hooks::Point::Created);
+        // Nobody else can reach the object before it has a name: the lock
+        // is ours.
+        if !sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+            .map_err(|e| io_err(name, "locking the segment", e))?
+        {
+            return Err(io_err(
+                name,
+                "locking the new, unnamed segment",
+                io::Error::other("another open file description holds its receiver lock"),
+            ));
+        }
+        let seg = Segment::initialise(name, path, file, geo, fingerprint)?;
+        match sys::shm_link(seg.file(), path) {
+            Ok(()) => Ok(Some((seg, Created::Fresh))),
+            // Another receiver published its segment first: look again
+            // (it is alive, or it died and may be taken over).
+            Err(Errno::EEXIST) => Ok(None),
+            // No /proc to link through: create it under its name instead.
+            Err(Errno::ENOENT) => {
+                drop(seg);
+                Segment::try_create_named(name, path, geo, mode, fingerprint)
+            }
+            Err(e) => Err(open_errno(name, "publishing", e)),
+        }
+    }
+
+    /// The fallback of [`Segment::try_create`] where there is no `O_TMPFILE`
+    /// (or no `/proc`): create the object under its name, then lock it. In
+    /// between, the object is named, empty and unlocked: a sender that
+    /// opens it waits (up to a second) for it to become ready, and
+    /// `remove_unused` may unlink it (it cannot tell it from a leftover),
+    /// which this attempt notices after locking and starts again.
+    fn try_create_named(
+        name: &str,
+        path: &str,
+        geo: Geometry,
+        mode: u32,
+        fingerprint: u64,
+    ) -> Result<Option<(Segment, Created)>, OpenError> {
+        let file = match sys::shm_create(path, mode) {
+            Ok(file) => file,
+            Err(Errno::EEXIST) => return Ok(None),
+            Err(e) => return Err(open_errno(name, "creating", e)),
+        };
+        crate::hooks::at(crate::hooks::Point::Created);
+        let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+            .map_err(|e| io_err(name, "locking the segment", e))?;
+        if !locked {
+            return Segment::lock_refused(name, &file);
+        }
+        // Once we hold the lock no remover can take the object, so one
+        // check of the name after locking is enough.
+        if !still_named(name, path, &file)? {
+            return Ok(None);
+        }
+        let r = Segment::initialise(name, path, file, geo, fingerprint);
+        if r.is_err() {
+            let _ = sys::shm_remove(path);
+        }
+        r.map(|s| Some((s, Created::Fresh)))
+    }
+
+    /// The receiver lock of `file` was refused. A remover (which holds
+    /// every endpoint byte and the remover byte for the few system calls of
+    /// a removal) is waited for, then the caller tries again; a live
+    /// receiver means the channel exists.
+    fn lock_refused(name: &str, file: &File) -> Result<Option<(Segment, Created)>, OpenError> {
+        if sys::ofd_is_locked(file, REMOVER_LOCK_BYTE).unwrap_or(false) {
+            sys::ofd_wait_unlocked(file, REMOVER_LOCK_BYTE)
+                .map_err(|e| io_err(name, "waiting for a removal of the channel", e))?;
+            return Ok(None);
+        }
+        if receiver_locked(file) {
+            return Err(OpenError::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        // Released since: look again.
+        Ok(None)
+    }
+
+    /// Takes over the existing object `file`, opened by the name `path`, if
+    /// its receiver is gone and it can be trusted.
+    fn try_take_over(
+        name: &str,
+        path: &str,
+        file: File,
+        geo: Geometry,
+        mode: u32,
+        fingerprint: u64,
+    ) -> Result<Option<(Segment, Created)>, OpenError> {
+        crate::hooks::at(crate::hooks::Point::TakeoverOpened);
+        let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
+            .map_err(|e| io_err(name, "locking the segment", e))?;
+        if !locked {
+            return Segment::lock_refused(name, &file);
+        }
+        // `remove_unused` may have found the segment unused and unlinked it
+        // between our open and our lock: taking over the nameless object
+        // would leave a receiver that no sender can reach. Holding the
+        // lock, no remover can unlink it any more, so one check after
+        // locking settles it.
+        if !still_named(name, path, &file)? {
+            return Ok(None);
+        }
+        // We hold the receiver lock: the previous receiver is gone. Take
+        // over only a regular file with one name, that this user made, with
+        // no wider access than asked for: anyone can plant a file in /dev/shm.
+        let st = check_object(name, &file, Trust::Known)?;
+        if st.uid != sys::effective_uid() {
+            return Err(OpenError::Untrusted {
+                name: name.to_owned(),
+                reason: format!(
+                    "it belongs to user id {}, not to this user, and a receiver does not take \
+                     over another user's segment",
+                    st.uid
+                ),
+            });
+        }
+        if st.perms & !mode != 0 {
+            return Err(OpenError::Untrusted {
+                name: name.to_owned(),
+                reason: format!(
+                    "its mode {:#o} grants more than the {mode:#o} asked for, and a receiver \
+                     does not take over a segment others may have written",
+                    st.perms
+                ),
+            });
+        }
+        // Read without mapping: a header that is not ready (or an object
+        // too small for one) is set up anew.
+        let ready = read_header(name, &file)
+            .map(|h| h.config.state.load(Ordering::Acquire) == STATE_READY)
+            .unwrap_or(false);
+        if !ready {
+            // Its creator died while setting it up (only possible without
+            // O_TMPFILE): nobody else can use it (senders only use ready
+            // segments), so set it up anew.
+            return Segment::initialise(name, path, file, geo, fingerprint)
+                .map(|s| Some((s, Created::Fresh)));
+        }
+        let seg = Segment::open_checked(name, path, file, fingerprint, Trust::Known)?;
+        seg.reserve()?;
+        let c = &seg.header().control;
+        c.takeovers.fetch_add(1, Ordering::Relaxed);
+        c.rx_pid.store(sys::current_pid(), Ordering::Relaxed);
+        // The dead receiver may have announced a sleep; it is the
+        // only process that waits on `data`.
+        seg.header().data.waiting_at.store(0, Ordering::Relaxed);
+        // This receiver's kernel decides whether senders may skip
+        // their fence (see `FEATURE_ASYMMETRIC_WAKE`).
+        let features = if sys::membarrier_supported() {
+            FEATURE_ASYMMETRIC_WAKE
+        } else {
+            0
+        };
+        seg.header()
+            .config
+            .features
+            .store(features, Ordering::SeqCst);
+        c.rx_state.store(RX_ALIVE, Ordering::Release);
+        Ok(Some((seg, Created::TakenOver)))
     }
 
     fn initialise(
@@ -316,7 +386,10 @@ impl Segment {
             c.features.store(FEATURE_ASYMMETRIC_WAKE, Ordering::Relaxed);
         }
         // SYNC POINT: creator. Pairs with the Acquire load of `state` in
-        // `map_validated`: a reader that sees READY sees every field above.
+        // `validate_header` (of a copy read after this store, and, without
+        // O_TMPFILE, possibly concurrently with it): a reader that sees
+        // READY sees every field above. With O_TMPFILE no other process can
+        // reach the object before `shm_link`, which comes after this store.
         c.state.store(STATE_READY, Ordering::Release);
         Ok(Segment { geo, ..seg })
     }
@@ -348,109 +421,104 @@ impl Segment {
             file,
             map,
             geo,
+            snapshot: false,
         })
     }
 
-    /// Maps an existing file and checks every configuration word.
-    fn map_validated(
+    /// Checks an existing object and its header, read with `pread`, before
+    /// mapping anything of it: a regular file with at most one name, an
+    /// owner that `trust` accepts, a valid ready header of this layout
+    /// version (and message type, if `fingerprint` is given) that describes
+    /// exactly the object's size. Then maps it.
+    fn open_checked(
         name: &str,
         path: &str,
         file: File,
         fingerprint: impl Into<Option<u64>>,
+        trust: Trust<'_>,
     ) -> Result<Segment, OpenError> {
-        let fingerprint = fingerprint.into();
-        let (_, size) = sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
-        let mut seg = Segment::map(name, path, file, size)?;
-        let c = &seg.header().config;
-        let corrupt = |reason: String| OpenError::Corrupt {
-            name: name.to_owned(),
-            reason,
-        };
-        let magic = c.magic.load(Ordering::Relaxed);
-        if magic != MAGIC {
-            return Err(corrupt(format!(
-                "magic number {magic:#018x} is not shmpsc's"
-            )));
-        }
-        let version = c.version.load(Ordering::Relaxed);
-        if version != LAYOUT_VERSION {
-            return Err(OpenError::IncompatibleVersion {
+        let st = check_object(name, &file, trust)?;
+        crate::hooks::at(crate::hooks::Point::HeaderRead);
+        let header = read_header(name, &file)?;
+        let geo = validate_header(name, &header, st.size, fingerprint.into())?;
+        let mut seg = Segment::map(name, path, file, geo.len as u64)?;
+        // The object may have been truncated between the check and the
+        // mapping (by a process with write access); then touching the
+        // mapping would raise SIGBUS. Checked once more now that it is
+        // mapped; what a process with write access does afterwards is
+        // beyond any check (see README.md, "Security").
+        let now = sys::file_stat(seg.file()).map_err(|e| io_err(name, "inspecting", e))?;
+        if now.size != st.size {
+            return Err(OpenError::Corrupt {
                 name: name.to_owned(),
-                found: version,
-                supported: LAYOUT_VERSION,
-            });
-        }
-        // SYNC POINT: opener. Pairs with the Release store of READY in `initialise`.
-        if c.state.load(Ordering::Acquire) != STATE_READY {
-            return Err(OpenError::NotReady {
-                name: name.to_owned(),
-            });
-        }
-        let geo = Geometry::from_config(c).map_err(corrupt)?;
-        if geo.len as u64 != size {
-            return Err(corrupt(format!(
-                "the header describes {} bytes but the object has {size}",
-                geo.len
-            )));
-        }
-        if fingerprint.is_some_and(|f| f != c.fingerprint.load(Ordering::Relaxed)) {
-            return Err(OpenError::TypeMismatch {
-                name: name.to_owned(),
-                expected: "",
+                reason: format!(
+                    "its size changed from {} to {} bytes while it was opened",
+                    st.size, now.size
+                ),
             });
         }
         seg.geo = geo;
         Ok(seg)
     }
 
-    /// Opens an existing, ready segment (for a sender). Waits up to one
-    /// second for a segment that is still being created.
-    pub(crate) fn open(name: &str, fingerprint: u64) -> Result<Segment, OpenError> {
+    /// Opens an existing, ready segment (for a sender) whose owner is this
+    /// user, root, or one of `trusted`. Waits up to one second for a
+    /// segment that is still being created (without O_TMPFILE only).
+    pub(crate) fn open(
+        name: &str,
+        fingerprint: u64,
+        trusted: &[u32],
+    ) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
-        Segment::open_file(name, &path, file, fingerprint)
-    }
-
-    /// Opens a segment from a file already opened by path.
-    pub(crate) fn open_file(
-        name: &str,
-        path: &str,
-        file: File,
-        fingerprint: u64,
-    ) -> Result<Segment, OpenError> {
         let give_up = Instant::now() + Duration::from_secs(1);
         loop {
-            let (_, size) = sys::file_identity(&file).map_err(|e| io_err(name, "inspecting", e))?;
-            if size >= std::mem::size_of::<Header>() as u64 {
-                let file2 = file
-                    .try_clone()
-                    .map_err(|e| io_err(name, "duplicating", e))?;
-                match Segment::map_validated(name, path, file2, fingerprint) {
-                    Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
-                        if Instant::now() < give_up && receiver_locked(&file) => {}
-                    Ok(seg) => {
-                        seg.reserve()?;
-                        return Ok(seg);
-                    }
-                    r => return r,
+            let attempt = file
+                .try_clone()
+                .map_err(|e| io_err(name, "duplicating", e))?;
+            match Segment::open_checked(name, &path, attempt, fingerprint, Trust::Owners(trusted)) {
+                Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
+                    if Instant::now() < give_up && receiver_locked(&file) => {}
+                Ok(seg) => {
+                    seg.reserve()?;
+                    return Ok(seg);
                 }
-            } else if Instant::now() >= give_up || !receiver_locked(&file) {
-                return Err(OpenError::NotReady {
-                    name: name.to_owned(),
-                });
+                r => return r,
             }
-            // The creator holds the receiver lock and is still initialising:
-            // its set-up takes microseconds, so poll briefly.
+            // A creator without O_TMPFILE holds the receiver lock and is
+            // still initialising: its set-up takes microseconds, so poll
+            // briefly.
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 
     /// Reopens this segment's object as a new open file description (a new
-    /// lock owner), mapped again.
+    /// lock owner), mapped again. The object is reached through this
+    /// endpoint's own descriptor, never by name: the name may have been
+    /// removed and given to another channel since this endpoint attached.
     pub(crate) fn reopen(&self, fingerprint: u64) -> Result<Segment, OpenError> {
-        let file =
-            sys::shm_open_existing(&self.path).map_err(|e| open_errno(&self.name, "opening", e))?;
-        Segment::map_validated(&self.name, &self.path, file, fingerprint)
+        let file = match sys::reopen_same(&self.file) {
+            Ok(file) => file,
+            // No /proc: by name, if the name still refers to our object.
+            Err(Errno::ENOENT) => {
+                let file = sys::shm_open_existing(&self.path)
+                    .map_err(|e| open_errno(&self.name, "opening", e))?;
+                if !same_object(&self.name, &file, &self.file)? {
+                    return Err(io_err(
+                        &self.name,
+                        "opening this endpoint's channel again",
+                        io::Error::other(
+                            "its name was removed and now refers to another channel, and \
+                             without /proc the endpoint's own object cannot be reopened; \
+                             create the channel again",
+                        ),
+                    ));
+                }
+                file
+            }
+            Err(e) => return Err(open_errno(&self.name, "opening", e)),
+        };
+        Segment::open_checked(&self.name, &self.path, file, fingerprint, Trust::Known)
     }
 
     /// Opens a segment from a descriptor inherited from the parent process
@@ -465,63 +533,95 @@ impl Segment {
         let named = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
         let file = sys::adopt_inherited(raw, &named, lock_byte)
             .map_err(|e| io_err(name, "adopting the sender passed by the parent", e))?;
-        let seg = Segment::map_validated(name, &path, file, fingerprint)?;
+        let seg = Segment::open_checked(name, &path, file, fingerprint, Trust::Known)?;
         seg.reserve()?;
         Ok(seg)
     }
 
-    /// Maps an existing segment for inspection, whatever its message type.
+    /// A snapshot of an existing segment's header and slot table, whatever
+    /// its message type and owner, for `inspect`: read with `pread` into
+    /// private memory, never mapped, so another user's object truncated
+    /// meanwhile cannot raise SIGBUS here. Its data area is not read:
+    /// [`Segment::data`] must not be called on it.
     pub(crate) fn inspect(name: &str) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
-        Segment::map_validated(name, &path, file, None)
+        let st = check_object(name, &file, Trust::Known)?;
+        crate::hooks::at(crate::hooks::Point::HeaderRead);
+        let header = read_header(name, &file)?;
+        let geo = validate_header(name, &header, st.size, None)?;
+        let mut copy = MmapOptions::new()
+            .len(geo.data_offset)
+            .map_anon()
+            .map_err(|e| io_err(name, "allocating a snapshot", e))?;
+        file.read_exact_at(&mut copy[..], 0).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                OpenError::Corrupt {
+                    name: name.to_owned(),
+                    reason: "it shrank while it was read".to_owned(),
+                }
+            } else {
+                io_err(name, "reading", e)
+            }
+        })?;
+        Ok(Segment {
+            name: name.to_owned(),
+            path,
+            file,
+            map: copy.into(),
+            geo,
+            snapshot: true,
+        })
     }
 
-    /// Removes the name `name` if no live process uses it.
+    /// Removes the name `name` if no live process uses the object it
+    /// refers to, and only that object.
+    ///
+    /// The remover locks every endpoint byte and the remover byte of the
+    /// object it opened, then checks that the name still refers to it
+    /// (device and inode), then unlinks the name. While it holds those
+    /// locks, no shmpsc process can give the name to another object: a
+    /// creator links a new object only under a free name, and a takeover
+    /// or another removal needs the locks. Only a process outside shmpsc's
+    /// protocol (a plain `unlink` of the name followed by a new object
+    /// under it) can swap the object between the check and the unlink,
+    /// which the unlink (by name, the only way) cannot tell.
     pub(crate) fn remove_unused(name: &str) -> Result<(), OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
-        // Lock the whole endpoint range ourselves while unlinking, so that
-        // no endpoint can attach between the check and the unlink. A segment
-        // whose header cannot be read gets the largest range.
-        let range = 1 + crate::layout::MAX_SENDERS as u64;
-        if !sys::ofd_try_lock_range(&file, RECEIVER_LOCK_BYTE, range)
+        crate::hooks::at(crate::hooks::Point::RemoveOpened);
+        let st = sys::file_stat(&file).map_err(|e| io_err(name, "inspecting", e))?;
+        if !st.regular {
+            return Err(not_regular(name));
+        }
+        let range = REMOVER_LOCK_BYTE + 1;
+        let mut attempts = 0;
+        while !sys::ofd_try_lock_range(&file, RECEIVER_LOCK_BYTE, range)
             .map_err(|e| io_err(name, "locking", e))?
         {
+            attempts += 1;
+            // Another remover is at it: wait for it, then look again.
+            if attempts < CREATE_ATTEMPTS
+                && sys::ofd_is_locked(&file, REMOVER_LOCK_BYTE).unwrap_or(false)
+            {
+                sys::ofd_wait_unlocked(&file, REMOVER_LOCK_BYTE)
+                    .map_err(|e| io_err(name, "waiting for another removal", e))?;
+                continue;
+            }
             return Err(OpenError::InUse {
                 name: name.to_owned(),
             });
         }
-        // A creator makes the object, then takes the receiver lock: in
-        // between, the object is unlocked but not abandoned. Leave a segment
-        // that is not ready yet alone while it is young (its creator is
-        // setting it up); an old one was abandoned by a creator that died.
-        if !Segment::is_ready(&file) {
-            let age = sys::file_age(&file).map_err(|e| io_err(name, "inspecting", e))?;
-            if age < ABANDONED_AFTER {
-                return Err(OpenError::NotReady {
-                    name: name.to_owned(),
-                });
-            }
+        // Since we opened it, the name may have been removed (by its
+        // receiver's drop, or another remover) and given to a new channel:
+        // that one is not ours to judge.
+        if !still_named(name, &path, &file)? {
+            return Err(OpenError::NotFound {
+                name: name.to_owned(),
+            });
         }
+        crate::hooks::at(crate::hooks::Point::RemoveChecked);
         sys::shm_remove(&path).map_err(|e| open_errno(name, "removing", e))
-    }
-
-    /// Whether the object holds a ready header (read without mapping more
-    /// than the header).
-    fn is_ready(file: &File) -> bool {
-        let Ok((_, size)) = sys::file_identity(file) else {
-            return false;
-        };
-        if size < std::mem::size_of::<Header>() as u64 {
-            return false;
-        }
-        let Ok(file) = file.try_clone() else {
-            return false;
-        };
-        Segment::map("", "", file, std::mem::size_of::<Header>() as u64)
-            .map(|seg| seg.header().config.state.load(Ordering::Acquire) == STATE_READY)
-            .unwrap_or(false)
     }
 
     /// Reserves the segment's pages (see `sys::shm_reserve`): a segment
@@ -588,9 +688,155 @@ impl Segment {
 
     /// Start of the data area (`geo.capacity` bytes, 128-aligned).
     pub(crate) fn data(&self) -> *mut u8 {
+        debug_assert!(!self.snapshot, "a snapshot has no data area");
         // SAFETY: `data_offset + capacity == len` of the mapping (validated).
         unsafe { self.map.as_mut_ptr().add(self.geo.data_offset) }
     }
+}
+
+/// Whom an opener accepts as the owner of an object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trust<'a> {
+    /// This user, root, and these users (a sender opening by name).
+    Owners(&'a [u32]),
+    /// Any owner: an object this endpoint already uses, one passed by the
+    /// parent, one only read (`inspect`), or one whose owner the caller
+    /// checks itself (a takeover).
+    Known,
+}
+
+fn not_regular(name: &str) -> OpenError {
+    OpenError::Untrusted {
+        name: name.to_owned(),
+        reason: "it is not a regular file (shmpsc did not make it); if you know what it is, \
+                 remove it by hand from /dev/shm"
+            .to_owned(),
+    }
+}
+
+/// Checks what an object is before anything of it is read: a regular file
+/// with at most one name, owned by someone `trust` accepts.
+fn check_object(name: &str, file: &File, trust: Trust<'_>) -> Result<sys::Stat, OpenError> {
+    let st = sys::file_stat(file).map_err(|e| io_err(name, "inspecting", e))?;
+    if !st.regular {
+        return Err(not_regular(name));
+    }
+    if st.nlink > 1 {
+        return Err(OpenError::Untrusted {
+            name: name.to_owned(),
+            reason: format!(
+                "it has {} names (hard links), and a channel has one; if you know where it \
+                 comes from, remove it with shmpsc::remove(\"{name}\") and create it again",
+                st.nlink
+            ),
+        });
+    }
+    if let Trust::Owners(extra) = trust {
+        let me = sys::effective_uid();
+        if st.uid != me && st.uid != 0 && !extra.contains(&st.uid) {
+            return Err(OpenError::Untrusted {
+                name: name.to_owned(),
+                reason: format!(
+                    "it belongs to user id {}, not to this user (id {me}) or root, so its \
+                     messages would go to that user; if that user's receiver is meant to get \
+                     them, open the sender with Builder::trust_owner({})",
+                    st.uid, st.uid
+                ),
+            });
+        }
+    }
+    Ok(st)
+}
+
+/// Reads the header of `file` with `pread`, into private memory: nothing
+/// is mapped, so a file truncated meanwhile gives a short read, not SIGBUS.
+fn read_header(name: &str, file: &File) -> Result<Box<Header>, OpenError> {
+    let layout = std::alloc::Layout::new::<Header>();
+    // SAFETY: `Header` is made only of atomic integers (and padding), for
+    // which all-zero bytes are a valid value; the allocation has the
+    // layout of a `Header`, is checked for null, and is owned by the box.
+    let mut header: Box<Header> = unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut Header;
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(p)
+    };
+    // SAFETY: the box is owned here and not shared; the slice covers
+    // exactly its `size_of::<Header>()` bytes, and any bytes written into
+    // them form a valid `Header` (atomic integers only).
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(
+            (&mut *header as *mut Header).cast::<u8>(),
+            std::mem::size_of::<Header>(),
+        )
+    };
+    match file.read_exact_at(bytes, 0) {
+        Ok(()) => Ok(header),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(OpenError::Corrupt {
+            name: name.to_owned(),
+            reason: "it is too small to hold a header".to_owned(),
+        }),
+        Err(e) => Err(io_err(name, "reading the header", e)),
+    }
+}
+
+/// Checks every configuration word of a header read with [`read_header`]
+/// from an object of `size` bytes, and returns its geometry.
+fn validate_header(
+    name: &str,
+    header: &Header,
+    size: u64,
+    fingerprint: Option<u64>,
+) -> Result<Geometry, OpenError> {
+    let c = &header.config;
+    let corrupt = |reason: String| OpenError::Corrupt {
+        name: name.to_owned(),
+        reason,
+    };
+    let magic = c.magic.load(Ordering::Relaxed);
+    if magic != MAGIC {
+        return Err(corrupt(format!(
+            "magic number {magic:#018x} is not shmpsc's"
+        )));
+    }
+    let version = c.version.load(Ordering::Relaxed);
+    if version != LAYOUT_VERSION {
+        return Err(OpenError::IncompatibleVersion {
+            name: name.to_owned(),
+            found: version,
+            supported: LAYOUT_VERSION,
+        });
+    }
+    // SYNC POINT: opener. A private copy read with pread after the
+    // creator's Release store of READY in `initialise` (the kernel's copy
+    // is ordered after it); every field is checked below anyway.
+    if c.state.load(Ordering::Acquire) != STATE_READY {
+        return Err(OpenError::NotReady {
+            name: name.to_owned(),
+        });
+    }
+    let geo = Geometry::from_config(c).map_err(corrupt)?;
+    if geo.len as u64 != size {
+        return Err(corrupt(format!(
+            "the header describes {} bytes but the object has {size}",
+            geo.len
+        )));
+    }
+    if fingerprint.is_some_and(|f| f != c.fingerprint.load(Ordering::Relaxed)) {
+        return Err(OpenError::TypeMismatch {
+            name: name.to_owned(),
+            expected: "",
+        });
+    }
+    Ok(geo)
+}
+
+/// Whether two open files are the same object (device and inode).
+fn same_object(name: &str, a: &File, b: &File) -> Result<bool, OpenError> {
+    let a = sys::file_stat(a).map_err(|e| io_err(name, "inspecting", e))?;
+    let b = sys::file_stat(b).map_err(|e| io_err(name, "inspecting", e))?;
+    Ok(a.id == b.id)
 }
 
 /// Whether `path` still names the object open as `file` (same device and
@@ -602,9 +848,7 @@ fn still_named(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
         Err(Errno::ENOENT) => return Ok(false),
         Err(e) => return Err(open_errno(name, "opening", e)),
     };
-    let (now, _) = sys::file_identity(&named).map_err(|e| io_err(name, "inspecting", e))?;
-    let (ours, _) = sys::file_identity(file).map_err(|e| io_err(name, "inspecting", e))?;
-    Ok(now == ours)
+    same_object(name, &named, file)
 }
 
 /// Whether some open file description holds the receiver lock.

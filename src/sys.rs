@@ -142,13 +142,116 @@ pub(crate) fn shm_create(path: &str, mode: u32) -> Result<File, Errno> {
 }
 
 /// Opens an existing named shared-memory object for reading and writing.
+/// Never follows a symlink; `O_NONBLOCK` so that a FIFO planted under the
+/// name cannot block the open (whatever it is, the caller checks its type).
 pub(crate) fn shm_open_existing(path: &str) -> Result<File, Errno> {
     let fd: OwnedFd = shm_open(
         path,
-        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
         Mode::empty(),
     )?;
     Ok(File::from(fd))
+}
+
+/// The directory that holds the named shared-memory objects.
+const SHM_DIR: &str = "/dev/shm";
+
+/// Creates an unnamed shared-memory object (`O_TMPFILE` in `/dev/shm`),
+/// close-on-exec, with exactly `mode`: nobody else can open it until
+/// [`shm_link`] gives it a name. `Err(EOPNOTSUPP)` (or `EISDIR`, `EINVAL`)
+/// where the kernel or file system has no `O_TMPFILE`.
+pub(crate) fn shm_create_unnamed(mode: u32) -> Result<File, Errno> {
+    let m = Mode::from_bits_truncate(mode as libc::mode_t);
+    let fd = nix::fcntl::open(
+        SHM_DIR,
+        OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        m,
+    )?;
+    fchmod(fd.as_fd(), m)?;
+    Ok(File::from(fd))
+}
+
+/// Gives the unnamed object `file` (from [`shm_create_unnamed`]) the
+/// shared-memory name `path` (`/shmpsc.x`), atomically: `Err(EEXIST)` if
+/// the name is taken, and nothing changes then. Goes through
+/// `/proc/self/fd` (`AT_EMPTY_PATH` would need `CAP_DAC_READ_SEARCH`);
+/// `Err(ENOENT)` if `/proc` is not mounted.
+pub(crate) fn shm_link(file: &File, path: &str) -> Result<(), Errno> {
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| Errno::EINVAL)?;
+    let to = std::ffi::CString::new(format!("{SHM_DIR}{path}")).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the
+    // call; linkat only reads them.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// A new open file description of the object open as `file` (whether or
+/// not it still has a name): through `/proc/self/fd`, never by name.
+pub(crate) fn reopen_same(file: &File) -> Result<File, Errno> {
+    let fd = nix::fcntl::open(
+        format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// What `fstat` says about an object, before anything of it is trusted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stat {
+    /// Device and inode.
+    pub(crate) id: FileId,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// Owner.
+    pub(crate) uid: u32,
+    /// Permission bits.
+    pub(crate) perms: u32,
+    /// Number of names (hard links).
+    pub(crate) nlink: u64,
+    /// Whether it is a regular file (not a directory, FIFO, socket, device).
+    pub(crate) regular: bool,
+}
+
+/// `fstat` of an open file.
+pub(crate) fn file_stat(file: &File) -> io::Result<Stat> {
+    let st = fstat(file.as_fd())?;
+    Ok(Stat {
+        id: (st.st_dev, st.st_ino),
+        size: st.st_size as u64,
+        uid: st.st_uid,
+        perms: st.st_mode & 0o7777,
+        nlink: st.st_nlink,
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+    })
+}
+
+/// Waits until no other open file description holds a write lock on
+/// `byte` (taking a read lock with `F_OFD_SETLKW`, then dropping it).
+/// Used only on a byte that holders keep for a short, bounded operation.
+pub(crate) fn ofd_wait_unlocked(fd: &impl AsFd, byte: u64) -> io::Result<()> {
+    let fl = ofd_flock(libc::F_RDLCK as libc::c_short, byte);
+    loop {
+        match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLKW(&fl)) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ofd_unlock(fd, byte)
 }
 
 /// Removes the name of a shared-memory object. Mappings stay valid.
@@ -160,20 +263,6 @@ pub(crate) fn shm_remove(path: &str) -> Result<(), Errno> {
 pub(crate) fn file_identity(file: &File) -> io::Result<((u64, u64), u64)> {
     let st = fstat(file.as_fd())?;
     Ok(((st.st_dev, st.st_ino), st.st_size as u64))
-}
-
-/// Owner uid and permission bits of an open file.
-pub(crate) fn file_owner(file: &File) -> io::Result<(u32, u32)> {
-    let st = fstat(file.as_fd())?;
-    Ok((st.st_uid, st.st_mode & 0o7777))
-}
-
-/// Time since the file was last modified.
-pub(crate) fn file_age(file: &File) -> io::Result<Duration> {
-    let modified = file.metadata()?.modified()?;
-    Ok(std::time::SystemTime::now()
-        .duration_since(modified)
-        .unwrap_or(Duration::ZERO))
 }
 
 /// The effective user id of this process.

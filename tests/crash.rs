@@ -262,14 +262,17 @@ fn receiver_races_remove(test: &str, name: &str, hook: &str, backdate: bool) {
     let mut rx = rx.spawn();
     rx.wait_until_stopped();
     if backdate {
-        // A segment that is not ready is left alone while it is young;
-        // make this one look abandoned, as a clock step would.
-        let file = std::fs::OpenOptions::new()
+        // Where segments are created under their name (no O_TMPFILE), an
+        // unready one used to be left alone while young: make it look
+        // abandoned, as a clock step would. With O_TMPFILE there is no
+        // name yet, so nothing to back-date.
+        if let Ok(file) = std::fs::OpenOptions::new()
             .write(true)
             .open(raw_shm_path(name))
-            .unwrap();
-        let past = std::time::SystemTime::now() - Duration::from_secs(3600);
-        file.set_modified(past).unwrap();
+        {
+            let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+            file.set_modified(past).unwrap();
+        }
     }
     // Either outcome of the removal is allowed; what follows must hold
     // for both.

@@ -853,15 +853,22 @@ fn truncated_segment_is_corrupt() {
         "{e:?}"
     );
     assert_helpful(&e, &name, &["remove", "create it again"]);
-    // Not ready and just modified: `remove` leaves it to a creator that may
-    // be setting it up; creating the channel again takes it over.
-    assert!(matches!(
-        shmpsc::remove(&name),
-        Err(OpenError::NotReady { .. })
-    ));
+    // Creating the channel again sets it up anew.
     let (tx, rx) = shmpsc::channel::<u64>(&name).unwrap();
     tx.send(1).unwrap();
     assert_eq!(rx.recv(), Ok(1));
+    drop((tx, rx));
+    // Or `remove` takes it: unused, whatever its contents (a channel being
+    // created has no name until it is ready, so this cannot be one).
+    let name = dead_receiver_channel("truncated_segment_is_corrupt", "truncated-rm");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    shmpsc::remove(&name).unwrap();
+    assert!(!Path::new(&shm_path(&name)).exists());
 }
 
 // --------------------------------------------- every error's message

@@ -281,7 +281,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
                         .collect()
                 };
                 rows.push(vec![
-                    name,
+                    shown(&name),
                     receiver_cell(&info),
                     pids_cell(&pids(true)),
                     pids_cell(&pids(false)),
@@ -296,7 +296,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
             // Removed between listing and inspecting.
             Err(OpenError::NotFound { .. }) => {}
             Err(e) => {
-                let mut row = vec![name, "?".to_owned()];
+                let mut row = vec![shown(&name), "?".to_owned()];
                 row.resize(10, "?".to_owned());
                 rows.push(row);
                 errors.push(e.to_string());
@@ -506,9 +506,9 @@ fn rm(names: &[String]) -> Result<bool> {
     let mut ok = true;
     for name in names {
         match shmpsc::remove(name) {
-            Ok(()) => println!("removed {name}"),
+            Ok(()) => println!("removed {}", shown(name)),
             Err(e) => {
-                eprintln!("shmpsc: cannot remove {name}: {e}");
+                eprintln!("shmpsc: cannot remove {}: {e}", shown(name));
                 ok = false;
             }
         }
@@ -516,39 +516,46 @@ fn rm(names: &[String]) -> Result<bool> {
     Ok(ok)
 }
 
+/// A name as it can be printed safely (control characters escaped).
+fn shown(name: &str) -> String {
+    name.escape_debug().to_string()
+}
+
+/// Removes what no live process uses. What gc must leave alone (a channel
+/// in use or being created, another user's channel, a symlink or anything
+/// else that is not a channel) is reported, with why, and is no failure:
+/// the exit status is 0 unless /dev/shm cannot be listed.
 fn gc(prefix: Option<&str>, dry_run: bool) -> Result<bool> {
-    let mut ok = true;
-    let mut n = 0;
-    for name in filtered(prefix)? {
-        if dry_run {
+    if dry_run {
+        let mut n = 0;
+        for name in filtered(prefix)? {
             match shmpsc::inspect(&name) {
                 Ok(info) if info.is_unused() => {
-                    println!("would remove {name}");
+                    println!("would remove {}", shown(&name));
                     n += 1;
                 }
                 Ok(_) | Err(OpenError::NotFound { .. }) => {}
-                // Unreadable (e.g. a creator died while creating it): `rm`
+                // Unreadable (e.g. a leftover that is not a channel): `rm`
                 // decides by the locks alone.
-                Err(e) => println!("would try {name} ({e})"),
-            }
-            continue;
-        }
-        match shmpsc::remove(&name) {
-            Ok(()) => {
-                println!("removed {name}");
-                n += 1;
-            }
-            Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
-            Err(e) => {
-                eprintln!("shmpsc: cannot remove {name}: {e}");
-                ok = false;
+                Err(e) => println!("would try {} ({e})", shown(&name)),
             }
         }
+        if n == 0 {
+            println!("no unused channels");
+        }
+        return Ok(true);
     }
-    if n == 0 {
+    let sweep = shmpsc::sweep(prefix.unwrap_or(""))?;
+    for name in &sweep.removed {
+        println!("removed {}", shown(name));
+    }
+    for (name, why) in &sweep.skipped {
+        println!("skipped {}: {why}", shown(name));
+    }
+    if sweep.removed.is_empty() {
         println!("no unused channels");
     }
-    Ok(ok)
+    Ok(true)
 }
 
 // ------------------------------------------------------------------ bench

@@ -332,6 +332,31 @@ impl Child {
         }
     }
 
+    /// Waits (at most [`HANG_GUARD`]) until the child is stopped by a
+    /// signal (`true`) or has exited (`false`, not reaped yet): for a child
+    /// that may or may not reach a hook that stops it.
+    pub fn wait_until_stopped_or_exited(&mut self) -> bool {
+        let path = format!("/proc/{}/stat", self.pid());
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let stat = std::fs::read_to_string(&path).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            match state {
+                Some('T') => return true,
+                Some('Z') | Some('X') | None => return false,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hang guard: {} neither stopped nor exited within {HANG_GUARD:?}",
+                self.what
+            );
+            std::thread::yield_now();
+        }
+    }
+
     /// Sends `signal` to the child.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(Pid::from_raw(self.pid() as i32), signal)
