@@ -539,7 +539,7 @@ impl<T: Serialize> Sender<T> {
                 name: seg.name().to_owned(),
             });
         }
-        let slot = peers::acquire(&seg)?;
+        let (slot, _) = peers::acquire(&seg, false)?;
         Ok(Sender::from_parts(seg, slot, tick))
     }
 
@@ -587,10 +587,17 @@ impl<T: Serialize> Sender<T> {
         {
             return Err(bad("the slot's lock is held by another sender"));
         }
-        // The parent attached the slot with its own PID: show ours.
-        seg.slots()[slot]
-            .pid
-            .store(std::process::id(), Ordering::Relaxed);
+        // Only one process adopts a passed sender (the slot records it, and
+        // shows our pid from now on). Another one that inherited the
+        // descriptor is refused, and closes its copy (dropping `seg`), so
+        // that it keeps nothing alive.
+        if let Err(by) = peers::adopt(&seg, slot, crate::sys::identify_self()) {
+            return Err(OpenError::PassedSenderTaken {
+                name: seg.name().to_owned(),
+                slot,
+                by,
+            });
+        }
         Ok(Sender::from_parts(seg, slot, tick))
     }
 
@@ -601,20 +608,42 @@ impl<T: Serialize> Sender<T> {
     /// The sender is attached *now*, before the child exists, so a receiver
     /// counts the child as a sender from the start: a worker pool's parent
     /// can drop its own sender right after spawning, with no start-up race.
-    /// If the child exits or dies, whether or not it opened the channel, the
-    /// sender counts as dropped. Spawn `cmd` once per call (every process
-    /// spawned from it would share the one sender); the parent's copy is
-    /// closed when `cmd` is dropped.
+    /// The parent's copy is closed when `cmd` is dropped.
+    ///
+    /// The sender belongs to the process spawned with it: the spawned
+    /// process records itself in the channel between `fork` and `exec`
+    /// (pid and start time, so a later process with the same pid is not
+    /// mistaken for it). Whether or not it opened the channel, the sender
+    /// counts as dropped when that process exits, even if another process
+    /// still holds the passed descriptor (say the background job of a shell
+    /// spawned with it); such a stray holder keeps only the slot itself
+    /// from reuse until it exits (other senders take other slots).
+    ///
+    /// Spawn `cmd` once per call. Only one process adopts a passed sender:
+    /// the first to open it. Another process that inherited it (a second
+    /// process spawned from the same `Command`, or one forked from the
+    /// first) gets [`OpenError::PassedSenderTaken`] from `Sender::open`,
+    /// which says to call `pass_to` again before each spawn; a second
+    /// `Sender::open` there attaches a sender of its own. The process that
+    /// adopts may be a descendant of the spawned one (a wrapper such as
+    /// `timeout` or `sh -c`): while nothing adopted it, the sender lives as
+    /// long as the spawned process.
     ///
     /// In the child the descriptor survives the `exec` of its program, and
     /// is made close-on-exec again before `main` runs, by a start-up
-    /// function of shmpsc, so processes the child spawns do not inherit it
-    /// (and cannot keep the sender alive after the child is gone). Only a
-    /// program that links shmpsc has that start-up function: a child running
-    /// another program, or a process it forks without `exec`, holds the
-    /// descriptor as long as it lives. The environment variable that names
-    /// the descriptor is inherited, and ignored where its descriptor is not
-    /// the passed one: `Sender::open` there attaches a new sender.
+    /// function of shmpsc, so processes the child spawns do not inherit it.
+    /// Only a program that links shmpsc has that start-up function: a child
+    /// running another program, or a process it forks without `exec`, holds
+    /// the descriptor as long as it lives (which, as said above, keeps the
+    /// slot but not the sender). The environment variable that names the
+    /// descriptor is inherited, and ignored where its descriptor is not the
+    /// passed one: `Sender::open` there attaches a new sender.
+    ///
+    /// The spawned process is identified through `/proc`. Where `/proc` is
+    /// not mounted, or the receiver runs in other pid or time namespaces
+    /// than the spawned process, or cannot see it there (`hidepid`), the
+    /// lock alone decides, as for other senders: a stray holder then keeps
+    /// the sender alive.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -633,14 +662,14 @@ impl<T: Serialize> Sender<T> {
     pub fn pass_to(&self, cmd: &mut std::process::Command) -> Result<(), OpenError> {
         let seg = self.inner.ring.segment().reopen(type_fingerprint::<T>())?;
         let name = seg.name().to_owned();
-        let slot = peers::acquire(&seg)?;
+        let (slot, generation) = peers::acquire(&seg, true)?;
         let ((dev, ino), _) =
             crate::sys::file_identity(seg.file()).map_err(|source| OpenError::Io {
                 name: name.clone(),
                 op: "inspecting the segment to pass",
                 source,
             })?;
-        let fd = crate::sys::inherit_in_child(cmd, seg.into_file());
+        let fd = crate::sys::inherit_in_child(cmd, seg, slot, generation);
         cmd.env(passed_var(&name), format!("{fd}:{slot}:{dev}:{ino}"));
         Ok(())
     }

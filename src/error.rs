@@ -528,6 +528,18 @@ pub enum OpenError {
         /// The channel name.
         name: String,
     },
+    /// The sender passed to this process with `Sender::pass_to` belongs to
+    /// another process: the one that opened it first (the `Command` was
+    /// spawned more than once, or this process was forked from or spawned
+    /// by the one it was passed to), or the spawned process, which exited.
+    PassedSenderTaken {
+        /// The channel name.
+        name: String,
+        /// The passed sender's slot.
+        slot: usize,
+        /// The process it belongs to (0 if unknown).
+        by: u32,
+    },
     /// Any other operating-system error.
     Io {
         /// The channel name.
@@ -605,6 +617,14 @@ impl fmt::Display for OpenError {
                 f,
                 "channel `{name}` is not ready: its creator is still setting it up or died while \
                  doing so; retry, or create it again"
+            ),
+            OpenError::PassedSenderTaken { name, slot, by } => write!(
+                f,
+                "channel `{name}`: the sender passed to this process (slot {slot}) belongs to \
+                 process {by}, which opened it first or was spawned with it and exited: a \
+                 Command given to Sender::pass_to was spawned more than once, or this process \
+                 was forked from the one it was passed to; call pass_to again before each \
+                 spawn (calling Sender::open again here attaches a sender of this process's own)"
             ),
             OpenError::Io { name, op, source } => {
                 write!(f, "channel `{name}`: {op} failed: {source}")

@@ -172,6 +172,68 @@ pub(crate) struct Slot {
     pub(crate) sent_messages: AtomicU64,
     /// Payload bytes committed through this slot (cumulative over owners).
     pub(crate) sent_bytes: AtomicU64,
+    /// How the slot's sender was handed over by `Sender::pass_to`: a
+    /// [`Handover`] word (see `peers` for its states and who changes them).
+    pub(crate) handover: AtomicU64,
+    /// Start time of the spawned process named in `handover` (clock ticks
+    /// after boot, field 22 of `/proc/<pid>/stat`), or 0 if unknown.
+    pub(crate) spawn_start: AtomicU64,
+    /// Namespaces in which that pid and start time hold (`spawn_ns_key`),
+    /// or 0 if unknown. Published after `spawn_start` (Release).
+    pub(crate) spawn_ns: AtomicU64,
+}
+
+/// `Handover::kind`: attached by `Sender::open` (or `Receiver::sender`);
+/// also any kind this build does not know.
+pub(crate) const HANDOVER_NONE: u8 = 0;
+/// Attached by `Sender::pass_to`; no process was spawned with it yet.
+pub(crate) const HANDOVER_PASSED: u8 = 1;
+/// A process (`pid`) was spawned with it and has not adopted it yet.
+pub(crate) const HANDOVER_SPAWNED: u8 = 2;
+/// The spawned process (`pid`) adopted it.
+pub(crate) const HANDOVER_ADOPTED: u8 = 3;
+/// The spawned process (`pid`) is gone and the receiver reaped the slot,
+/// although another process (a stray) still holds the slot's lock.
+pub(crate) const HANDOVER_RETIRED: u8 = 4;
+
+/// The hand-over state of a slot, packed in one word so that one
+/// compare-and-swap decides each transition: kind in bits 56..64, the
+/// slot's generation (one more for each new owner) in bits 32..56, a pid in
+/// bits 0..32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handover {
+    pub(crate) kind: u8,
+    pub(crate) generation: u32,
+    pub(crate) pid: u32,
+}
+
+impl Handover {
+    /// Generations wrap at 24 bits.
+    const GENERATION_MASK: u32 = (1 << 24) - 1;
+
+    pub(crate) fn word(self) -> u64 {
+        (u64::from(self.kind) << 56)
+            | (u64::from(self.generation & Self::GENERATION_MASK) << 32)
+            | u64::from(self.pid)
+    }
+
+    /// Any word parses: the kind is checked by whoever acts on it.
+    pub(crate) fn parse(word: u64) -> Handover {
+        Handover {
+            kind: (word >> 56) as u8,
+            generation: (word >> 32) as u32 & Self::GENERATION_MASK,
+            pid: word as u32,
+        }
+    }
+
+    /// The state a new owner of the slot writes: the next generation.
+    pub(crate) fn next_owner(self, kind: u8) -> Handover {
+        Handover {
+            kind,
+            generation: self.generation.wrapping_add(1) & Self::GENERATION_MASK,
+            pid: 0,
+        }
+    }
 }
 
 #[cfg(not(loom))]
@@ -209,6 +271,13 @@ pub(crate) const REMOVER_LOCK_BYTE: u64 = 1 + MAX_SENDERS as u64;
 /// Byte of the segment file whose lock says "slot `i` is owned".
 pub(crate) fn slot_lock_byte(i: usize) -> u64 {
     1 + i as u64
+}
+
+/// Byte of the segment file locked (briefly) by whoever resets slot `i`
+/// for a new owner or reaps it without holding its lock (see
+/// `peers::reap_dead`): past every endpoint's byte.
+pub(crate) fn slot_reset_byte(i: usize) -> u64 {
+    1 + u64::from(MAX_SENDERS) + i as u64
 }
 
 /// Trusted sizes and offsets of a segment, derived from a few numbers that
@@ -353,6 +422,24 @@ pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::{Handover, HANDOVER_ADOPTED, HANDOVER_PASSED};
+
+    #[test]
+    fn handover_words_round_trip_and_generations_wrap() {
+        let h = Handover {
+            kind: HANDOVER_ADOPTED,
+            generation: (1 << 24) - 1,
+            pid: u32::MAX,
+        };
+        assert_eq!(Handover::parse(h.word()), h);
+        let next = h.next_owner(HANDOVER_PASSED);
+        assert_eq!(
+            (next.kind, next.generation, next.pid),
+            (HANDOVER_PASSED, 0, 0)
+        );
+        assert_eq!(Handover::parse(u64::MAX).generation, (1 << 24) - 1);
+    }
+
     use super::*;
 
     #[test]

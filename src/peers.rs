@@ -1,16 +1,33 @@
 //! Sender slots and liveness. Each endpoint holds an open-file-description
 //! lock on one byte of the segment file: the receiver byte 0, the sender of
 //! slot `i` byte `1 + i`. The kernel drops the lock when the process dies,
-//! however it dies, so "dead" is what the kernel says: never a PID, never a
-//! clock. PIDs are kept for display only.
+//! however it dies, so "dead" is what the kernel says: never a clock.
+//!
+//! A sender passed with `Sender::pass_to` belongs to one process, whose
+//! identity the kernel also vouches for: the slot's [`Handover`] word
+//! moves, by compare-and-swap, from `PASSED` (attached by the parent, not
+//! spawned yet) to `SPAWNED` by the first process spawned with it (between
+//! `fork` and `exec`, [`claim_spawned`]), to `ADOPTED` by the first process
+//! that opens it ([`adopt`]). Such a slot is alive while its lock is held
+//! *and* that process lives (pid and start time, [`sys::process_gone`]):
+//! a stray process that inherited the descriptor (the background child of a
+//! shell spawned with it, a second process spawned from the same
+//! `Command`) keeps the lock, but not the sender. The receiver reaps such a
+//! slot without its lock, under the slot's reset lock
+//! ([`slot_reset_byte`]), which every new owner takes while it resets the
+//! slot; the stray's lock keeps the slot from new owners until the stray
+//! is gone, and they take other slots meanwhile.
 #![deny(unsafe_code)]
 
 use std::sync::atomic::Ordering;
 
 use crate::error::OpenError;
-use crate::layout::{slot_lock_byte, Bitmap, NO_INTENT, RECEIVER_LOCK_BYTE, RX_ALIVE};
+use crate::layout::{
+    slot_lock_byte, slot_reset_byte, Bitmap, Handover, Slot, HANDOVER_ADOPTED, HANDOVER_NONE,
+    HANDOVER_PASSED, HANDOVER_RETIRED, HANDOVER_SPAWNED, NO_INTENT, RECEIVER_LOCK_BYTE, RX_ALIVE,
+};
 use crate::segment::Segment;
-use crate::sys;
+use crate::sys::{self, ProcessIdentity};
 
 fn bit(i: usize) -> (usize, u64) {
     (i / 64, 1u64 << (i % 64))
@@ -62,8 +79,10 @@ pub(crate) fn active_slots(seg: &Segment) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// Takes a free slot (or one whose owner died) for a new sender endpoint
-/// whose open file description is `seg.file()`.
-pub(crate) fn acquire(seg: &Segment) -> Result<usize, OpenError> {
+/// whose open file description is `seg.file()`: for this process, or, if
+/// `passed`, for a process to be spawned (`Sender::pass_to`). Returns the
+/// slot and its new generation.
+pub(crate) fn acquire(seg: &Segment, passed: bool) -> Result<(usize, u32), OpenError> {
     let n = seg.geometry().max_senders as usize;
     // Start at a PID-dependent slot so that processes opening at once
     // mostly try different locks.
@@ -79,6 +98,13 @@ pub(crate) fn acquire(seg: &Segment) -> Result<usize, OpenError> {
         if !locked {
             continue;
         }
+        // A receiver may be reaping the slot without its lock (its last
+        // owner's lock went with a stray process that has just exited):
+        // the reset lock keeps us apart; try another slot meanwhile.
+        if !sys::ofd_try_lock(seg.file(), slot_reset_byte(i)).unwrap_or(false) {
+            let _ = sys::ofd_unlock(seg.file(), slot_lock_byte(i));
+            continue;
+        }
         // We own slot i now. A set bit means its previous owner died before
         // dropping: we inherit the bit, and clear its stale announcements.
         let slot = &seg.slots()[i];
@@ -86,14 +112,127 @@ pub(crate) fn acquire(seg: &Segment) -> Result<usize, OpenError> {
         let (w, mask) = bit(i);
         h.sleepers[w].fetch_and(!mask, Ordering::SeqCst);
         slot.intent.store(NO_INTENT, Ordering::Relaxed);
-        slot.pid.store(sys::current_pid(), Ordering::Relaxed);
+        slot.spawn_start.store(0, Ordering::Relaxed);
+        slot.spawn_ns.store(0, Ordering::Relaxed);
+        slot.pid.store(sys::current_pid(), Ordering::Release);
+        let kind = if passed {
+            HANDOVER_PASSED
+        } else {
+            HANDOVER_NONE
+        };
+        let state = Handover::parse(slot.handover.load(Ordering::Acquire)).next_owner(kind);
+        // SYNC POINT: pairs with the Acquire load in `claim_spawned`, `adopt`
+        // and `handed_to_gone_process`: whoever sees the new generation sees
+        // the cleared identity above.
+        slot.handover.store(state.word(), Ordering::Release);
         h.active[w].fetch_or(mask, Ordering::AcqRel);
-        return Ok(i);
+        let _ = sys::ofd_unlock(seg.file(), slot_reset_byte(i));
+        return Ok((i, state.generation));
     }
     Err(OpenError::TooManySenders {
         name: seg.name().to_owned(),
         max: n as u32,
     })
+}
+
+/// Records `who` as the process that slot `slot` (`PASSED` by
+/// `Sender::pass_to` with `generation`) was handed to, if no process was
+/// spawned with it before: the first process spawned from a `Command`
+/// keeps the sender; later ones are refused by [`adopt`].
+///
+/// Runs in a child between `fork` and `exec` (see `sys::inherit_in_child`),
+/// so it must stay async-signal-safe: atomics only, no allocation, no lock,
+/// no panic (hence `get`, not indexing).
+pub(crate) fn claim_spawned(seg: &Segment, slot: usize, generation: u32, who: ProcessIdentity) {
+    let Some(s) = seg.slots().get(slot) else {
+        return;
+    };
+    let passed = Handover {
+        kind: HANDOVER_PASSED,
+        generation,
+        pid: 0,
+    };
+    let spawned = Handover {
+        kind: HANDOVER_SPAWNED,
+        generation,
+        pid: who.pid,
+    };
+    if s.handover
+        .compare_exchange(
+            passed.word(),
+            spawned.word(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
+        record_identity(s, who);
+    }
+}
+
+/// Adopts slot `slot` (its lock is held by our open file description) for
+/// this process, `who`: only the first process that opens a passed sender
+/// gets it. `Err` names the process that has it (0 if unknown).
+pub(crate) fn adopt(seg: &Segment, slot: usize, who: ProcessIdentity) -> Result<(), u32> {
+    let s = seg.slots().get(slot).ok_or(0u32)?;
+    let word = s.handover.load(Ordering::Acquire);
+    let seen = Handover::parse(word);
+    if seen.kind != HANDOVER_PASSED && seen.kind != HANDOVER_SPAWNED {
+        return Err(seen.pid);
+    }
+    let adopted = Handover {
+        kind: HANDOVER_ADOPTED,
+        generation: seen.generation,
+        pid: who.pid,
+    };
+    match s
+        .handover
+        .compare_exchange(word, adopted.word(), Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {
+            record_identity(s, who);
+            Ok(())
+        }
+        Err(now) => Err(Handover::parse(now).pid),
+    }
+}
+
+/// Publishes the identity of the process a slot's `Handover` names (which
+/// the caller just wrote): the start time and namespaces first, then the
+/// pid that says they are complete.
+fn record_identity(s: &Slot, who: ProcessIdentity) {
+    s.spawn_start.store(who.start, Ordering::Relaxed);
+    s.spawn_ns.store(who.ns, Ordering::Relaxed);
+    // SYNC POINT: pairs with the Acquire load of `pid` in
+    // `handed_to_gone_process`: a pid equal to the handover's pid means the
+    // start time and namespaces above are that process's.
+    s.pid.store(who.pid, Ordering::Release);
+}
+
+/// If slot `i` was handed to a process (`Sender::pass_to`) that is surely
+/// gone, the hand-over state that says so. `None` for every other slot,
+/// and whenever in doubt: the lock decides then.
+fn handed_to_gone_process(seg: &Segment, i: usize) -> Option<Handover> {
+    let s = seg.slots().get(i)?;
+    let h = Handover::parse(s.handover.load(Ordering::Acquire));
+    match h.kind {
+        HANDOVER_RETIRED => return Some(h),
+        HANDOVER_SPAWNED | HANDOVER_ADOPTED => {}
+        _ => return None,
+    }
+    // SYNC POINT: pairs with the Release store in `record_identity`. A pid
+    // that differs (the identity is being written, or a sender of an older
+    // shmpsc attached the slot without resetting the hand-over) leaves the
+    // decision to the lock.
+    if s.pid.load(Ordering::Acquire) != h.pid {
+        return None;
+    }
+    let who = ProcessIdentity {
+        pid: h.pid,
+        start: s.spawn_start.load(Ordering::Relaxed),
+        ns: s.spawn_ns.load(Ordering::Relaxed),
+    };
+    sys::process_gone(who).then_some(h)
 }
 
 /// Gives slot `i` back (a sender endpoint is dropped). The lock is released
@@ -109,12 +248,14 @@ pub(crate) fn release(seg: &Segment, i: usize) {
     let _ = sys::ofd_unlock(seg.file(), slot_lock_byte(i));
 }
 
-/// Whether the owner of slot `i` is alive (some other open file description
-/// holds its lock).
+/// Whether the owner of slot `i` is alive: some other open file description
+/// holds its lock and, for a sender passed to a spawned process, that
+/// process lives.
 pub(crate) fn sender_alive(seg: &Segment, i: usize) -> bool {
     // An error here (it should not happen) counts as alive: never skip a
     // claim on a guess.
     sys::ofd_is_locked(seg.file(), slot_lock_byte(i)).unwrap_or(true)
+        && handed_to_gone_process(seg, i).is_none()
 }
 
 /// Clears the bits of owned slots whose owner died. Returns how many.
@@ -135,9 +276,42 @@ pub(crate) fn reap_dead(seg: &Segment) -> usize {
                 reaped += 1;
             }
             let _ = sys::ofd_unlock(seg.file(), slot_lock_byte(i));
+        } else if let Some(seen) = handed_to_gone_process(seg, i) {
+            // A stray holds the lock of a sender whose process is gone.
+            reaped += usize::from(retire(seg, i, seen));
         }
     }
     reaped
+}
+
+/// Reaps slot `i`, whose lock a stray holds, if its hand-over is still
+/// `seen` (its process gone): clears its bits under the slot's reset lock,
+/// which every new owner takes while resetting the slot, then marks it
+/// `RETIRED`. Returns whether it did.
+fn retire(seg: &Segment, i: usize, seen: Handover) -> bool {
+    if !sys::ofd_try_lock(seg.file(), slot_reset_byte(i)).unwrap_or(false) {
+        return false;
+    }
+    let s = &seg.slots()[i];
+    let h = seg.header();
+    let (w, mask) = bit(i);
+    // A new owner changes the generation (under the reset lock we hold), and
+    // the process `seen` names cannot come back: equal means still gone.
+    let retired = s.handover.load(Ordering::Acquire) == seen.word();
+    if retired {
+        s.intent.store(NO_INTENT, Ordering::Relaxed);
+        h.sleepers[w].fetch_and(!mask, Ordering::SeqCst);
+        // SYNC POINT: as in `release`, pairs with the Acquire loads in
+        // `any_active`; the process is gone, so its commits are all done.
+        h.active[w].fetch_and(!mask, Ordering::Release);
+        let mark = Handover {
+            kind: HANDOVER_RETIRED,
+            ..seen
+        };
+        s.handover.store(mark.word(), Ordering::Release);
+    }
+    let _ = sys::ofd_unlock(seg.file(), slot_reset_byte(i));
+    retired
 }
 
 /// Positions that live senders are claiming. Read after `tail` (Acquire),

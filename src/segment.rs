@@ -638,11 +638,6 @@ impl Segment {
         })
     }
 
-    /// Gives up the mapping and returns the open file description.
-    pub(crate) fn into_file(self) -> File {
-        self.file
-    }
-
     /// Removes the name if it still refers to this segment.
     pub(crate) fn unlink(&self) {
         if let Ok(true) = still_named(&self.name, &self.path, &self.file) {

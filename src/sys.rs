@@ -329,25 +329,174 @@ pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
 
-/// Arranges for `file` to stay open across `exec` in the child spawned by
-/// `cmd` (at the same descriptor number), keeping it open in this process
-/// until `cmd` is dropped. Returns that descriptor number.
-pub(crate) fn inherit_in_child(cmd: &mut std::process::Command, file: File) -> i32 {
+/// Arranges for the descriptor of `seg` (a sender endpoint attached for
+/// slot `slot` of generation `generation` by `Sender::pass_to`) to stay open
+/// across `exec` in every child spawned by `cmd` (at the same descriptor
+/// number), keeping `seg` open and mapped in this process until `cmd` is
+/// dropped. Between `fork` and `exec`, each child first records itself as
+/// the process the sender was handed to, if it is the first
+/// ([`crate::peers::claim_spawned`]). Returns the descriptor number.
+pub(crate) fn inherit_in_child(
+    cmd: &mut std::process::Command,
+    seg: crate::segment::Segment,
+    slot: usize,
+    generation: u32,
+) -> i32 {
     use std::os::unix::process::CommandExt;
-    let raw = file.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // fcntl, which is async-signal-safe; it allocates nothing. `file` is
-    // moved into the closure, so the descriptor stays open in the parent
-    // (and so exists in the child) until the command is dropped.
+    let raw = seg.file().as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec. It makes
+    // only async-signal-safe calls: `identify_self` (getpid, open, read,
+    // close, stat on buffers of its own stack frame), `claim_spawned` (atomic
+    // loads, stores and one compare-and-swap on the mapping that `seg` keeps
+    // alive, which `fork` copied; it neither allocates, locks nor panics) and
+    // fcntl. `seg` is moved into the closure, so its descriptor and mapping
+    // stay valid in the parent (and so exist in the child) until the command
+    // is dropped.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::fcntl(file.as_raw_fd(), libc::F_SETFD, 0) == -1 {
+            crate::peers::claim_spawned(&seg, slot, generation, identify_self());
+            if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
         });
     }
     raw
+}
+
+/// Who a process is, in a form another process can check later without
+/// mistaking a new process that reuses the pid for it: pid, start time
+/// (clock ticks after boot, field 22 of `/proc/<pid>/stat`), and the
+/// namespaces in which both hold ([`ns_key`]). 0 means unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessIdentity {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    pub(crate) ns: u64,
+}
+
+/// Reads up to `buf.len()` bytes of the file at `path` into `buf`; returns
+/// how many, or the errno of the failure. Async-signal-safe: open, read
+/// and close only.
+fn read_small(path: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, i32> {
+    // SAFETY: `path` is a NUL-terminated string; open only reads it.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last_raw());
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        // SAFETY: writes at most `buf.len() - len` bytes into `buf` from
+        // `len` on, which is in bounds; `fd` is open (we opened it).
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: closes the descriptor opened above, which nothing else owns.
+    unsafe { libc::close(fd) };
+    Ok(len)
+}
+
+/// The state (field 3), parent pid (field 4) and start time (field 22) in
+/// the text of a `/proc/<pid>/stat`. The command name (field 2) may hold
+/// spaces and parentheses: the fields are counted after its last `)`.
+fn parse_stat(stat: &[u8]) -> Option<(u8, u32, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let number = |f: &[u8]| -> Option<u64> {
+        if f.is_empty() || f.len() > 20 {
+            return None;
+        }
+        f.iter().try_fold(0u64, |n, &b| {
+            let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+            n.checked_mul(10)?.checked_add(u64::from(d))
+        })
+    };
+    let state = *fields.next()?.first()?;
+    let ppid = u32::try_from(number(fields.next()?)?).ok()?;
+    // Fields 5 to 21, then the start time.
+    let start = number(fields.nth(17)?)?;
+    Some((state, ppid, start))
+}
+
+/// The inode numbers of this process's pid and time namespaces, as one key
+/// (0 if the pid namespace cannot be read). A pid and a start time read in
+/// `/proc` mean the same process only where this key is the same: start
+/// times are shifted by the reader's time namespace. Async-signal-safe.
+fn ns_key() -> u64 {
+    let ino = |path: &std::ffi::CStr| -> u64 {
+        // SAFETY: `st` is plain data written by stat before it is read
+        // (checked by its return value); `path` is NUL-terminated.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::stat(path.as_ptr(), &mut st) == 0 {
+                st.st_ino
+            } else {
+                0
+            }
+        }
+    };
+    let pid_ns = ino(c"/proc/self/ns/pid");
+    if pid_ns == 0 {
+        return 0;
+    }
+    (pid_ns << 32) | (ino(c"/proc/self/ns/time") & 0xFFFF_FFFF)
+}
+
+/// This process's identity. Async-signal-safe (it runs between `fork` and
+/// `exec`, see [`inherit_in_child`]): no allocation, no lock.
+pub(crate) fn identify_self() -> ProcessIdentity {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let mut buf = [0u8; 1024];
+    let start = match read_small(c"/proc/self/stat", &mut buf) {
+        Ok(n) => parse_stat(&buf[..n]).map_or(0, |(_, _, start)| start),
+        Err(_) => 0,
+    };
+    let ns = if start == 0 { 0 } else { ns_key() };
+    ProcessIdentity { pid, start, ns }
+}
+
+/// Whether the process `who` is surely gone: it exited (a zombie counts as
+/// gone: it holds no descriptor any more), or its pid now belongs to a
+/// process that started at another time. `false` whenever this process
+/// cannot tell: an identity with unknowns, other namespaces than ours, or
+/// a `/proc` that does not show the process (e.g. `hidepid`).
+pub(crate) fn process_gone(who: ProcessIdentity) -> bool {
+    static OWN_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if who.pid == 0 || who.pid > i32::MAX as u32 || who.start == 0 || who.ns == 0 {
+        return false;
+    }
+    if *OWN_NS.get_or_init(ns_key) != who.ns {
+        return false;
+    }
+    // No such process in our (and so its) pid namespace: gone for sure.
+    if let Err(Errno::ESRCH) =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(who.pid as i32), None)
+    {
+        return true;
+    }
+    let mut buf = [0u8; 1024];
+    let path = format!("/proc/{}/stat\0", who.pid);
+    let Ok(path) = std::ffi::CStr::from_bytes_with_nul(path.as_bytes()) else {
+        return false;
+    };
+    match read_small(path, &mut buf) {
+        Ok(n) => match parse_stat(&buf[..n]) {
+            Some((state, _, start)) => start != who.start || state == b'Z' || state == b'X',
+            None => false,
+        },
+        // Gone between the two looks, or hidden from us: only the first is
+        // sure, and `kill` above said it existed.
+        Err(_) => false,
+    }
 }
 
 /// Identity (device, inode) of the object behind descriptor `raw`, without
@@ -641,6 +790,24 @@ mod tests {
             adopt_inherited(raw, &named, byte).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn stat_fields_after_a_tricky_command_name() {
+        let stat = b"42 (a) b) c) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1 2 3";
+        assert_eq!(parse_stat(stat), Some((b'S', 7, 98765)));
+        assert_eq!(parse_stat(b"42 (x) Z 1"), None);
+        assert_eq!(parse_stat(b"no parenthesis"), None);
+        let me = identify_self();
+        assert_eq!(me.pid, std::process::id());
+        assert_ne!(me.start, 0);
+        assert!(!process_gone(me));
+        assert!(process_gone(ProcessIdentity {
+            start: me.start + 1,
+            ..me
+        }));
+        // Unknowns never count as gone.
+        assert!(!process_gone(ProcessIdentity { ns: 0, ..me }));
     }
 
     #[test]

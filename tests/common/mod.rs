@@ -167,12 +167,19 @@ impl Spawn {
 
     /// Spawns the child and waits until its role starts.
     pub fn spawn(mut self) -> Child {
+        let child = self.spawn_one();
+        // Drop the command now: it may hold descriptors meant for the child.
+        drop(self.cmd);
+        child
+    }
+
+    /// Spawns a child from the command and waits until its role starts,
+    /// keeping the command (to spawn it again, e.g. to test misuse).
+    pub fn spawn_one(&mut self) -> Child {
         let mut child = self
             .cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning child {}: {e}", self.what));
-        // Drop the command now: it may hold descriptors meant for the child.
-        drop(self.cmd);
         let what = format!("child {} (pid {})", self.what, child.id());
         let stdout = child.stdout.take().expect("piped stdout");
         let stdin = child.stdin.take();
