@@ -45,6 +45,23 @@ fn fds_of(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether process `pid` holds a descriptor of channel `name`'s object.
+/// By identity (device and inode), not by the path a descriptor shows: an
+/// object created unnamed and linked in later shows as `/dev/shm/#<inode>
+/// (deleted)`.
+fn holds_object(pid: i32, name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(object) = std::fs::metadata(format!("/dev/shm/shmpsc.{name}")) else {
+        return false;
+    };
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::metadata(e.ok()?.path()).ok())
+                .any(|m| m.dev() == object.dev() && m.ino() == object.ino())
+        })
+        .unwrap_or(false)
+}
+
 /// Receives until `Disconnected`; returns what came, or the other error.
 fn drain(rx: &shmpsc::Receiver<u8>) -> Result<Vec<u8>, RecvTimeoutError> {
     let mut got = Vec::new();
@@ -84,10 +101,10 @@ fn spawn_shell_leaving_a_stray(tx: &Sender<u8>, name: &str) -> (Stray, std::proc
             .parse()
             .unwrap_or_else(|e| panic!("the shell printed {out:?}, not a pid: {e}")),
     );
-    let fds = fds_of(stray.0);
     assert!(
-        fds.iter().any(|f| f.contains(name)),
-        "precondition: the stray `sleep` should hold the passed descriptor; it holds {fds:?}"
+        holds_object(stray.0, name),
+        "precondition: the stray `sleep` should hold the passed descriptor; it holds {:?}",
+        fds_of(stray.0)
     );
     (stray, sh)
 }
