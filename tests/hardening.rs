@@ -11,7 +11,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{channel_name, emit, run_child_role, unique_name, wait_for_stdin_eof, Spawn};
+use common::{
+    channel_name, emit, other_user, run_child_role, unique_name, wait_for_stdin_eof, Spawn,
+};
 use raw::{shm_path, Raw};
 use serde::{Serialize, Serializer};
 use shmpsc::{
@@ -193,35 +195,6 @@ fn dead_receiver_channel(test: &str, label: &str) -> String {
 }
 
 // -------------------------------------------------- permissions and names
-
-/// The uid and gid of `nobody`, if this process may switch to them and the
-/// test binary can be run by them; otherwise why not.
-fn other_user() -> Result<(u32, u32), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not running as root, so cannot run a child as another user".into());
-    }
-    let user = nix::unistd::User::from_name("nobody")
-        .map_err(|e| format!("looking up user nobody: {e}"))?
-        .ok_or("there is no user `nobody`")?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    // Every directory on the way must be searchable, and the binary
-    // executable, by a user that is neither its owner nor in its group.
-    let mut path: Option<&Path> = Some(&exe);
-    while let Some(p) = path {
-        let mode = fs::metadata(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?
-            .mode();
-        if mode & 0o001 == 0 {
-            return Err(format!(
-                "{} is not executable/searchable by other users (mode {:o})",
-                p.display(),
-                mode & 0o777
-            ));
-        }
-        path = p.parent();
-    }
-    Ok((user.uid.as_raw(), user.gid.as_raw()))
-}
 
 #[test]
 fn other_users_are_refused_a_0600_channel_and_admitted_to_a_widened_one() {

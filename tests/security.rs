@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{channel_name, emit, param, run_child_role, unique_name, wait_for_stdin_eof, Spawn};
+use common::{
+    channel_name, emit, other_user, param, run_child_role, unique_name, wait_for_stdin_eof, Spawn,
+};
 use nix::sys::signal::Signal;
 use shmpsc::{Builder, OpenError, Sender};
 
@@ -78,33 +80,6 @@ fn run_role(role: &str) {
 
 fn shm_path(name: &str) -> String {
     format!("/dev/shm/shmpsc.{name}")
-}
-
-/// The uid and gid of `nobody`, if this process may switch to them and the
-/// test binary can be run by them; otherwise why not.
-fn other_user() -> Result<(u32, u32), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not running as root, so cannot run a child as another user".into());
-    }
-    let user = nix::unistd::User::from_name("nobody")
-        .map_err(|e| format!("looking up user nobody: {e}"))?
-        .ok_or("there is no user `nobody`")?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut path: Option<&Path> = Some(&exe);
-    while let Some(p) = path {
-        let mode = fs::metadata(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?
-            .mode();
-        if mode & 0o001 == 0 {
-            return Err(format!(
-                "{} is not executable/searchable by other users (mode {:o})",
-                p.display(),
-                mode & 0o777
-            ));
-        }
-        path = p.parent();
-    }
-    Ok((user.uid.as_raw(), user.gid.as_raw()))
 }
 
 /// A channel whose receiver ran in a child process that was then killed.

@@ -426,3 +426,32 @@ impl Drop for Child {
         }
     }
 }
+
+/// The uid and gid of `nobody`, if this process may switch to them and the
+/// test binary can be run by them; otherwise why not.
+pub fn other_user() -> Result<(u32, u32), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root, so cannot run a child as another user".into());
+    }
+    let user = nix::unistd::User::from_name("nobody")
+        .map_err(|e| format!("looking up user nobody: {e}"))?
+        .ok_or("there is no user `nobody`")?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // Every directory on the way must be searchable, and the binary
+    // executable, by a user that is neither its owner nor in its group.
+    let mut path: Option<&std::path::Path> = Some(&exe);
+    while let Some(p) = path {
+        let mode = std::os::unix::fs::MetadataExt::mode(
+            &std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        );
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "{} is not executable/searchable by other users (mode {:o})",
+                p.display(),
+                mode & 0o777
+            ));
+        }
+        path = p.parent();
+    }
+    Ok((user.uid.as_raw(), user.gid.as_raw()))
+}
