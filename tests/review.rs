@@ -301,8 +301,13 @@ fn role_takeover_tx() {
     drop(tx);
 }
 
-/// Spawns a receiver role and forwards its event lines.
-fn spawn_rx(name: &str, events: mpsc::Sender<String>) -> std::process::Child {
+/// Spawns a receiver role and forwards its event lines; the returned
+/// thread ends at the end of the child's output (after its death, once
+/// every line it wrote was forwarded).
+fn spawn_rx(
+    name: &str,
+    events: mpsc::Sender<String>,
+) -> (std::process::Child, std::thread::JoinHandle<()>) {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
@@ -319,7 +324,7 @@ fn spawn_rx(name: &str, events: mpsc::Sender<String>) -> std::process::Child {
         .spawn()
         .unwrap();
     let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
+    let forward = std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
             if let Some(i) = line.find(EVENT_MARK) {
@@ -327,7 +332,7 @@ fn spawn_rx(name: &str, events: mpsc::Sender<String>) -> std::process::Child {
             }
         }
     });
-    child
+    (child, forward)
 }
 
 /// Guarantees 1 and 2 across takeovers: the receiver process is killed
@@ -361,7 +366,7 @@ fn receiver_killed_at_random_moments_never_duplicates_or_reorders() {
     };
     let name = unique_name("rxkill");
     let (ev_tx, events) = mpsc::channel::<String>();
-    let mut rx = spawn_rx(&name, ev_tx.clone());
+    let (mut rx, mut forward) = spawn_rx(&name, ev_tx.clone());
     // Wait for the first receiver to create the channel.
     let mut first = events.recv_timeout(common::HANG_GUARD).unwrap();
     if first == "started" {
@@ -416,11 +421,13 @@ fn receiver_killed_at_random_moments_never_duplicates_or_reorders() {
         }
         rx.kill().unwrap();
         rx.wait().unwrap();
-        // Drain what the dead receiver wrote before it died.
-        while let Ok(ev) = events.recv_timeout(Duration::from_millis(20)) {
+        // Every line the dead receiver wrote is forwarded once its output
+        // ends: take them all before the next receiver writes any.
+        forward.join().unwrap();
+        while let Ok(ev) = events.try_recv() {
             take(ev, &mut next, &mut missing);
         }
-        rx = spawn_rx(&name, ev_tx.clone());
+        (rx, forward) = spawn_rx(&name, ev_tx.clone());
     }
     let deadline = Instant::now() + common::HANG_GUARD;
     loop {
@@ -439,6 +446,7 @@ fn receiver_killed_at_random_moments_never_duplicates_or_reorders() {
     }
     let _ = rx.kill();
     let _ = rx.wait();
+    let _ = forward.join();
     println!(
         "missing {missing} invalid {invalid} problems {}",
         problems.len()
