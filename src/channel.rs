@@ -300,23 +300,80 @@ impl Builder {
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
         let fp = type_fingerprint::<T>();
-        if let Some((raw, slot)) = take_passed(&self.name) {
-            let byte = crate::layout::slot_lock_byte(slot);
-            match Segment::open_inherited(&self.name, raw, byte, fp) {
-                Ok(seg) => return Sender::adopt(seg, slot, self.tick),
-                // The variable was not meant for this process (inherited
-                // from a parent that got it, by a process spawned before
-                // it opened the channel): its descriptor is closed, or is
-                // something else. Attach a sender of our own.
-                Err(OpenError::Io { source, .. })
-                    if matches!(
-                        source.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
-                    ) => {}
-                Err(e) => return Err(name_type::<T>(e)),
+        if let Some(passed) = take_passed(&self.name) {
+            if let Some(opened) = self.open_passed(passed, fp) {
+                return opened.map_err(name_type::<T>);
             }
         }
         let seg = Segment::open(&self.name, fp, &self.trusted_owners).map_err(name_type::<T>)?;
+        Sender::attach(seg, self.tick)
+    }
+
+    /// Adopts the sender that the parent passed (see [`Sender::pass_to`]),
+    /// reached through the inherited descriptor, never by name: it reaches
+    /// its own receiver even if the name was removed or given to another
+    /// channel meanwhile. `None` if the variable was not meant for this
+    /// process (inherited from a parent that got it, by a process spawned
+    /// before it opened the channel): its descriptor is closed, or refers
+    /// to another object than the one the variable names. Then a sender of
+    /// our own is attached by name.
+    fn open_passed<T: Serialize>(
+        &self,
+        passed: Passed,
+        fp: u64,
+    ) -> Option<Result<Sender<T>, OpenError>> {
+        let found = crate::sys::borrowed_identity(passed.fd)?;
+        let id = match passed.id {
+            Some(id) => id,
+            // A variable without the object's identity (written by an older
+            // shmpsc): the object the name refers to now stands in for it.
+            None => Segment::open(&self.name, fp, &self.trusted_owners)
+                .and_then(|seg| seg.identity())
+                .ok()?,
+        };
+        if found != id {
+            return None;
+        }
+        let byte = crate::layout::slot_lock_byte(passed.slot);
+        Some(
+            match Segment::open_inherited(&self.name, passed.fd, id, byte, fp) {
+                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick),
+                // The descriptor is the passed channel's object but not the
+                // passed sender (which was adopted and dropped, or another
+                // open file description got the number): attach a sender
+                // of our own to that channel, by name only while the name
+                // still refers to it.
+                Err(OpenError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::InvalidInput =>
+                {
+                    self.attach_to(id, fp, &source)
+                }
+                Err(e) => Err(e),
+            },
+        )
+    }
+
+    /// Attaches a sender by name to the channel whose object is `id`;
+    /// fails, saying why (`not_passed`), if the name refers to another.
+    fn attach_to<T: Serialize>(
+        &self,
+        id: crate::sys::FileId,
+        fp: u64,
+        not_passed: &std::io::Error,
+    ) -> Result<Sender<T>, OpenError> {
+        let seg = Segment::open(&self.name, fp, &self.trusted_owners)?;
+        if seg.identity()? != id {
+            return Err(OpenError::Io {
+                name: self.name.clone(),
+                op: "opening the sender passed by the parent",
+                source: std::io::Error::other(format!(
+                    "{not_passed}, and the channel's name now refers to another channel, \
+                     so no sender was attached there (its messages would go to another \
+                     receiver); pass this process a sender of the new channel, or call \
+                     Sender::open again to attach a sender to it by name"
+                )),
+            });
+        }
         Sender::attach(seg, self.tick)
     }
 }
@@ -333,12 +390,20 @@ fn passed_var(name: &str) -> String {
     )
 }
 
+/// A sender passed by the parent: its descriptor, slot, and the identity
+/// (device, inode) of its object if the variable gives it.
+struct Passed {
+    fd: i32,
+    slot: usize,
+    id: Option<crate::sys::FileId>,
+}
+
 /// Takes the sender that the parent passed for `name`, if any: once per
 /// process. The environment is only read, never changed (changing it from
 /// library code is undefined behaviour while another thread reads it);
 /// which variables were taken is remembered here, so a second `open`
 /// attaches a sender of its own.
-fn take_passed(name: &str) -> Option<(i32, usize)> {
+fn take_passed(name: &str) -> Option<Passed> {
     static TAKEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let key = passed_var(name);
     let value = std::env::var(&key).ok()?;
@@ -349,8 +414,8 @@ fn take_passed(name: &str) -> Option<(i32, usize)> {
         return None;
     }
     taken.push(key);
-    let (fd, slot, _) = crate::sys::parse_passed(&value)?;
-    (slot < crate::layout::MAX_SENDERS as usize).then_some((fd, slot))
+    let (fd, slot, id) = crate::sys::parse_passed(&value)?;
+    (slot < crate::layout::MAX_SENDERS as usize).then_some(Passed { fd, slot, id })
 }
 
 struct SenderInner {
@@ -637,7 +702,19 @@ impl<T: Serialize> Sender<T> {
     /// the descriptor as long as it lives (which, as said above, keeps the
     /// slot but not the sender). The environment variable that names the
     /// descriptor is inherited, and ignored where its descriptor is not the
-    /// passed one: `Sender::open` there attaches a new sender.
+    /// passed object (device and inode, which the variable gives too):
+    /// `Sender::open` there attaches a new sender.
+    ///
+    /// The child's `Sender::open` reaches the passed object through the
+    /// descriptor (and `/proc/self/fd`), never by name: the sender reaches
+    /// this channel's receiver even if the name was removed, or given to
+    /// another channel, before the child opened it. A process whose
+    /// descriptor is the passed object but does not hold the passed sender
+    /// (it was adopted and dropped) attaches a sender of its own by name
+    /// only while the name still refers to that channel; otherwise it gets
+    /// an error, never a sender of the channel that took the name. Without
+    /// `/proc`, the object is checked by name, and adopting fails (with an
+    /// error) once the name refers to another channel.
     ///
     /// The spawned process is identified through `/proc`. Where `/proc` is
     /// not mounted, or the receiver runs in other pid or time namespaces

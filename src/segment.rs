@@ -522,20 +522,64 @@ impl Segment {
     }
 
     /// Opens a segment from a descriptor inherited from the parent process
-    /// (see `Sender::pass_to`), checked against the object named `name`.
+    /// (see `Sender::pass_to`) whose object is `id` (device and inode, as
+    /// the parent's variable says and the caller checked). The object is
+    /// reached through the descriptor, never by name: the name may have
+    /// been removed, or given to another channel, since the parent passed
+    /// it. Only without `/proc` is the name used, and only if it still
+    /// refers to that object.
+    ///
+    /// An `Io` error of kind `InvalidInput` means the descriptor is the
+    /// channel's object but not the open file description that holds the
+    /// passed slot; any other error is a failure to adopt the passed sender.
     pub(crate) fn open_inherited(
         name: &str,
         raw: i32,
+        id: sys::FileId,
         lock_byte: u64,
         fingerprint: u64,
     ) -> Result<Segment, OpenError> {
+        const OP: &str = "adopting the sender passed by the parent";
         let path = shm_path(name)?;
-        let named = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
-        let file = sys::adopt_inherited(raw, &named, lock_byte)
-            .map_err(|e| io_err(name, "adopting the sender passed by the parent", e))?;
+        let expect = match sys::reopen_borrowed(raw) {
+            Ok(file) => file,
+            // No /proc: by name, if the name still refers to the object.
+            Err(Errno::ENOENT) => match sys::shm_open_existing(&path) {
+                Ok(named) if sys::file_stat(&named).is_ok_and(|st| st.id == id) => named,
+                Ok(_) | Err(Errno::ENOENT) => {
+                    return Err(io_err(
+                        name,
+                        OP,
+                        io::Error::other(
+                            "the channel's name was removed or now refers to another channel,                              and without /proc the passed object cannot be checked; mount                              /proc, or pass the sender again after the channel is created again",
+                        ),
+                    ))
+                }
+                Err(e) => return Err(open_errno(name, OP, e)),
+            },
+            Err(e) => return Err(open_errno(name, OP, e)),
+        };
+        if sys::file_stat(&expect).map_err(|e| io_err(name, OP, e))?.id != id {
+            return Err(io_err(
+                name,
+                OP,
+                io::Error::other(
+                    "the inherited descriptor was closed and reused while it was adopted;                      call Sender::open again",
+                ),
+            ));
+        }
+        let file =
+            sys::adopt_inherited(raw, &expect, lock_byte).map_err(|e| io_err(name, OP, e))?;
         let seg = Segment::open_checked(name, &path, file, fingerprint, Trust::Known)?;
         seg.reserve()?;
         Ok(seg)
+    }
+
+    /// Device and inode of this segment's object.
+    pub(crate) fn identity(&self) -> Result<sys::FileId, OpenError> {
+        sys::file_stat(&self.file)
+            .map(|st| st.id)
+            .map_err(|e| io_err(&self.name, "inspecting", e))
     }
 
     /// A snapshot of an existing segment's header and slot table, whatever

@@ -501,7 +501,7 @@ pub(crate) fn process_gone(who: ProcessIdentity) -> bool {
 
 /// Identity (device, inode) of the object behind descriptor `raw`, without
 /// taking ownership of it; `None` if `raw` is not an open descriptor.
-fn borrowed_identity(raw: i32) -> Option<(u64, u64)> {
+pub(crate) fn borrowed_identity(raw: i32) -> Option<(u64, u64)> {
     if raw < 0 {
         return None;
     }
@@ -559,6 +559,22 @@ pub(crate) fn adopt_inherited(raw: i32, expect: &File, lock_byte: u64) -> io::Re
         FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
     Ok(file)
+}
+
+/// A new open file description of the object behind descriptor `raw`
+/// (borrowed, not owned: nothing is closed), whether or not the object
+/// still has a name: through `/proc/self/fd`, never by name. `ENOENT` if
+/// `/proc` is not mounted (or `raw` is not open).
+pub(crate) fn reopen_borrowed(raw: i32) -> Result<File, Errno> {
+    if raw < 0 {
+        return Err(Errno::EBADF);
+    }
+    let fd = nix::fcntl::open(
+        format!("/proc/self/fd/{raw}").as_str(),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
 }
 
 /// Prefix of the environment variables through which `Sender::pass_to`

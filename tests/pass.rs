@@ -374,3 +374,125 @@ fn forked_copy_and_spawned_process_adopt_once() {
     );
     assert_eq!(got, [8, 9]);
 }
+
+/// Child role: opens the sender the parent passed, sends 42, reports.
+fn role_send_passed() {
+    match Sender::<u8>::open(&channel_name()) {
+        Ok(tx) => emit(format!(
+            "result sent {:?}",
+            tx.send(42).map_err(|e| e.to_string())
+        )),
+        Err(e) => emit(format!("result open-failed {e}")),
+    }
+}
+
+/// The passed object is reached through the inherited descriptor, never by
+/// name: its name was removed (no channel has it now) before the child
+/// opened its passed sender, and the child still delivers to the receiver
+/// it was passed for. With the defect the child looked the name up and
+/// fell back to opening by name: `NotFound`.
+#[test]
+fn a_passed_sender_reaches_its_receiver_after_the_name_was_removed() {
+    run_child_role(|role| match role {
+        "send_passed" => role_send_passed(),
+        other => panic!("unknown role {other:?}"),
+    });
+    let name = unique_name("pass-unnamed");
+    let (tx, rx) = Builder::new(&name).tick(TICK).create::<u8>().unwrap();
+    let mut spawn = Spawn::new(
+        "a_passed_sender_reaches_its_receiver_after_the_name_was_removed",
+        "send_passed",
+        &name,
+    );
+    tx.pass_to(spawn.command()).unwrap();
+    std::fs::remove_file(format!("/dev/shm/shmpsc.{name}")).unwrap();
+    let mut child = spawn.spawn();
+    drop(tx);
+    let result = child.expect_event("result");
+    child.wait_success();
+    assert_eq!(result, "sent Ok(())");
+    assert_eq!(drain(&rx), Ok(vec![42]));
+}
+
+/// Child role: forks at once. This process adopts its passed sender, drops
+/// it (which releases the slot on the open file description it shares
+/// with the copy), reports `dropped` and waits for the test's `go`; then
+/// the copy, which never took the variable, opens the channel and reports
+/// `copy-open ok` (and sends 7) or `copy-open refused <error>`.
+fn role_adopt_drop_then_copy_opens() {
+    use std::os::fd::AsRawFd;
+    let name = channel_name();
+    let (go_r, go_w) = nix::unistd::pipe().expect("pipe");
+    // SAFETY: this role's process runs one test on one thread; the copy
+    // waits on a pipe, opens the channel, reports with `write(2)` and leaves
+    // with `_exit`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            let mut byte = [0u8; 1];
+            // SAFETY: reading into a buffer we own from a descriptor we own.
+            unsafe { libc::read(go_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+            let tx = Sender::<u8>::open(&name);
+            let line = match &tx {
+                Ok(_) => "\n@@shmpsc-test-event@@ copy-open ok\n".to_owned(),
+                Err(e) => format!("\n@@shmpsc-test-event@@ copy-open refused {e}\n"),
+            };
+            if let Ok(tx) = tx {
+                let _ = tx.send(7);
+            }
+            // SAFETY: writing a buffer we own to stdout.
+            unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+            // SAFETY: leaves at once, without running the parent's exit code.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let tx = Sender::<u8>::open(&name).expect("adopting the passed sender");
+            tx.send(1).unwrap();
+            drop(tx);
+            emit("dropped");
+            assert_eq!(read_line(), "go");
+            let byte = [0u8; 1];
+            // SAFETY: writing a buffer we own to a descriptor we own.
+            unsafe { libc::write(go_w.as_raw_fd(), byte.as_ptr().cast(), 1) };
+            let status = waitpid(child, None).expect("waitpid");
+            assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+        }
+    }
+}
+
+/// A process that holds the passed descriptor (of the right object) but
+/// not the passed sender, whose name now refers to another channel, gets
+/// an error: it neither attaches to the other channel (its messages would
+/// go to another receiver) nor to its own by a descriptor it does not own.
+#[test]
+fn a_passed_descriptor_whose_sender_is_gone_never_attaches_to_the_new_channel() {
+    run_child_role(|role| match role {
+        "adopt_drop_then_copy_opens" => role_adopt_drop_then_copy_opens(),
+        other => panic!("unknown role {other:?}"),
+    });
+    let name = unique_name("pass-gone-taken");
+    let (tx, rx1) = Builder::new(&name).tick(TICK).create::<u8>().unwrap();
+    let mut spawn = Spawn::new(
+        "a_passed_descriptor_whose_sender_is_gone_never_attaches_to_the_new_channel",
+        "adopt_drop_then_copy_opens",
+        &name,
+    );
+    tx.pass_to(spawn.command()).unwrap();
+    let mut child = spawn.spawn();
+    drop(tx);
+    child.expect_event("dropped");
+    std::fs::remove_file(format!("/dev/shm/shmpsc.{name}")).unwrap();
+    let rx2 = Builder::new(&name).tick(TICK).receiver::<u8>().unwrap();
+    child.send_line("go");
+    let copy = child.expect_event("copy-open");
+    child.wait_success();
+    println!("copy: {copy}");
+    assert_eq!(rx1.recv_timeout(Duration::from_secs(10)), Ok(1));
+    assert!(
+        rx2.try_recv().is_err(),
+        "the copy sent to the channel that took the name ({copy})"
+    );
+    assert!(
+        copy.starts_with("refused") && copy.contains("another channel"),
+        "the copy must be refused, saying why: {copy}"
+    );
+}

@@ -40,7 +40,13 @@
 //! A child made by `fork` (without `exec`) that inherits a sink gets a
 //! reconnecting thread of its own, and its own sender, when it logs (its
 //! copy of the parent's sender refuses to send, see
-//! [`Rejection::Forked`]).
+//! [`Rejection::Forked`]). Its log calls never touch the parent's
+//! connection: a lock that another thread of the parent held at the fork
+//! stays held in the child's copy, so the child keeps a connection of its
+//! own, found without taking any lock. The first record the child logs is
+//! dropped and counted while its thread connects. This holds down to
+//! [`MAX_FORK_DEPTH`] levels of `fork` below the process that made the
+//! sink; deeper, records are dropped and counted.
 //!
 //! # The daemon
 //!
@@ -64,8 +70,9 @@
 //! [`Builder::max_message_size`]: crate::Builder::max_message_size
 #![deny(unsafe_code)]
 
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -184,20 +191,34 @@ pub struct LogRecord {
 }
 
 /// The name of this process's program, computed once.
-fn process_name() -> &'static str {
+///
+/// Never waits: a log call may run in a child made by `fork` while a
+/// thread of the parent was storing the name (in the child, that store
+/// never completes). Only the thread that wins `STORING` stores it; until
+/// it is stored, the name is computed again for each record.
+fn process_name() -> Cow<'static, str> {
     static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let from_path = |p: std::path::PathBuf| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .filter(|n| !n.is_empty())
-        };
-        std::env::args_os()
-            .next()
-            .and_then(|a| from_path(a.into()))
-            .or_else(|| std::env::current_exe().ok().and_then(from_path))
-            .unwrap_or_else(|| "?".to_owned())
-    })
+    static STORING: AtomicBool = AtomicBool::new(false);
+    if let Some(name) = NAME.get() {
+        return Cow::Borrowed(name);
+    }
+    let from_path = |p: std::path::PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+    };
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| from_path(a.into()))
+        .or_else(|| std::env::current_exe().ok().and_then(from_path))
+        .unwrap_or_else(|| "?".to_owned());
+    if STORING
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        let _ = NAME.set(name.clone());
+    }
+    Cow::Owned(name)
 }
 
 impl LogRecord {
@@ -220,7 +241,7 @@ impl LogRecord {
             message: message.into(),
             fields: Vec::new(),
             pid: std::process::id(),
-            process: process_name().to_owned(),
+            process: process_name().into_owned(),
         }
     }
 
@@ -352,27 +373,51 @@ struct Handle {
     shared: Arc<Shared>,
 }
 
+/// How many levels of `fork` (without `exec`) below the process that made
+/// a sink get a connection of their own: a process forked from a process
+/// forked from ... more than this many times drops and counts its records.
+pub const MAX_FORK_DEPTH: usize = 16;
+
 /// What the sink's clones share with its reconnecting thread.
+///
+/// The connection is per process. A child made by `fork` gets a copy of
+/// the parent's memory as it was at that instant: a lock that a thread of
+/// the parent held then stays held in the copy (that thread does not exist
+/// in the child), and what it guards may be half-written. So each process
+/// keeps its connection in a slot of its own, indexed by its fork
+/// generation (`crate::sys::fork_generation`) below the process that made
+/// the sink, and never touches the slots of the processes it was forked
+/// from. Only a process of generation `g` fills slot `g`: its ancestors
+/// have smaller generations, so a child's own slot is always empty (never
+/// half-made, never locked) when it starts.
 struct Shared {
     name: String,
-    state: Mutex<State>,
-    /// Wakes the reconnecting thread: the sink lost its sender, or was dropped.
-    wake: Condvar,
-    /// Wakes [`LogSink::wait_connected`]: the sink has a sender.
-    connected: Condvar,
-    /// The process whose reconnecting thread serves this sink (0: none).
-    /// A child made by `fork` has no such thread, and starts its own.
-    worker_pid: AtomicU32,
-    /// After a failure to start the thread: earliest time (milliseconds
-    /// since `epoch`) of the next try.
-    next_spawn_ms: AtomicU64,
+    /// The fork generation of the process that made the sink.
+    home: u64,
+    /// The connection of each process, by fork generation below `home`.
+    procs: [OnceLock<Proc>; MAX_FORK_DEPTH],
+    /// When the sink was made (`Proc::next_spawn_ms` counts from it).
     epoch: Instant,
     sent: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
 }
 
-/// Guarded by `Shared::state`. Whoever holds the lock never makes a
+/// One process's connection (see `Shared`).
+struct Proc {
+    state: Mutex<State>,
+    /// Wakes the reconnecting thread: the sink lost its sender, or was dropped.
+    wake: Condvar,
+    /// Wakes [`LogSink::wait_connected`]: the sink has a sender.
+    connected: Condvar,
+    /// Whether this process's reconnecting thread was started.
+    worker: AtomicBool,
+    /// After a failure to start the thread: earliest time (milliseconds
+    /// since `Shared::epoch`) of the next try.
+    next_spawn_ms: AtomicU64,
+}
+
+/// Guarded by `Proc::state`. Whoever holds the lock never makes a
 /// syscall that can wait, and never drops a sender (which unmaps).
 struct State {
     /// The current sender and its generation (`None`: not connected).
@@ -398,20 +443,76 @@ impl fmt::Debug for LogSink {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        // Only this process's connection: another's is not ours to touch.
+        let Some((_, proc)) = self.shared.current() else {
+            return;
+        };
+        let mut state = proc.lock();
         state.closed = true;
         let sender = state.sender.take();
         drop(state);
-        self.shared.wake.notify_all();
+        proc.wake.notify_all();
         // Detach from the channel now, not when the thread gets to it.
         drop(sender);
     }
 }
 
-impl Shared {
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The connections of the processes this one was forked from are
+        // copies that may be half-written (see `Shared`): leaked, never
+        // dropped. A slot copied in the middle of being filled is not
+        // initialised, and is not dropped by `OnceLock` either.
+        let mine = self.index();
+        for (i, slot) in self.procs.iter_mut().enumerate() {
+            if Some(i) != mine {
+                if let Some(proc) = slot.take() {
+                    std::mem::forget(proc);
+                }
+            }
+        }
+    }
+}
+
+impl Proc {
+    /// A connection through `sender`, whose next connection attempt may
+    /// begin one [`RECONNECT_INTERVAL`] after `last_attempt` (at once if
+    /// `None`).
+    fn new(sender: Option<Sender<LogRecord>>, last_attempt: Option<Instant>) -> Proc {
+        Proc {
+            state: Mutex::new(State {
+                sender: sender.map(|s| (0, s)),
+                generation: 0,
+                last_attempt,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            connected: Condvar::new(),
+            worker: AtomicBool::new(false),
+            next_spawn_ms: AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; recover anyway.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Shared {
+    /// This process's slot index: its fork generation below `home`
+    /// (`None` if it is deeper than [`MAX_FORK_DEPTH`]).
+    fn index(&self) -> Option<usize> {
+        let below = crate::sys::fork_generation().checked_sub(self.home)?;
+        usize::try_from(below).ok().filter(|&i| i < MAX_FORK_DEPTH)
+    }
+
+    /// This process's connection, made (disconnected, free to connect at
+    /// once) in a child made by `fork` on its first use. Takes no lock
+    /// (see `Shared`).
+    fn current(&self) -> Option<(usize, &Proc)> {
+        let i = self.index()?;
+        Some((i, self.procs[i].get_or_init(|| Proc::new(None, None))))
     }
 
     fn now_ms(&self) -> u64 {
@@ -422,33 +523,34 @@ impl Shared {
     /// process is a `fork` copy that may not use it), unless another
     /// thread replaced it already, and has the reconnecting thread reopen
     /// the channel.
-    fn lose(self: &Arc<Shared>, generation: u64) {
-        let mut state = self.lock();
+    fn lose(self: &Arc<Shared>, i: usize, proc: &Proc, generation: u64) {
+        let mut state = proc.lock();
         let lost = if state.sender.as_ref().is_some_and(|(g, _)| *g == generation) {
             state.sender.take()
         } else {
             None
         };
         drop(state);
-        self.wake.notify_all();
-        self.ensure_worker();
+        proc.wake.notify_all();
+        self.ensure_worker(i, proc);
         drop(lost);
     }
 
     /// Starts this process's reconnecting thread for the sink, if it has
-    /// none (never started, or this process is a `fork` copy of the one
-    /// that started it). Never waits: if another thread is starting it,
-    /// returns at once; if starting fails (the system is out of threads),
-    /// tries again on a later call, at most once per [`RECONNECT_INTERVAL`].
-    fn ensure_worker(self: &Arc<Shared>) {
-        let pid = std::process::id();
-        let worker = self.worker_pid.load(Ordering::Acquire);
-        if worker == pid || self.now_ms() < self.next_spawn_ms.load(Ordering::Relaxed) {
+    /// none (never started: every process, a `fork` copy included, has a
+    /// slot and a thread of its own). Never waits: if another thread is
+    /// starting it, returns at once; if starting fails (the system is out
+    /// of threads), tries again on a later call, at most once per
+    /// [`RECONNECT_INTERVAL`].
+    fn ensure_worker(self: &Arc<Shared>, i: usize, proc: &Proc) {
+        if proc.worker.load(Ordering::Acquire)
+            || self.now_ms() < proc.next_spawn_ms.load(Ordering::Relaxed)
+        {
             return;
         }
-        if self
-            .worker_pid
-            .compare_exchange(worker, pid, Ordering::AcqRel, Ordering::Relaxed)
+        if proc
+            .worker
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return; // another thread is starting it
@@ -456,27 +558,31 @@ impl Shared {
         let shared = Arc::clone(self);
         let started = std::thread::Builder::new()
             .name("shmpsc-log".to_owned())
-            .spawn(move || shared.reconnect_loop());
+            .spawn(move || shared.reconnect_loop(i));
         if started.is_err() {
             let next = self
                 .now_ms()
                 .saturating_add(RECONNECT_INTERVAL.as_millis() as u64);
-            self.next_spawn_ms.store(next, Ordering::Relaxed);
-            self.worker_pid.store(0, Ordering::Release);
+            proc.next_spawn_ms.store(next, Ordering::Relaxed);
+            proc.worker.store(false, Ordering::Release);
         }
     }
 
-    /// The reconnecting thread: sleeps on `wake` while the sink has a
-    /// sender; without one, opens the channel at most once per
-    /// [`RECONNECT_INTERVAL`]; ends when the last handle is dropped.
-    fn reconnect_loop(&self) {
-        let mut state = self.lock();
+    /// The reconnecting thread of the process whose slot is `i`: sleeps on
+    /// `wake` while the sink has a sender; without one, opens the channel
+    /// at most once per [`RECONNECT_INTERVAL`]; ends when the last handle
+    /// is dropped.
+    fn reconnect_loop(&self, i: usize) {
+        let Some(proc) = self.procs[i].get() else {
+            return;
+        };
+        let mut state = proc.lock();
         loop {
             if state.closed {
                 return;
             }
             if state.sender.is_some() {
-                state = self
+                state = proc
                     .wake
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
@@ -488,7 +594,7 @@ impl Shared {
                 .and_then(|due| due.checked_duration_since(Instant::now()))
                 .filter(|left| !left.is_zero())
             {
-                state = self
+                state = proc
                     .wake
                     .wait_timeout(state, left)
                     .unwrap_or_else(PoisonError::into_inner)
@@ -499,7 +605,7 @@ impl Shared {
             drop(state);
             at_attempt(&self.name);
             let opened = open_if_ready(&self.name);
-            state = self.lock();
+            state = proc.lock();
             let Ok(tx) = opened else { continue };
             if state.closed {
                 drop(state);
@@ -509,7 +615,7 @@ impl Shared {
             state.generation += 1;
             state.sender = Some((state.generation, tx));
             self.reconnects.fetch_add(1, Ordering::Relaxed);
-            self.connected.notify_all();
+            proc.connected.notify_all();
         }
     }
 }
@@ -533,29 +639,26 @@ fn open_if_ready(name: &str) -> Result<Sender<LogRecord>, OpenError> {
 
 impl LogSink {
     fn with(name: &str, sender: Option<Sender<LogRecord>>) -> LogSink {
+        // A child made by `fork` must see another generation (see `Shared`).
+        crate::sys::watch_forks();
         let connected = sender.is_some();
         let shared = Arc::new(Shared {
             name: name.to_owned(),
-            state: Mutex::new(State {
-                sender: sender.map(|s| (0, s)),
-                generation: 0,
-                // A sink that could not connect waits one interval before
-                // its next try; a connected one may reopen at once if its
-                // receiver goes away.
-                last_attempt: (!connected).then(Instant::now),
-                closed: false,
-            }),
-            wake: Condvar::new(),
-            connected: Condvar::new(),
-            worker_pid: AtomicU32::new(0),
-            next_spawn_ms: AtomicU64::new(0),
+            home: crate::sys::fork_generation(),
+            procs: std::array::from_fn(|_| OnceLock::new()),
             epoch: Instant::now(),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         });
+        let home = &shared.procs[0];
+        // A sink that could not connect waits one interval before its next
+        // try; a connected one may reopen at once if its receiver goes away.
+        let _ = home.set(Proc::new(sender, (!connected).then(Instant::now)));
         if !connected {
-            shared.ensure_worker();
+            if let Some(proc) = home.get() {
+                shared.ensure_worker(0, proc);
+            }
         }
         LogSink {
             inner: Arc::new(Handle { shared }),
@@ -650,19 +753,23 @@ impl LogSink {
     /// ```
     pub fn send(&self, record: LogRecord) -> bool {
         let shared = &self.inner.shared;
-        // The lock is held only to clone the sender (an `Arc`).
-        let current = shared.lock().sender.clone();
+        let Some((i, proc)) = shared.current() else {
+            return self.count_dropped(); // forked too deep
+        };
+        // The lock (this process's own) is held only to clone the sender
+        // (an `Arc`).
+        let current = proc.lock().sender.clone();
         let Some((generation, tx)) = current else {
             // Disconnected: the reconnecting thread is on it (or, in a
             // child made by `fork`, is started now).
-            shared.ensure_worker();
+            shared.ensure_worker(i, proc);
             return self.count_dropped();
         };
         match tx.try_send(record) {
             Ok(()) => self.count_sent(),
             Err(TrySendError::Disconnected(_))
             | Err(TrySendError::Rejected(_, Rejection::Forked { .. })) => {
-                shared.lose(generation);
+                shared.lose(i, proc, generation);
                 self.count_dropped()
             }
             Err(_) => self.count_dropped(),
@@ -695,12 +802,15 @@ impl LogSink {
     /// ```
     pub fn wait_connected(&self, timeout: Duration) -> bool {
         let shared = &self.inner.shared;
+        let Some((i, proc)) = shared.current() else {
+            return false; // forked too deep
+        };
         let deadline = Instant::now().checked_add(timeout);
-        let mut state = shared.lock();
+        let mut state = proc.lock();
         if state.sender.is_none() {
             drop(state);
-            shared.ensure_worker();
-            state = shared.lock();
+            shared.ensure_worker(i, proc);
+            state = proc.lock();
         }
         loop {
             if state.sender.is_some() {
@@ -713,7 +823,7 @@ impl LogSink {
                 },
                 None => Duration::MAX,
             };
-            state = shared
+            state = proc
                 .connected
                 .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -764,7 +874,10 @@ impl LogSink {
     /// assert!(!sink.is_connected()); // no daemon
     /// ```
     pub fn is_connected(&self) -> bool {
-        self.inner.shared.lock().sender.is_some()
+        self.inner
+            .shared
+            .current()
+            .is_some_and(|(_, proc)| proc.lock().sender.is_some())
     }
 }
 
