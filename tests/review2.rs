@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,11 +110,12 @@ fn private_dev_shm() -> Result<(), String> {
 
 /// Runs `cmd` with its output captured; kills it if it has not exited
 /// after [`HUNG_AFTER`]. Returns `None` if it hung, else (exit code, output).
+#[cfg(feature = "cli")]
 fn run_bounded(cmd: &mut Command) -> Option<(i32, String)> {
     let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawning");
     let deadline = Instant::now() + HUNG_AFTER;
@@ -437,7 +438,7 @@ fn remove_never_takes_the_name_of_a_channel_created_after_its_check() {
 fn stat_with_a_huge_interval_is_an_error_not_a_panic() {
     let out = Command::new(env!("CARGO_BIN_EXE_shmpsc"))
         .args(["stat", "review2-no-such-channel", "--interval", "1e300"])
-        .stdin(Stdio::null())
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
