@@ -10,7 +10,6 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -436,7 +435,7 @@ fn private_gc(_name: &str) {
             String::from_utf8_lossy(&out.stderr)
         )
         .replace('\n', "\\n");
-        let gone = !Path::new("/dev/shm/shmpsc.y-nobody").exists();
+        let gone = !std::path::Path::new("/dev/shm/shmpsc.y-nobody").exists();
         emit(format!(
             "b {} {gone} {text}",
             out.status.code().unwrap_or(-1)
