@@ -161,7 +161,10 @@ fn run_role(role: &str) {
         "remove" => emit(format!("result {:?}", shmpsc::remove(&name))),
         // Opens the sender the parent passed, sends 42, reports.
         "send_passed" => match Sender::<u64>::open(&name) {
-            Ok(tx) => emit(format!("result sent {:?}", tx.send(42).map_err(|e| e.to_string()))),
+            Ok(tx) => emit(format!(
+                "result sent {:?}",
+                tx.send(42).map_err(|e| e.to_string())
+            )),
             Err(e) => emit(format!("result open failed: {e}")),
         },
         other => panic!("unknown role {other:?}"),
@@ -285,7 +288,10 @@ fn gc_and_create_are_not_hung_by_a_lock_another_user_holds() {
 #[test]
 fn a_live_channel_is_never_reported_receiver_gone_while_a_sender_takes_slot_0() {
     let name = unique_name("slot0");
-    let rx = Builder::new(&name).max_senders(1).receiver::<u64>().unwrap();
+    let rx = Builder::new(&name)
+        .max_senders(1)
+        .receiver::<u64>()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let churn = |stop: Arc<AtomicBool>, name: String| {
         std::thread::spawn(move || {

@@ -337,9 +337,9 @@ fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64) -> Result<bo
     }
     let interval = Duration::try_from_secs_f64(interval).map_err(|_| {
         format!(
-            "--interval {interval} is too long (the longest is {} seconds); give a number of \
-             seconds such as 1 or 0.5",
-            Duration::MAX.as_secs()
+            "--interval {interval:e} is too long (the longest is {:e} seconds); give a number \
+             of seconds such as 1 or 0.5",
+            Duration::MAX.as_secs_f64()
         )
     })?;
     let tty = io::stdout().is_terminal();
