@@ -1069,3 +1069,51 @@ fn move_aside(path: &str) -> Result<String, Errno> {
     }
     Err(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo() -> Geometry {
+        Geometry::new(4096, 64, 2).unwrap()
+    }
+
+    /// This process's private names in /dev/shm that refer to `file`'s
+    /// object (other tests' removals may have theirs there for a moment).
+    fn asides(file: &File) -> Vec<String> {
+        let mine = format!("~removing.{}.", sys::current_pid());
+        let id = sys::file_stat(file).unwrap().id;
+        sys::shm_names(PREFIX)
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(&mine))
+            .filter(|n| sys::shm_name_id(&format!("/{PREFIX}{n}")) == Ok(id))
+            .collect()
+    }
+
+    /// The name refers to another object than the one checked (it was
+    /// unlinked and created again in between): the exact unlink leaves
+    /// the name to that object, and nothing behind.
+    #[test]
+    fn unlink_exact_leaves_another_objects_name() {
+        let name = format!("seg-unit-other-{}", sys::current_pid());
+        let path = shm_path(&name).unwrap();
+        let (old, _) = Segment::create(&name, geo(), 0o600, 1).unwrap();
+        sys::shm_remove(&path).unwrap();
+        let (new, _) = Segment::create(&name, geo(), 0o600, 1).unwrap();
+        assert!(!unlink_exact(&name, &path, old.file()).unwrap());
+        assert!(still_named(&name, &path, new.file()).unwrap());
+        // The old segment's drop path does the same.
+        old.unlink();
+        assert!(still_named(&name, &path, new.file()).unwrap());
+        assert!(asides(new.file()).is_empty());
+        assert!(unlink_exact(&name, &path, new.file()).unwrap());
+        assert_eq!(
+            sys::shm_open_existing(&path).err(),
+            Some(Errno::ENOENT),
+            "the name of the object checked is removed"
+        );
+        assert!(!unlink_exact(&name, &path, new.file()).unwrap());
+        assert!(asides(new.file()).is_empty());
+    }
+}
