@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use crate::error::OpenError;
 use crate::layout::{RECEIVER_LOCK_BYTE, RX_DROPPED};
 use crate::peers;
-use crate::segment::{Segment, PREFIX};
+use crate::segment::{Segment, WaitBudget, PREFIX};
 use crate::sys;
 
 /// The state of a channel's receiver.
@@ -200,7 +200,11 @@ pub struct Sweep {
 /// that no live process uses, looking at each entry on its own: an entry
 /// that cannot be removed is reported in [`Sweep::skipped`] and the sweep
 /// goes on. Channels in use, and names that disappear meanwhile, are
-/// neither removed nor reported. Fails only if `/dev/shm` cannot be listed.
+/// neither removed nor reported. An entry whose remover lock another
+/// program holds (anyone who can open an object can lock it) is skipped
+/// with that reason: the sweep waits for such locks at most a second in
+/// all, however many entries hold them. Fails only if `/dev/shm` cannot be
+/// listed.
 ///
 /// ```no_run
 /// let sweep = shmpsc::sweep("")?;
@@ -211,11 +215,16 @@ pub struct Sweep {
 /// ```
 pub fn sweep(prefix: &str) -> io::Result<Sweep> {
     let mut out = Sweep::default();
+    // One budget for waiting on other removers over the whole sweep: an
+    // entry whose remover lock another program holds for ever costs it at
+    // most that much, however many there are; once spent, such entries
+    // are skipped at once (with the reason).
+    let mut budget = WaitBudget::new();
     for name in list()? {
         if !name.starts_with(prefix) {
             continue;
         }
-        match remove(&name) {
+        match Segment::remove_unused_within(&name, &mut budget) {
             Ok(()) => out.removed.push(name),
             Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
             Err(e) => out.skipped.push((name, e)),

@@ -630,6 +630,18 @@ impl Segment {
     /// Another remover is waited for, up to [`REMOVER_WAIT`]; a remover
     /// byte held longer (by a program that is no remover) is reported.
     pub(crate) fn remove_unused(name: &str) -> Result<(), OpenError> {
+        Segment::remove_unused_within(name, &mut WaitBudget::new())
+    }
+
+    /// [`Segment::remove_unused`], waiting for another remover only as
+    /// long as `budget` allows, and taking the time waited from it: a
+    /// sweep shares one budget over all its entries, so that many objects
+    /// whose remover byte is held for ever (anyone may plant them) cost it
+    /// [`REMOVER_WAIT`] in all, not each.
+    pub(crate) fn remove_unused_within(
+        name: &str,
+        budget: &mut WaitBudget,
+    ) -> Result<(), OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
         crate::hooks::at(crate::hooks::Point::RemoveOpened);
@@ -638,7 +650,7 @@ impl Segment {
             return Err(not_regular(name));
         }
         let range = REMOVER_LOCK_BYTE + 1;
-        let mut poll = Poll::new();
+        let mut poll = budget.poll();
         while !sys::ofd_try_lock_range(&file, RECEIVER_LOCK_BYTE, range)
             .map_err(|e| io_err(name, "locking", e))?
         {
@@ -652,9 +664,11 @@ impl Segment {
                 });
             };
             if !poll.pause() {
+                budget.spent(poll);
                 return Err(remover_held(name, "removing the channel", holder));
             }
         }
+        budget.spent(poll);
         // Since we opened it, the name may have been removed (by its
         // receiver's drop, or another remover) and given to a new channel:
         // that one is not ours to judge.
@@ -898,20 +912,46 @@ pub(crate) fn receiver_locked(file: &File) -> bool {
     sys::ofd_is_locked(file, RECEIVER_LOCK_BYTE).unwrap_or(false)
 }
 
-/// Polls, with growing pauses, for at most [`REMOVER_WAIT`] in all.
-struct Poll {
-    deadline: Instant,
-    pause: Duration,
+/// How long removals may still wait for remover bytes held by others.
+#[derive(Debug)]
+pub(crate) struct WaitBudget {
+    left: Duration,
 }
 
-impl Poll {
-    fn new() -> Poll {
+impl WaitBudget {
+    /// [`REMOVER_WAIT`] in all.
+    pub(crate) fn new() -> WaitBudget {
+        WaitBudget { left: REMOVER_WAIT }
+    }
+
+    /// A poll that lasts at most what is left.
+    fn poll(&self) -> Poll {
+        let start = Instant::now();
         Poll {
-            deadline: Instant::now() + REMOVER_WAIT,
+            start,
+            deadline: start + self.left,
             pause: Duration::from_micros(100),
+            paused: false,
         }
     }
 
+    /// Takes the time that `poll` waited (if it waited) from what is left.
+    fn spent(&mut self, poll: Poll) {
+        if poll.paused {
+            self.left = self.left.saturating_sub(poll.start.elapsed());
+        }
+    }
+}
+
+/// Polls, with growing pauses, until a deadline.
+struct Poll {
+    start: Instant,
+    deadline: Instant,
+    pause: Duration,
+    paused: bool,
+}
+
+impl Poll {
     /// Pauses before the next look; `false` (at once) once the time is up.
     fn pause(&mut self) -> bool {
         let now = Instant::now();
@@ -922,6 +962,7 @@ impl Poll {
         // offers no wake-up to wait on without a bound.
         std::thread::sleep(self.pause.min(self.deadline - now));
         self.pause = (self.pause * 2).min(REMOVER_POLL_MAX);
+        self.paused = true;
         true
     }
 }
@@ -930,7 +971,7 @@ impl Poll {
 /// holds the remover byte of `file`. `None` once it is free; the holder if
 /// it is still held at the end.
 fn wait_for_remover(file: &File) -> io::Result<Option<sys::LockHolder>> {
-    let mut poll = Poll::new();
+    let mut poll = WaitBudget::new().poll();
     loop {
         match sys::ofd_lock_holder(file, REMOVER_LOCK_BYTE)? {
             None => return Ok(None),
@@ -953,8 +994,9 @@ fn remover_held(name: &str, op: &'static str, holder: sys::LockHolder) -> OpenEr
             io::ErrorKind::TimedOut,
             format!(
                 "the channel is being removed by {who}, or its remover lock is held by another \
-                 program, for over {} s; try again, and if it stays so, see which processes \
-                 have it open with `fuser -v /dev/shm/{PREFIX}{name}`",
+                 program, and it stayed so while this process waited (at most {} s); try \
+                 again, and if it stays so, see which processes have it open with \
+                 `fuser -v /dev/shm/{PREFIX}{name}`",
                 REMOVER_WAIT.as_secs_f64()
             ),
         ),
