@@ -168,9 +168,11 @@ pub fn list() -> io::Result<Vec<String>> {
 /// every sender are dropped or dead). Fails with [`OpenError::InUse`]
 /// otherwise, with [`OpenError::NotFound`] if the name is gone (or now
 /// refers to another object than the one checked: a channel created since
-/// is never removed), and with [`OpenError::Untrusted`] for an entry that is
-/// not a regular file. A channel being created is not visible under its
-/// name until it is ready, so it cannot be removed.
+/// is never removed), with [`OpenError::Untrusted`] for an entry that is
+/// not a regular file, and with [`OpenError::Io`] (of kind
+/// [`io::ErrorKind::TimedOut`]) if its remover lock stays held for a second
+/// (by another removal, or by another program). A channel being created is
+/// not visible under its name until it is ready, so it cannot be removed.
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
