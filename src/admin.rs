@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use crate::error::OpenError;
 use crate::layout::{RECEIVER_LOCK_BYTE, RX_DROPPED};
 use crate::peers;
-use crate::segment::{Segment, PREFIX};
+use crate::segment::{Segment, WaitBudget, PREFIX};
 use crate::sys;
 
 /// The state of a channel's receiver.
@@ -168,9 +168,11 @@ pub fn list() -> io::Result<Vec<String>> {
 /// every sender are dropped or dead). Fails with [`OpenError::InUse`]
 /// otherwise, with [`OpenError::NotFound`] if the name is gone (or now
 /// refers to another object than the one checked: a channel created since
-/// is never removed), and with [`OpenError::Untrusted`] for an entry that is
-/// not a regular file. A channel being created is not visible under its
-/// name until it is ready, so it cannot be removed.
+/// is never removed), with [`OpenError::Untrusted`] for an entry that is
+/// not a regular file, and with [`OpenError::Io`] (of kind
+/// [`io::ErrorKind::TimedOut`]) if its remover lock stays held for a second
+/// (by another removal, or by another program). A channel being created is
+/// not visible under its name until it is ready, so it cannot be removed.
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
@@ -200,7 +202,11 @@ pub struct Sweep {
 /// that no live process uses, looking at each entry on its own: an entry
 /// that cannot be removed is reported in [`Sweep::skipped`] and the sweep
 /// goes on. Channels in use, and names that disappear meanwhile, are
-/// neither removed nor reported. Fails only if `/dev/shm` cannot be listed.
+/// neither removed nor reported. An entry whose remover lock another
+/// program holds (anyone who can open an object can lock it) is skipped
+/// with that reason: the sweep waits for such locks at most a second in
+/// all, however many entries hold them. Fails only if `/dev/shm` cannot be
+/// listed.
 ///
 /// ```no_run
 /// let sweep = shmpsc::sweep("")?;
@@ -211,11 +217,16 @@ pub struct Sweep {
 /// ```
 pub fn sweep(prefix: &str) -> io::Result<Sweep> {
     let mut out = Sweep::default();
+    // One budget for waiting on other removers over the whole sweep: an
+    // entry whose remover lock another program holds for ever costs it at
+    // most that much, however many there are; once spent, such entries
+    // are skipped at once (with the reason).
+    let mut budget = WaitBudget::new();
     for name in list()? {
         if !name.starts_with(prefix) {
             continue;
         }
-        match remove(&name) {
+        match Segment::remove_unused_within(&name, &mut budget) {
             Ok(()) => out.removed.push(name),
             Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
             Err(e) => out.skipped.push((name, e)),

@@ -10,8 +10,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// "SHMPSC" plus a format byte; the first word of every segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPSC\x00\x01");
-/// Bumped whenever the bytes of a segment change meaning.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever the bytes of a segment change meaning, or the lock
+/// protocol on them does (2: the slot reset bytes moved past the remover
+/// byte, which slot 0's reset byte used to share).
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Written last by the creator (Release), so a reader that sees it (Acquire)
 /// sees a fully initialised header.
 pub(crate) const STATE_READY: u32 = 0x5244_5952; // "RYDR"
@@ -269,16 +271,29 @@ pub(crate) const RECEIVER_LOCK_BYTE: u64 = 0;
 pub(crate) const REMOVER_LOCK_BYTE: u64 = 1 + MAX_SENDERS as u64;
 
 /// Byte of the segment file whose lock says "slot `i` is owned".
-pub(crate) fn slot_lock_byte(i: usize) -> u64 {
+pub(crate) const fn slot_lock_byte(i: usize) -> u64 {
     1 + i as u64
 }
 
+/// First slot reset byte: past every endpoint's byte and the remover byte.
+const FIRST_RESET_BYTE: u64 = REMOVER_LOCK_BYTE + 1;
+
 /// Byte of the segment file locked (briefly) by whoever resets slot `i`
 /// for a new owner or reaps it without holding its lock (see
-/// `peers::reap_dead`): past every endpoint's byte.
-pub(crate) fn slot_reset_byte(i: usize) -> u64 {
-    1 + u64::from(MAX_SENDERS) + i as u64
+/// `peers::reap_dead`): past every endpoint's byte and the remover byte,
+/// so that resetting a slot never looks like a removal to a sender.
+pub(crate) const fn slot_reset_byte(i: usize) -> u64 {
+    FIRST_RESET_BYTE + i as u64
 }
+
+// The lock bytes, in file order: receiver (0), slots (1..=MAX_SENDERS),
+// remover, slot resets. Each range must stay clear of the others: a shared
+// byte makes one protocol's lock read as another's (a sender taking slot 0
+// once looked like a remover to other senders).
+const _: () = assert!(RECEIVER_LOCK_BYTE < slot_lock_byte(0));
+const _: () = assert!(slot_lock_byte(MAX_SENDERS as usize - 1) < REMOVER_LOCK_BYTE);
+const _: () = assert!(REMOVER_LOCK_BYTE < slot_reset_byte(0));
+const _: () = assert!(slot_reset_byte(0) < slot_reset_byte(MAX_SENDERS as usize - 1));
 
 /// Trusted sizes and offsets of a segment, derived from a few numbers that
 /// were checked.

@@ -285,33 +285,58 @@ pub(crate) fn reap_dead(seg: &Segment) -> usize {
 }
 
 /// Reaps slot `i`, whose lock a stray holds, if its hand-over is still
-/// `seen` (its process gone): clears its bits under the slot's reset lock,
-/// which every new owner takes while resetting the slot, then marks it
-/// `RETIRED`. Returns whether it did.
+/// `seen` (its process gone): marks it `RETIRED` by one compare-and-swap
+/// from `seen`, then clears its bits, all under the slot's reset lock,
+/// which every new owner takes while resetting the slot. Returns whether
+/// it did.
+///
+/// The compare-and-swap is the whole decision: [`adopt`] (which does not
+/// take the reset lock) moves the word away from `SPAWNED` by a
+/// compare-and-swap too, so exactly one of them wins. Once the word is
+/// `RETIRED`, `adopt` refuses the slot; once it is `ADOPTED` by a live
+/// process, this leaves the slot alone. A reaper that dies between the two
+/// steps leaves a `RETIRED` slot with its bit set, which the next reap
+/// (`seen` is then `RETIRED`) clears.
 fn retire(seg: &Segment, i: usize, seen: Handover) -> bool {
     if !sys::ofd_try_lock(seg.file(), slot_reset_byte(i)).unwrap_or(false) {
         return false;
     }
-    let s = &seg.slots()[i];
-    let h = seg.header();
-    let (w, mask) = bit(i);
-    // A new owner changes the generation (under the reset lock we hold), and
-    // the process `seen` names cannot come back: equal means still gone.
-    let retired = s.handover.load(Ordering::Acquire) == seen.word();
-    if retired {
-        s.intent.store(NO_INTENT, Ordering::Relaxed);
-        h.sleepers[w].fetch_and(!mask, Ordering::SeqCst);
-        // SYNC POINT: as in `release`, pairs with the Acquire loads in
-        // `any_active`; the process is gone, so its commits are all done.
-        h.active[w].fetch_and(!mask, Ordering::Release);
-        let mark = Handover {
-            kind: HANDOVER_RETIRED,
-            ..seen
-        };
-        s.handover.store(mark.word(), Ordering::Release);
-    }
+    let retired = retire_locked(seg, i, seen);
     let _ = sys::ofd_unlock(seg.file(), slot_reset_byte(i));
     retired
+}
+
+/// The part of [`retire`] done under the slot's reset lock.
+fn retire_locked(seg: &Segment, i: usize, seen: Handover) -> bool {
+    let Some(s) = seg.slots().get(i) else {
+        return false;
+    };
+    let mark = Handover {
+        kind: HANDOVER_RETIRED,
+        ..seen
+    };
+    // A new owner changes the generation (under the reset lock we hold),
+    // an adopter changes the kind, and the process `seen` names cannot
+    // come back: an unchanged word means the slot is still its, and gone.
+    if s.handover
+        .compare_exchange(
+            seen.word(),
+            mark.word(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        return false;
+    }
+    let h = seg.header();
+    let (w, mask) = bit(i);
+    s.intent.store(NO_INTENT, Ordering::Relaxed);
+    h.sleepers[w].fetch_and(!mask, Ordering::SeqCst);
+    // SYNC POINT: as in `release`, pairs with the Acquire loads in
+    // `any_active`; the process is gone, so its commits are all done.
+    h.active[w].fetch_and(!mask, Ordering::Release);
+    true
 }
 
 /// Positions that live senders are claiming. Read after `tail` (Acquire),
@@ -348,5 +373,87 @@ pub(crate) fn sleeper_bit(seg: &Segment, i: usize) -> crate::wait::Bit<'_> {
     crate::wait::Bit {
         word: &seg.header().sleepers[w],
         mask,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::Geometry;
+
+    /// A fresh two-slot segment, nameless (its name is removed at once).
+    fn segment(tag: &str) -> Segment {
+        let name = format!("peers-unit-{tag}-{}", std::process::id());
+        let geo = Geometry::new(4096, 64, 2).unwrap();
+        let (seg, _) = Segment::create(&name, geo, 0o600, 1).unwrap();
+        seg.unlink();
+        seg
+    }
+
+    /// A slot passed and spawned to a process that is gone (this process's
+    /// pid with another start time), and the hand-over word a reaper saw.
+    fn spawned_to_gone_process(seg: &Segment) -> (usize, Handover) {
+        let (slot, generation) = acquire(seg, true).unwrap();
+        let me = sys::identify_self();
+        let gone = ProcessIdentity {
+            start: me.start + 1,
+            ..me
+        };
+        assert!(sys::process_gone(gone));
+        claim_spawned(seg, slot, generation, gone);
+        let seen = Handover::parse(seg.slots()[slot].handover.load(Ordering::Acquire));
+        assert_eq!(seen.kind, HANDOVER_SPAWNED);
+        (slot, seen)
+    }
+
+    fn is_active(seg: &Segment, i: usize) -> bool {
+        let (w, mask) = bit(i);
+        seg.header().active[w].load(Ordering::Acquire) & mask != 0
+    }
+
+    /// The adopter's compare-and-swap lands first (after the reaper saw
+    /// the slot `SPAWNED` to a gone process): the reaper leaves the slot to
+    /// its adopter.
+    #[test]
+    fn an_adopted_slot_is_not_retired_on_a_stale_look() {
+        let seg = segment("adopt-first");
+        let (slot, seen) = spawned_to_gone_process(&seg);
+        assert_eq!(adopt(&seg, slot, sys::identify_self()), Ok(()));
+        assert!(!retire(&seg, slot, seen));
+        assert!(is_active(&seg, slot));
+        let now = Handover::parse(seg.slots()[slot].handover.load(Ordering::Acquire));
+        assert_eq!((now.kind, now.pid), (HANDOVER_ADOPTED, std::process::id()));
+    }
+
+    /// The reaper's compare-and-swap lands first: the slot is retired and
+    /// its bit cleared, and a later adopter is refused.
+    #[test]
+    fn a_retired_slot_is_never_adopted() {
+        let seg = segment("retire-first");
+        let (slot, seen) = spawned_to_gone_process(&seg);
+        assert!(retire(&seg, slot, seen));
+        assert!(!is_active(&seg, slot));
+        assert_eq!(adopt(&seg, slot, sys::identify_self()), Err(seen.pid));
+        let now = Handover::parse(seg.slots()[slot].handover.load(Ordering::Acquire));
+        assert_eq!(now.kind, HANDOVER_RETIRED);
+    }
+
+    /// A reaper that died between marking the slot `RETIRED` and clearing
+    /// its bit: the next reap finishes the job.
+    #[test]
+    fn a_half_retired_slot_is_finished_by_the_next_reap() {
+        let seg = segment("half-retired");
+        let (slot, seen) = spawned_to_gone_process(&seg);
+        let mark = Handover {
+            kind: HANDOVER_RETIRED,
+            ..seen
+        };
+        seg.slots()[slot]
+            .handover
+            .store(mark.word(), Ordering::Release);
+        assert!(is_active(&seg, slot));
+        assert_eq!(handed_to_gone_process(&seg, slot), Some(mark));
+        assert!(retire(&seg, slot, mark));
+        assert!(!is_active(&seg, slot));
     }
 }

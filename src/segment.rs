@@ -27,6 +27,17 @@ pub(crate) const PREFIX: &str = "shmpsc.";
 /// name it opened was removed under it.
 const CREATE_ATTEMPTS: u32 = 8;
 
+/// How long a creator or a remover that finds the remover byte of an
+/// object locked polls for it to be released before it reports the holder.
+/// A removal holds it for a few system calls; another program may hold it
+/// for ever (anyone who can open the object can lock any byte of it), so
+/// this is never waited for without a bound.
+const REMOVER_WAIT: Duration = Duration::from_secs(1);
+/// Longest pause between two looks at a held remover byte.
+const REMOVER_POLL_MAX: Duration = Duration::from_millis(50);
+/// How many private names a removal tries for moving a name aside.
+const ASIDE_ATTEMPTS: u32 = 16;
+
 /// Longest channel name accepted (NAME_MAX is 255, minus the prefix).
 pub(crate) const MAX_NAME: usize = 255 - PREFIX.len();
 
@@ -243,13 +254,41 @@ impl Segment {
 
     /// The receiver lock of `file` was refused. A remover (which holds
     /// every endpoint byte and the remover byte for the few system calls of
-    /// a removal) is waited for, then the caller tries again; a live
-    /// receiver means the channel exists.
+    /// a removal) is waited for, up to [`REMOVER_WAIT`], then the caller
+    /// tries again; a live receiver means the channel exists.
+    ///
+    /// The remover byte of another user's object is not waited for: a
+    /// receiver never takes such an object over anyway, and that user may
+    /// hold the byte for ever.
     fn lock_refused(name: &str, file: &File) -> Result<Option<(Segment, Created)>, OpenError> {
-        if sys::ofd_is_locked(file, REMOVER_LOCK_BYTE).unwrap_or(false) {
-            sys::ofd_wait_unlocked(file, REMOVER_LOCK_BYTE)
-                .map_err(|e| io_err(name, "waiting for a removal of the channel", e))?;
-            return Ok(None);
+        let st = sys::file_stat(file).map_err(|e| io_err(name, "inspecting", e))?;
+        let me = sys::effective_uid();
+        let removing = sys::ofd_lock_holder(file, REMOVER_LOCK_BYTE)
+            .map_err(|e| io_err(name, "looking at the segment's locks", e))?;
+        if st.uid != me {
+            if removing.is_none() && receiver_locked(file) {
+                return Err(OpenError::AlreadyExists {
+                    name: name.to_owned(),
+                });
+            }
+            return Err(OpenError::Untrusted {
+                name: name.to_owned(),
+                reason: format!(
+                    "it belongs to user id {}, not to this user, and its locks are held (by \
+                     that user's processes, or by a removal in progress); a receiver neither \
+                     takes over nor waits for another user's segment, so try again later or \
+                     pick another name",
+                    st.uid
+                ),
+            });
+        }
+        if removing.is_some() {
+            return match wait_for_remover(file)
+                .map_err(|e| io_err(name, "looking at the segment's locks", e))?
+            {
+                None => Ok(None),
+                Some(holder) => Err(remover_held(name, "creating the channel", holder)),
+            };
         }
         if receiver_locked(file) {
             return Err(OpenError::AlreadyExists {
@@ -623,14 +662,30 @@ impl Segment {
     ///
     /// The remover locks every endpoint byte and the remover byte of the
     /// object it opened, then checks that the name still refers to it
-    /// (device and inode), then unlinks the name. While it holds those
-    /// locks, no shmpsc process can give the name to another object: a
-    /// creator links a new object only under a free name, and a takeover
-    /// or another removal needs the locks. Only a process outside shmpsc's
-    /// protocol (a plain `unlink` of the name followed by a new object
-    /// under it) can swap the object between the check and the unlink,
-    /// which the unlink (by name, the only way) cannot tell.
+    /// (device and inode), then removes the name with [`unlink_exact`],
+    /// which moves it aside and unlinks it only if it is still that
+    /// object. While it holds those locks no shmpsc process can give the
+    /// name to another object (a creator links a new object only under a
+    /// free name, a takeover or another removal needs the locks); a process
+    /// outside shmpsc's protocol can (it unlinks the name, and a creator
+    /// then takes the free name), and the exact unlink keeps this removal
+    /// from taking that new object's name.
+    ///
+    /// Another remover is waited for, up to [`REMOVER_WAIT`]; a remover
+    /// byte held longer (by a program that is no remover) is reported.
     pub(crate) fn remove_unused(name: &str) -> Result<(), OpenError> {
+        Segment::remove_unused_within(name, &mut WaitBudget::new())
+    }
+
+    /// [`Segment::remove_unused`], waiting for another remover only as
+    /// long as `budget` allows, and taking the time waited from it: a
+    /// sweep shares one budget over all its entries, so that many objects
+    /// whose remover byte is held for ever (anyone may plant them) cost it
+    /// [`REMOVER_WAIT`] in all, not each.
+    pub(crate) fn remove_unused_within(
+        name: &str,
+        budget: &mut WaitBudget,
+    ) -> Result<(), OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
         crate::hooks::at(crate::hooks::Point::RemoveOpened);
@@ -639,23 +694,25 @@ impl Segment {
             return Err(not_regular(name));
         }
         let range = REMOVER_LOCK_BYTE + 1;
-        let mut attempts = 0;
+        let mut poll = budget.poll();
         while !sys::ofd_try_lock_range(&file, RECEIVER_LOCK_BYTE, range)
             .map_err(|e| io_err(name, "locking", e))?
         {
-            attempts += 1;
-            // Another remover is at it: wait for it, then look again.
-            if attempts < CREATE_ATTEMPTS
-                && sys::ofd_is_locked(&file, REMOVER_LOCK_BYTE).unwrap_or(false)
-            {
-                sys::ofd_wait_unlocked(&file, REMOVER_LOCK_BYTE)
-                    .map_err(|e| io_err(name, "waiting for another removal", e))?;
-                continue;
+            // A live endpoint: in use. Another remover: wait for it (its
+            // removal takes a few system calls), then look again.
+            let Some(holder) = sys::ofd_lock_holder(&file, REMOVER_LOCK_BYTE)
+                .map_err(|e| io_err(name, "looking at the channel's locks", e))?
+            else {
+                return Err(OpenError::InUse {
+                    name: name.to_owned(),
+                });
+            };
+            if !poll.pause() {
+                budget.spent(poll);
+                return Err(remover_held(name, "removing the channel", holder));
             }
-            return Err(OpenError::InUse {
-                name: name.to_owned(),
-            });
         }
+        budget.spent(poll);
         // Since we opened it, the name may have been removed (by its
         // receiver's drop, or another remover) and given to a new channel:
         // that one is not ours to judge.
@@ -665,7 +722,12 @@ impl Segment {
             });
         }
         crate::hooks::at(crate::hooks::Point::RemoveChecked);
-        sys::shm_remove(&path).map_err(|e| open_errno(name, "removing", e))
+        match unlink_exact(name, &path, &file)? {
+            true => Ok(()),
+            false => Err(OpenError::NotFound {
+                name: name.to_owned(),
+            }),
+        }
     }
 
     /// Reserves the segment's pages (see `sys::shm_reserve`): a segment
@@ -682,11 +744,10 @@ impl Segment {
         })
     }
 
-    /// Removes the name if it still refers to this segment.
+    /// Removes the name if it still refers to this segment, and only then
+    /// (see [`unlink_exact`]). A failure leaves the name (to `shmpsc gc`).
     pub(crate) fn unlink(&self) {
-        if let Ok(true) = still_named(&self.name, &self.path, &self.file) {
-            let _ = sys::shm_remove(&self.path);
-        }
+        let _ = unlink_exact(&self.name, &self.path, &self.file);
     }
 
     /// The channel name.
@@ -893,4 +954,252 @@ fn still_named(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
 /// Whether some open file description holds the receiver lock.
 pub(crate) fn receiver_locked(file: &File) -> bool {
     sys::ofd_is_locked(file, RECEIVER_LOCK_BYTE).unwrap_or(false)
+}
+
+/// How long removals may still wait for remover bytes held by others.
+#[derive(Debug)]
+pub(crate) struct WaitBudget {
+    left: Duration,
+}
+
+impl WaitBudget {
+    /// [`REMOVER_WAIT`] in all.
+    pub(crate) fn new() -> WaitBudget {
+        WaitBudget { left: REMOVER_WAIT }
+    }
+
+    /// A poll that lasts at most what is left.
+    fn poll(&self) -> Poll {
+        let start = Instant::now();
+        Poll {
+            start,
+            deadline: start + self.left,
+            pause: Duration::from_micros(100),
+            paused: false,
+        }
+    }
+
+    /// Takes the time that `poll` waited (if it waited) from what is left.
+    fn spent(&mut self, poll: Poll) {
+        if poll.paused {
+            self.left = self.left.saturating_sub(poll.start.elapsed());
+        }
+    }
+}
+
+/// Polls, with growing pauses, until a deadline.
+struct Poll {
+    start: Instant,
+    deadline: Instant,
+    pause: Duration,
+    paused: bool,
+}
+
+impl Poll {
+    /// Pauses before the next look; `false` (at once) once the time is up.
+    fn pause(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        // A bounded retry budget for a lock held by another process, which
+        // offers no wake-up to wait on without a bound.
+        std::thread::sleep(self.pause.min(self.deadline - now));
+        self.pause = (self.pause * 2).min(REMOVER_POLL_MAX);
+        self.paused = true;
+        true
+    }
+}
+
+/// Waits, up to [`REMOVER_WAIT`], until no other open file description
+/// holds the remover byte of `file`. `None` once it is free; the holder if
+/// it is still held at the end.
+fn wait_for_remover(file: &File) -> io::Result<Option<sys::LockHolder>> {
+    let mut poll = WaitBudget::new().poll();
+    loop {
+        match sys::ofd_lock_holder(file, REMOVER_LOCK_BYTE)? {
+            None => return Ok(None),
+            Some(holder) if !poll.pause() => return Ok(Some(holder)),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The error for a remover byte held for longer than a removal takes.
+fn remover_held(name: &str, op: &'static str, holder: sys::LockHolder) -> OpenError {
+    let who = match holder.pid {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_owned(),
+    };
+    io_err(
+        name,
+        op,
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the channel is being removed by {who}, or its remover lock is held by another \
+                 program, and it stayed so while this process waited (at most {} s); try \
+                 again, and if it stays so, see which processes have it open with \
+                 `fuser -v /dev/shm/{PREFIX}{name}`",
+                REMOVER_WAIT.as_secs_f64()
+            ),
+        ),
+    )
+}
+
+/// Removes the name `path` (of channel `name`) only if it refers to the
+/// object open as `file`, by a check that no other process can slip in
+/// front of: the name is first moved aside, atomically, to a private name
+/// (`renameat2` with `RENAME_NOREPLACE`); if the object moved is `file`'s,
+/// the private name is unlinked; if it is another object (between the
+/// caller's check and the move, a process outside shmpsc's protocol
+/// unlinked the name and a creator took it), it is moved back.
+///
+/// `Ok(true)`: the name was removed. `Ok(false)`: the name is gone or
+/// refers to another object, which keeps it. `Err`: that other object
+/// could not be given its name back (a third object took the name in the
+/// moment it was aside); the error says where it is.
+///
+/// The caller holds a lock on `file` that keeps every shmpsc process but
+/// its own owner from removing or renaming it. Where `renameat2` cannot
+/// rename so, the name is checked and then unlinked, as before.
+fn unlink_exact(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
+    let ours = sys::file_stat(file)
+        .map_err(|e| io_err(name, "inspecting", e))?
+        .id;
+    let aside = match move_aside(path) {
+        Ok(aside) => aside,
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(Errno::EINVAL | Errno::ENOSYS) => {
+            if !still_named(name, path, file)? {
+                return Ok(false);
+            }
+            return match sys::shm_remove(path) {
+                Ok(()) => Ok(true),
+                Err(Errno::ENOENT) => Ok(false),
+                Err(e) => Err(open_errno(name, "removing", e)),
+            };
+        }
+        Err(Errno::EEXIST) => {
+            return Err(io_err(
+                name,
+                "removing the channel",
+                io::Error::other(format!(
+                    "{ASIDE_ATTEMPTS} private names in a row to move its name aside to were \
+                     taken (leftovers named `~removing.{}.*` in `shmpsc ls`?); remove those \
+                     with `shmpsc gc`, then try again",
+                    sys::current_pid()
+                )),
+            ))
+        }
+        Err(e) => return Err(open_errno(name, "removing", e)),
+    };
+    match sys::shm_name_id(&aside) {
+        Ok(id) if id == ours => {
+            return match sys::shm_remove(&aside) {
+                Ok(()) | Err(Errno::ENOENT) => Ok(true),
+                Err(e) => Err(io_err(
+                    name,
+                    "removing the channel",
+                    io::Error::other(format!(
+                        "its name was moved to /dev/shm{aside} to be removed, but unlinking \
+                         that failed ({e}); remove it with `shmpsc rm {}`",
+                        &aside[1 + PREFIX.len()..]
+                    )),
+                )),
+            };
+        }
+        // Its owner removed it meanwhile: nothing is left to give back.
+        Err(Errno::ENOENT) => return Ok(false),
+        _ => {}
+    }
+    // Another object: give it its name back.
+    match sys::shm_rename_noreplace(&aside, path) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(io_err(
+            name,
+            "removing the channel",
+            io::Error::other(format!(
+                "between this removal's check and its unlink, another program replaced the \
+                 channel's object by a new one; this removal moved the new one aside to \
+                 /dev/shm{aside} to check it, and could not give it its name back ({}): its \
+                 processes keep working, but new senders reach it only as channel `{}`. Stop \
+                 it and create it again",
+                if e == Errno::EEXIST {
+                    "yet another object took the name meanwhile".to_owned()
+                } else {
+                    e.to_string()
+                },
+                &aside[1 + PREFIX.len()..]
+            )),
+        )),
+    }
+}
+
+/// Moves the name `path` aside to a new private name (as `/shmpsc.x`),
+/// which it returns: `~removing.<pid>.<n>`, unlikely to be a channel's (a
+/// name taken is skipped), and collected by `shmpsc gc` if this process
+/// dies before it removes it.
+fn move_aside(path: &str) -> Result<String, Errno> {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut last = Errno::EEXIST;
+    for _ in 0..ASIDE_ATTEMPTS {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let aside = format!("/{PREFIX}~removing.{}.{n}", sys::current_pid());
+        match sys::shm_rename_noreplace(path, &aside) {
+            Ok(()) => return Ok(aside),
+            Err(Errno::EEXIST) => last = Errno::EEXIST,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo() -> Geometry {
+        Geometry::new(4096, 64, 2).unwrap()
+    }
+
+    /// This process's private names in /dev/shm that refer to `file`'s
+    /// object (other tests' removals may have theirs there for a moment).
+    fn asides(file: &File) -> Vec<String> {
+        let mine = format!("~removing.{}.", sys::current_pid());
+        let id = sys::file_stat(file).unwrap().id;
+        sys::shm_names(PREFIX)
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(&mine))
+            .filter(|n| sys::shm_name_id(&format!("/{PREFIX}{n}")) == Ok(id))
+            .collect()
+    }
+
+    /// The name refers to another object than the one checked (it was
+    /// unlinked and created again in between): the exact unlink leaves
+    /// the name to that object, and nothing behind.
+    #[test]
+    fn unlink_exact_leaves_another_objects_name() {
+        let name = format!("seg-unit-other-{}", sys::current_pid());
+        let path = shm_path(&name).unwrap();
+        let (old, _) = Segment::create(&name, geo(), 0o600, 1).unwrap();
+        sys::shm_remove(&path).unwrap();
+        let (new, _) = Segment::create(&name, geo(), 0o600, 1).unwrap();
+        assert!(!unlink_exact(&name, &path, old.file()).unwrap());
+        assert!(still_named(&name, &path, new.file()).unwrap());
+        // The old segment's drop path does the same.
+        old.unlink();
+        assert!(still_named(&name, &path, new.file()).unwrap());
+        assert!(asides(new.file()).is_empty());
+        assert!(unlink_exact(&name, &path, new.file()).unwrap());
+        assert_eq!(
+            sys::shm_open_existing(&path).err(),
+            Some(Errno::ENOENT),
+            "the name of the object checked is removed"
+        );
+        assert!(!unlink_exact(&name, &path, new.file()).unwrap());
+        assert!(asides(new.file()).is_empty());
+    }
 }

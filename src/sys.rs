@@ -239,19 +239,60 @@ pub(crate) fn file_stat(file: &File) -> io::Result<Stat> {
     })
 }
 
-/// Waits until no other open file description holds a write lock on
-/// `byte` (taking a read lock with `F_OFD_SETLKW`, then dropping it).
-/// Used only on a byte that holders keep for a short, bounded operation.
-pub(crate) fn ofd_wait_unlocked(fd: &impl AsFd, byte: u64) -> io::Result<()> {
-    let fl = ofd_flock(libc::F_RDLCK as libc::c_short, byte);
-    loop {
-        match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLKW(&fl)) {
-            Ok(_) => break,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
+/// Who holds a lock that keeps [`ofd_try_lock`] from locking `byte`:
+/// `None` if nobody else does.
+pub(crate) fn ofd_lock_holder(fd: &impl AsFd, byte: u64) -> io::Result<Option<LockHolder>> {
+    let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).map_err(io::Error::from)?;
+    if fl.l_type == libc::F_UNLCK as libc::c_short {
+        return Ok(None);
     }
-    ofd_unlock(fd, byte)
+    Ok(Some(LockHolder {
+        // The kernel gives -1 for an open-file-description lock (it belongs
+        // to no process), a pid only for a classic POSIX lock.
+        pid: u32::try_from(fl.l_pid).ok().filter(|&p| p > 0),
+    }))
+}
+
+/// A holder of a lock, as `F_OFD_GETLK` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LockHolder {
+    /// Its process, if the kernel says (only for a classic POSIX lock).
+    pub(crate) pid: Option<u32>,
+}
+
+/// Renames the shared-memory name `from` to `to` (both as `/shmpsc.x`),
+/// atomically and only if `to` is free (`renameat2` with
+/// `RENAME_NOREPLACE`): `Err(EEXIST)` if `to` is taken and `Err(ENOENT)` if
+/// `from` is gone, and nothing changes then; `Err(EINVAL)` or
+/// `Err(ENOSYS)` where the kernel or file system cannot rename so.
+pub(crate) fn shm_rename_noreplace(from: &str, to: &str) -> Result<(), Errno> {
+    let from = std::ffi::CString::new(format!("{SHM_DIR}{from}")).map_err(|_| Errno::EINVAL)?;
+    let to = std::ffi::CString::new(format!("{SHM_DIR}{to}")).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the
+    // call; renameat2 only reads them. The flags value is a plain integer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Device and inode of what the shared-memory name `path` (`/shmpsc.x`)
+/// refers to, without following a symlink and without opening it.
+pub(crate) fn shm_name_id(path: &str) -> Result<FileId, Errno> {
+    let st = nix::sys::stat::lstat(format!("{SHM_DIR}{path}").as_str())?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Removes the name of a shared-memory object. Mappings stay valid.

@@ -705,13 +705,13 @@ fn other_layout_version_is_refused_as_incompatible() {
             match e {
                 OpenError::IncompatibleVersion {
                     found: 99,
-                    supported: 1,
+                    supported: 2,
                     ..
                 } => {}
                 ref other => panic!("expected IncompatibleVersion, got {other:?}"),
             }
             assert_helpful(&e, name, &["same shmpsc version"]);
-            assert_says(&e, &["99", "1"]);
+            assert_says(&e, &["99", "2"]);
         },
     );
 }

@@ -311,6 +311,87 @@ fn create_waits_for_a_remover_instead_of_reporting_already_exists() {
     assert_eq!(rx.recv_timeout(GUARD), Ok(3));
 }
 
+/// A program (here, this test) holds the receiver byte and the remover byte
+/// of an unused channel of this user, as a remover does, but for as long as
+/// it likes. `remove` and a receiver's creation must not wait for it
+/// without a bound: each returns an error that says a removal or another
+/// program holds the lock and to try again; once the lock is released,
+/// `remove` removes the channel.
+#[test]
+fn a_remover_lock_held_for_ever_is_reported_not_waited_for() {
+    run_child_role(run_role);
+    let test = "a_remover_lock_held_for_ever_is_reported_not_waited_for";
+    let name = dead_receiver_channel(test, "rm-held");
+    let holder = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    // `REMOVER_LOCK_BYTE` of src/layout.rs: `1 + MAX_SENDERS`.
+    for byte in [0, 1 + 4096] {
+        ofd_lock(&holder, byte).unwrap();
+    }
+    let bounded = |what: &'static str, f: Box<dyn FnOnce() -> String + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || tx.send(f()).unwrap());
+        let r = rx
+            .recv_timeout(GUARD)
+            .unwrap_or_else(|_| panic!("hang guard: {what} waited for the held lock"));
+        t.join().unwrap();
+        r
+    };
+    let removed = {
+        let name = name.clone();
+        bounded(
+            "remove",
+            Box::new(move || match shmpsc::remove(&name) {
+                Err(e @ OpenError::Io { .. }) => e.to_string(),
+                other => format!("unexpected: {other:?}"),
+            }),
+        )
+    };
+    assert!(
+        removed.contains("remover lock is held") && removed.contains("try again"),
+        "remove: {removed}"
+    );
+    let created = {
+        let name = name.clone();
+        bounded(
+            "create",
+            Box::new(move || match Builder::new(&name).receiver::<u64>() {
+                Err(e @ OpenError::Io { .. }) => e.to_string(),
+                other => format!("unexpected: {:?}", other.map(|_| ())),
+            }),
+        )
+    };
+    assert!(
+        created.contains("being removed") && created.contains("try again"),
+        "create: {created}"
+    );
+    drop(holder);
+    shmpsc::remove(&name).expect("removed once the lock is released");
+    assert!(!Path::new(&shm_path(&name)).exists());
+}
+
+/// An exclusive open-file-description lock on one byte of `file`.
+fn ofd_lock(file: &fs::File, byte: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed flock is valid; fcntl only reads and writes it.
+    let r = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = byte;
+        fl.l_len = 1;
+        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
+    };
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 // ------------------------------------------------------------ item 7
 
 /// A creator stopped inside `create`, before its segment is ready: senders

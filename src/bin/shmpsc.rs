@@ -335,7 +335,13 @@ fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64) -> Result<bo
     if !interval.is_finite() || interval < 0.0 {
         return Err("--interval must be a number of seconds, 0 or more".into());
     }
-    let interval = Duration::from_secs_f64(interval);
+    let interval = Duration::try_from_secs_f64(interval).map_err(|_| {
+        format!(
+            "--interval {interval:e} is too long (the longest is {:e} seconds); give a number \
+             of seconds such as 1 or 0.5",
+            Duration::MAX.as_secs_f64()
+        )
+    })?;
     let tty = io::stdout().is_terminal();
     let mut prev = (shmpsc::inspect(name)?, Instant::now());
     if !watch {
