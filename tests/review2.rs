@@ -23,8 +23,7 @@ const GUARD: Duration = common::HANG_GUARD;
 /// counts as hung (a guard against hangs only).
 const HUNG_AFTER: Duration = Duration::from_secs(10);
 
-/// `REMOVER_LOCK_BYTE` of src/layout.rs (`1 + MAX_SENDERS`), which is also
-/// `slot_reset_byte(0)`.
+/// `REMOVER_LOCK_BYTE` of src/layout.rs (`1 + MAX_SENDERS`).
 const REMOVER_BYTE: i64 = 1 + 4096;
 
 fn shm_path(name: &str) -> String {
@@ -278,8 +277,9 @@ fn gc_and_create_are_not_hung_by_a_lock_another_user_holds() {
 // ---------------------------------------------------------------- defect 2
 
 /// Promise: `Sender::open` of a live channel fails only for the reasons
-/// its docs give; errors say what happened. `slot_reset_byte(0)` is
-/// `1 + MAX_SENDERS + 0`, the same byte as `REMOVER_LOCK_BYTE`: a sender
+/// its docs give; errors say what happened. `slot_reset_byte(0)` was
+/// `1 + MAX_SENDERS + 0`, the same byte as `REMOVER_LOCK_BYTE` (now the
+/// reset bytes start one byte later, layout version 2): a sender
 /// taking slot 0 (`peers::acquire`) holds the remover byte for a moment,
 /// and `Sender::attach` reads that as "being removed" and returns
 /// `ReceiverGone` although the receiver is alive. With `max_senders(1)`
