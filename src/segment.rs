@@ -119,7 +119,21 @@ fn open_errno(name: &str, op: &'static str, e: Errno) -> OpenError {
         Errno::EEXIST => OpenError::AlreadyExists {
             name: name.to_owned(),
         },
-        Errno::ENAMETOOLONG | Errno::ELOOP | Errno::EINVAL => OpenError::InvalidName {
+        // Every open is `O_NOFOLLOW` and a valid name has no `/`: the entry
+        // under the name is a symbolic link.
+        Errno::ELOOP => io_err(
+            name,
+            op,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "/dev/shm/{PREFIX}{name} is a symbolic link, not a channel, and shmpsc never \
+                     follows one; remove it by hand (`rm /dev/shm/{PREFIX}{name}`) if nobody \
+                     keeps it there on purpose"
+                ),
+            ),
+        ),
+        Errno::ENAMETOOLONG | Errno::EINVAL => OpenError::InvalidName {
             name: name.to_owned(),
             reason: format!("the system refused it ({e})"),
         },
@@ -147,6 +161,7 @@ impl Segment {
         fingerprint: u64,
     ) -> Result<(Segment, Created), OpenError> {
         let path = shm_path(name)?;
+        check_mode(name, mode)?;
         // Each attempt that finds the name taken, or gone, since it looked
         // (another creator published first, or `remove_unused` removed a
         // dead receiver's segment) starts again. A removal needs an unused
@@ -294,6 +309,21 @@ impl Segment {
             return Err(OpenError::AlreadyExists {
                 name: name.to_owned(),
             });
+        }
+        if sys::ofd_range_locked(file, RECEIVER_LOCK_BYTE, 1).unwrap_or(false) {
+            // Held, but not as a receiver holds it (a read lock): no
+            // receiver lives, and none can take the channel over until that
+            // program lets go.
+            return Err(io_err(
+                name,
+                "taking over the channel",
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "its receiver lock is read-locked by another program, which no shmpsc                          receiver does (receivers take write locks), so no receiver lives but                          none can take over until that program lets go; find it with                          `fuser -v /dev/shm/{PREFIX}{name}`"
+                    ),
+                ),
+            ));
         }
         // Released since: look again.
         Ok(None)
@@ -951,6 +981,28 @@ fn still_named(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
     same_object(name, &named, file)
 }
 
+/// Refuses a mode that lets group or others read the object without
+/// writing it. Opening a channel needs both (every endpoint maps it read
+/// and write), so read access alone serves no endpoint; it would only let
+/// a process take read locks, which block the write locks endpoints take
+/// (a receiver taking over, a slot being reclaimed).
+fn check_mode(name: &str, mode: u32) -> Result<(), OpenError> {
+    for (who, shift) in [("its group", 3), ("other users", 0)] {
+        let rw = (mode >> shift) & 0o6;
+        if rw != 0 && rw != 0o6 {
+            return Err(OpenError::InvalidConfig {
+                name: name.to_owned(),
+                reason: format!(
+                    "mode {mode:#o} gives {who} {} access without {}; an endpoint needs both,                      so give both (0o660 for the group, 0o666 for everyone) or neither (0o600)",
+                    if rw == 0o4 { "read" } else { "write" },
+                    if rw == 0o4 { "write" } else { "read" },
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Whether some open file description holds the receiver lock.
 pub(crate) fn receiver_locked(file: &File) -> bool {
     sys::ofd_is_locked(file, RECEIVER_LOCK_BYTE).unwrap_or(false)
@@ -1137,16 +1189,16 @@ fn unlink_exact(name: &str, path: &str, file: &File) -> Result<bool, OpenError> 
 }
 
 /// Moves the name `path` aside to a new private name (as `/shmpsc.x`),
-/// which it returns: `~removing.<pid>.<n>`, unlikely to be a channel's (a
-/// name taken is skipped), and collected by `shmpsc gc` if this process
-/// dies before it removes it.
+/// which it returns: `~removing.<pid>.<64 random bits>`, unlikely to be a
+/// channel's, and impossible for another user to plant ahead of time (a
+/// counter would be predictable: pids are public); a name taken is
+/// skipped. Collected by `shmpsc gc` if this process dies before it
+/// removes it.
 fn move_aside(path: &str) -> Result<String, Errno> {
-    use std::sync::atomic::AtomicU64;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut last = Errno::EEXIST;
     for _ in 0..ASIDE_ATTEMPTS {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let aside = format!("/{PREFIX}~removing.{}.{n}", sys::current_pid());
+        let n = sys::random_u64()?;
+        let aside = format!("/{PREFIX}~removing.{}.{n:016x}", sys::current_pid());
         match sys::shm_rename_noreplace(path, &aside) {
             Ok(()) => return Ok(aside),
             Err(Errno::EEXIST) => last = Errno::EEXIST,

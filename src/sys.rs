@@ -123,9 +123,17 @@ pub(crate) fn ofd_unlock(fd: &impl AsFd, byte: u64) -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
-/// Whether an open file description other than `fd`'s holds a lock on `byte`.
+/// Whether an open file description other than `fd`'s holds a write lock (an
+/// endpoint's kind of lock) on `byte`.
 pub(crate) fn ofd_is_locked(fd: &impl AsFd, byte: u64) -> io::Result<bool> {
-    ofd_range_locked(fd, byte, 1)
+    // Endpoints hold write locks. On one byte, another description's read
+    // lock and an endpoint's write lock exclude each other, so a read lock
+    // found here means no endpoint holds the byte: it is not taken for one
+    // (a process that may only read the object could otherwise keep a dead
+    // endpoint looking alive).
+    let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).map_err(io::Error::from)?;
+    Ok(fl.l_type == libc::F_WRLCK as libc::c_short)
 }
 
 /// Creates the named shared-memory object exclusively (`O_CREAT | O_EXCL`),
@@ -259,6 +267,24 @@ pub(crate) fn ofd_lock_holder(fd: &impl AsFd, byte: u64) -> io::Result<Option<Lo
 pub(crate) struct LockHolder {
     /// Its process, if the kernel says (only for a classic POSIX lock).
     pub(crate) pid: Option<u32>,
+}
+
+/// 64 bits from the kernel's random number generator (`getrandom`), for
+/// names that another process must not be able to guess.
+pub(crate) fn random_u64() -> Result<u64, Errno> {
+    let mut bytes = [0u8; 8];
+    loop {
+        // SAFETY: writes at most 8 bytes into `bytes`, which is 8 bytes long
+        // and lives across the call.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        match n {
+            8 => return Ok(u64::from_ne_bytes(bytes)),
+            // Interrupted before the pool was ready, or a short read (not
+            // for 8 bytes, but the contract allows it): ask again.
+            n if n >= 0 || Errno::last() == Errno::EINTR => continue,
+            _ => return Err(Errno::last()),
+        }
+    }
 }
 
 /// Renames the shared-memory name `from` to `to` (both as `/shmpsc.x`),

@@ -237,11 +237,29 @@ fn other_users_are_refused_a_0600_channel_and_admitted_to_a_widened_one() {
 
 #[test]
 fn mode_is_exactly_what_was_asked() {
-    for mode in [0o600, 0o640, 0o660, 0o604] {
+    for mode in [0o600, 0o660, 0o606, 0o666] {
         let name = unique_name("mode");
         let (_tx, _rx) = Builder::new(&name).mode(mode).create::<u64>().unwrap();
         let meta = fs::metadata(shm_path(&name)).unwrap();
         assert_eq!(meta.mode() & 0o7777, mode, "mode {mode:o}");
+    }
+}
+
+/// Read access without write serves no endpoint (each maps the object read
+/// and write) and would let a reader take read locks that block endpoints'
+/// write locks: such modes are refused, saying what to use instead.
+#[test]
+fn modes_with_read_without_write_are_refused() {
+    for mode in [0o640, 0o604, 0o644, 0o620, 0o602, 0o664] {
+        let name = unique_name("mode-ro");
+        match Builder::new(&name).mode(mode).create::<u64>() {
+            Err(e @ OpenError::InvalidConfig { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("without"), "mode {mode:o}: {text}");
+            }
+            other => panic!("mode {mode:o}: {other:?}"),
+        }
+        assert!(!Path::new(&shm_path(&name)).exists(), "mode {mode:o}");
     }
 }
 
