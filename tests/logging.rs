@@ -3,7 +3,7 @@
 //! its creator is still setting up, happens on the sink's own thread.
 //!
 //! ```text
-//! cargo test --release --features log --test logging
+//! cargo test --release --features log,test-hooks --test logging
 //! ```
 //!
 //! A [`ReconnectGate`] (a test hook) holds a sink's connection attempts at
