@@ -662,8 +662,12 @@ fn corrupt(raw: &Raw, rng: &mut Rng) {
         // the receiver trusts the tag and checks kind and length.
         35..=69 => {
             let pos = head + 8 * rng.below(CAP / 8);
-            let kind =
-                [raw::CLAIMED, raw::COMMITTED, raw::PADDING, raw::CONSUMED][rng.below(4) as usize];
+            let kind = [
+                raw::CLAIMED,
+                raw::COMMITTED,
+                raw::PADDING,
+                raw::UNKNOWN_KIND,
+            ][rng.below(4) as usize];
             let off = pos & (CAP - 1);
             let len = match rng.below(5) {
                 0 => rng.below(64),

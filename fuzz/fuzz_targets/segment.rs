@@ -64,7 +64,6 @@ const MAX_SLOW_OPS: u32 = 8;
 const KIND_CLAIMED: u64 = 0xC1;
 const KIND_COMMITTED: u64 = 0xA5;
 const KIND_PADDING: u64 = 0x9D;
-const KIND_CONSUMED: u64 = 0x7E;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct Msg {
@@ -142,11 +141,11 @@ fn patch(op: u8, inp: &mut Input, buf: &mut [u8], from: usize) {
         2 => {
             let head = read_u64(buf, HEAD) & !7;
             let pos = head.wrapping_add((inp.u16() as u64 % (2 * CAP / 8)) * 8);
-            let kind = match inp.u8() % 5 {
+            let kind = match inp.u8() % 4 {
                 0 => KIND_CLAIMED,
                 1 => KIND_COMMITTED,
                 2 => KIND_PADDING,
-                3 => KIND_CONSUMED,
+                // Any kind, mostly unknown ones.
                 _ => inp.u8() as u64,
             };
             let off = pos & (CAP - 1);
@@ -455,7 +454,9 @@ impl Run {
                         Ok(inner) => (Got::Msg(None), inner),
                         Err(TryRecvError::Empty) => (Got::Empty, Vec::new()),
                         Err(TryRecvError::Disconnected) => (Got::Disconnected, Vec::new()),
-                        Err(e @ TryRecvError::Invalid(_)) => (Got::Invalid(e.to_string()), Vec::new()),
+                        Err(e @ TryRecvError::Invalid(_)) => {
+                            (Got::Invalid(e.to_string()), Vec::new())
+                        }
                     };
                     self.check(outer);
                     for got in inner {

@@ -53,7 +53,8 @@ pub const SLOT_INTENT: usize = 8;
 pub const CLAIMED: u8 = 0xC1;
 pub const COMMITTED: u8 = 0xA5;
 pub const PADDING: u8 = 0x9D;
-pub const CONSUMED: u8 = 0x7E;
+/// A kind that no record has (the receiver must call it unknown).
+pub const UNKNOWN_KIND: u8 = 0x7E;
 
 /// `shmpsc::DEFAULT_MAX_SENDERS`.
 pub const DEFAULT_SENDERS: u32 = 64;
