@@ -19,7 +19,7 @@ use crate::error::{
     InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use crate::layout::{fingerprint, Geometry, FEATURE_ASYMMETRIC_WAKE, RX_DROPPED};
+use crate::layout::{fingerprint, Geometry, RX_DROPPED};
 use crate::peers;
 use crate::ring::{Claim, Malformed, Peek, Ring};
 use crate::segment::{Created, Segment};
@@ -546,7 +546,7 @@ impl<T: Serialize> Sender<T> {
     fn from_parts(seg: Segment, slot: usize, tick: Duration) -> Sender<T> {
         let head = seg.header().rx.head.load(Ordering::Acquire);
         let mut ring = Ring::new(seg);
-        ring.set_registered(crate::sys::membarrier_register());
+        ring.set_wake(wait::AsymmetricWake::register());
         Sender {
             inner: Arc::new(SenderInner {
                 ring,
@@ -1329,19 +1329,6 @@ impl<T> Receiver<T> {
         })
     }
 
-    /// The receiver's side of the asymmetric wake-up barrier, run before it
-    /// re-checks for data and sleeps: see `layout::FEATURE_ASYMMETRIC_WAKE`.
-    /// If the kernel refuses it now, the segment falls back to full fences.
-    fn heavy_barrier(&self) {
-        let c = &self.ring.segment().header().config;
-        if c.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
-            && !crate::sys::membarrier_global()
-        {
-            c.features
-                .fetch_and(!FEATURE_ASYMMETRIC_WAKE, Ordering::SeqCst);
-        }
-    }
-
     /// Wakes senders that sleep waiting for room.
     fn wake_senders(&self) {
         let seg = self.ring.segment();
@@ -1555,8 +1542,13 @@ impl<T> Receiver<T> {
                 word: &h.data.waiting_at,
                 value: at + 1,
             };
-            if wait::sleep(&h.data.seq, &me, timeout, || self.heavy_barrier(), ready)
-                == Wake::TimedOut
+            if wait::sleep(
+                &h.data.seq,
+                &me,
+                timeout,
+                || wait::AsymmetricWake::heavy_barrier(&h.config.features),
+                ready,
+            ) == Wake::TimedOut
                 && self.maintain(true)?
             {
                 continue;

@@ -124,6 +124,9 @@ mod segment;
 mod sync;
 #[cfg(not(loom))]
 mod sys;
+#[cfg(loom)]
+#[path = "sys_model.rs"]
+mod sys;
 mod wait;
 
 #[cfg(any(feature = "log", feature = "tracing"))]

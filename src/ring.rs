@@ -15,8 +15,7 @@ use crate::sync::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
 use crate::layout::{
-    parse_record, record_size, record_word, Record, Slot, FEATURE_ASYMMETRIC_WAKE, MAX_POSITION,
-    NO_INTENT, RECORD_HEADER,
+    parse_record, record_size, record_word, Record, Slot, MAX_POSITION, NO_INTENT, RECORD_HEADER,
 };
 use crate::segment::Segment;
 use crate::wait;
@@ -73,9 +72,8 @@ impl std::fmt::Display for Malformed {
 #[derive(Debug)]
 pub(crate) struct Ring {
     seg: Segment,
-    /// This process is registered for global expedited membarriers, so it
-    /// may wake the receiver with a compiler fence when the segment allows.
-    registered: bool,
+    /// How this endpoint wakes the receiver (see `wait::AsymmetricWake`).
+    wake: wait::AsymmetricWake,
     #[cfg(not(loom))]
     data: *mut u8,
     cap: u64,
@@ -92,7 +90,7 @@ impl Ring {
     pub(crate) fn new(seg: Segment) -> Ring {
         let geo = *seg.geometry();
         Ring {
-            registered: false,
+            wake: wait::AsymmetricWake::default(),
             #[cfg(not(loom))]
             data: seg.data(),
             cap: geo.capacity,
@@ -106,10 +104,10 @@ impl Ring {
         &self.seg
     }
 
-    /// Records that this process registered for global expedited
-    /// membarriers (see `layout::FEATURE_ASYMMETRIC_WAKE`).
-    pub(crate) fn set_registered(&mut self, registered: bool) {
-        self.registered = registered;
+    /// Sets how this endpoint wakes the receiver: a sender registers for
+    /// the asymmetric wake-up (see `wait::AsymmetricWake`).
+    pub(crate) fn set_wake(&mut self, wake: wait::AsymmetricWake) {
+        self.wake = wake;
     }
 
     #[inline]
@@ -307,13 +305,8 @@ impl Ring {
         // SYNC POINT: the Acquire load pairs with the SeqCst swap of the
         // announcement in `wait::sleep` (through `wait::At`).
         let waiting = || d.waiting_at.load(Ordering::Acquire) == pos.wrapping_add(1);
-        if self.registered
-            && h.config.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
-        {
-            wait::wake_if_waiting_light(&d.seq, waiting, false);
-        } else {
-            wait::wake_if_waiting(&d.seq, waiting, false);
-        }
+        self.wake
+            .wake_if_waiting(&h.config.features, &d.seq, waiting, false);
     }
 
     // -------------------------------------------------------------- receiver

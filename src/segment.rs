@@ -16,8 +16,8 @@ use nix::errno::Errno;
 
 use crate::error::OpenError;
 use crate::layout::{
-    Geometry, Header, Slot, FEATURE_ASYMMETRIC_WAKE, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE,
-    REMOVER_LOCK_BYTE, RX_ALIVE, STATE_READY,
+    Geometry, Header, Slot, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE, REMOVER_LOCK_BYTE, RX_ALIVE,
+    STATE_READY,
 };
 use crate::sys;
 
@@ -329,12 +329,8 @@ impl Segment {
         // only process that waits on `data`.
         seg.header().data.waiting_at.store(0, Ordering::Relaxed);
         // This receiver's kernel decides whether senders may skip
-        // their fence (see `FEATURE_ASYMMETRIC_WAKE`).
-        let features = if sys::membarrier_supported() {
-            FEATURE_ASYMMETRIC_WAKE
-        } else {
-            0
-        };
+        // their fence (see `wait::AsymmetricWake`).
+        let features = crate::wait::AsymmetricWake::offered_features();
         seg.header()
             .config
             .features
@@ -382,9 +378,10 @@ impl Segment {
             .rx_pid
             .store(sys::current_pid(), Ordering::Relaxed);
         h.control.rx_state.store(RX_ALIVE, Ordering::Relaxed);
-        if sys::membarrier_supported() {
-            c.features.store(FEATURE_ASYMMETRIC_WAKE, Ordering::Relaxed);
-        }
+        c.features.store(
+            crate::wait::AsymmetricWake::offered_features(),
+            Ordering::Relaxed,
+        );
         // SYNC POINT: creator. Pairs with the Acquire load of `state` in
         // `validate_header` (of a copy read after this store, and, without
         // O_TMPFILE, possibly concurrently with it): a reader that sees
