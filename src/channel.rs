@@ -881,9 +881,9 @@ impl SenderInner {
                 self.disconnected.store(true, Ordering::Relaxed);
                 return (local, Err(SendFail::Disconnected));
             }
-            if let Claim::At(pos) = claim {
+            if let Claim::At(claimed) = claim {
                 // `commit` wakes the receiver if it sleeps for this record.
-                self.ring.commit(slot, pos, payload);
+                self.ring.commit(slot, claimed, payload);
                 // One writer per slot (the local lock): no RMW needed.
                 // Statistics live in shared memory, which anyone may have
                 // overwritten: they wrap rather than trust it.
@@ -1211,7 +1211,7 @@ impl<T> Receiver<T> {
                 let mut tail = self.tail.get();
                 self.ring.empty_at(head, self.released.get(), &mut tail) == Ok(true)
             }
-            Peek::Message { .. } | Peek::Malformed(_) => false,
+            Peek::Message(_) | Peek::Malformed(_) => false,
         }
     }
 
@@ -1421,16 +1421,17 @@ impl<T> Receiver<T> {
         loop {
             let (head, found) = self.look();
             match found {
-                Peek::Message { len, offset } => {
+                Peek::Message(msg) => {
+                    let len = msg.len();
                     // The record is consumed before `f` runs, so that an `f`
                     // that receives again gets the next message, not this
                     // one; `in_callback` keeps its bytes from being released
                     // (and zeroed) under the slice `f` holds.
-                    let next = head + crate::layout::record_size(len);
+                    let next = msg.end();
                     self.head.set(next);
                     let r = {
                         let _lent = InCallback::enter(&self.in_callback);
-                        self.ring.with_payload(offset, len, f)
+                        self.ring.with_payload(&msg, f)
                     };
                     // A callback that received again has delivered further
                     // already: the cursor never moves back.
@@ -1453,7 +1454,7 @@ impl<T> Receiver<T> {
                     return r.map_err(|reason| {
                         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
                         RecvFail::Invalid(InvalidMessage {
-                            position: head,
+                            position: msg.position(),
                             len,
                             reason: format!(
                                 "could not be decoded as `{}`: {reason}",

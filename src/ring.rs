@@ -21,10 +21,10 @@ use crate::segment::Segment;
 use crate::wait;
 
 /// Result of a claim attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Claim {
-    /// The record may be written at this position.
-    At(u64),
+    /// The record may be written: [`Ring::commit`] takes the token.
+    At(Claimed),
     /// Not enough room now.
     Full,
     /// The claim cursor is corrupt (not 8-aligned): the segment was written
@@ -32,8 +32,46 @@ pub(crate) enum Claim {
     Corrupt,
 }
 
+/// A claimed record: the proof that its bytes, `[pos, pos +
+/// record_size(len))`, belong to the sender that claimed them and lie
+/// within one lap of the data area. Only [`Ring::claim`] makes one, and
+/// only [`Ring::commit`] takes it, once.
+#[must_use = "a claim must be committed, or the receiver waits for it"]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pos: u64,
+    len: u64,
+}
+
+/// A committed message found by [`Ring::peek`]: the proof that its
+/// payload, `len` bytes at data offset `offset`, lies in the data area
+/// and is committed. [`Ring::with_payload`] reads through it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Message {
+    pos: u64,
+    len: u64,
+    offset: usize,
+}
+
+impl Message {
+    /// Where the record starts.
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Payload length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Where the next record starts.
+    pub(crate) fn end(&self) -> u64 {
+        self.pos + record_size(self.len)
+    }
+}
+
 /// What the receiver finds at `head`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Peek {
     /// Nothing committed at `head` yet: the ring is empty there, or a claim
     /// is not committed. [`Ring::empty_at`] tells which.
@@ -42,8 +80,8 @@ pub(crate) enum Peek {
     /// (after padding, or after records that tile a lap): the word there is
     /// still last lap's. Release, then peek again.
     MustRelease,
-    /// A committed message: payload of `len` bytes at data offset `offset`.
-    Message { len: u64, offset: usize },
+    /// A committed message.
+    Message(Message),
     /// A malformed header word: the segment was written by something that
     /// does not follow the protocol. The receiver can skip it.
     Malformed(Malformed),
@@ -74,32 +112,21 @@ pub(crate) struct Ring {
     seg: Segment,
     /// How this endpoint wakes the receiver (see `wait::AsymmetricWake`).
     wake: wait::AsymmetricWake,
-    #[cfg(not(loom))]
-    data: *mut u8,
     cap: u64,
     max_message: u64,
 }
-
-// SAFETY: `data` points into the mapping owned by `seg`, which lives as long
-// as the ring; shared bytes are accessed under the ring protocol only.
-unsafe impl Send for Ring {}
-// SAFETY: as above.
-unsafe impl Sync for Ring {}
 
 impl Ring {
     pub(crate) fn new(seg: Segment) -> Ring {
         let geo = *seg.geometry();
         Ring {
             wake: wait::AsymmetricWake::default(),
-            #[cfg(not(loom))]
-            data: seg.data(),
             cap: geo.capacity,
             max_message: geo.max_message,
             seg,
         }
     }
 
-    #[cfg(not(loom))]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
@@ -115,42 +142,17 @@ impl Ring {
         (pos & (self.cap - 1)) as usize
     }
 
-    /// The header word at data offset `off` (8-aligned, inside the area).
+    /// The header word of position `pos` (8-aligned: positions of
+    /// records are).
     #[inline]
-    #[cfg(not(loom))]
-    fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && (off as u64) < self.cap);
-        // SAFETY: callers pass an offset masked into the data area and
-        // 8-aligned; the data area is 128-aligned, so the word is aligned and
-        // in bounds; shared words are only accessed atomically.
-        unsafe { &*(self.data.add(off) as *const AtomicU64) }
-    }
-
-    #[cfg(loom)]
-    fn word(&self, off: usize) -> &AtomicU64 {
-        &self.seg.words()[off / 8]
-    }
-
-    /// Copies a payload into a claimed record at data offset `off`.
-    #[cfg(not(loom))]
-    fn write_payload(&self, off: usize, payload: &[u8]) {
-        debug_assert!(off as u64 + payload.len() as u64 <= self.cap);
-        // SAFETY: `claim` reserved the record around `off`, which does not
-        // cross the end of the data area; no other process writes it until
-        // the receiver has consumed the record.
-        unsafe {
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), self.data.add(off), payload.len());
-        }
-    }
-
-    #[cfg(loom)]
-    fn write_payload(&self, off: usize, payload: &[u8]) {
-        for (i, chunk) in payload.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.word(off + 8 * i)
-                .store(u64::from_le_bytes(w), Ordering::Relaxed);
-        }
+    fn word(&self, pos: u64) -> &AtomicU64 {
+        debug_assert!(pos % 8 == 0);
+        // Masked to an 8-aligned offset inside the data area, whatever
+        // `pos` is.
+        let off = (pos & (self.cap - 1) & !7) as usize;
+        // SAFETY: `off` is 8-aligned and `off + 8 <= cap` (`cap` is a power
+        // of two, at least 16).
+        unsafe { self.seg.data().word(off) }
     }
 
     // ---------------------------------------------------------------- sender
@@ -189,7 +191,7 @@ impl Ring {
                 )
                 .is_ok()
             {
-                return Claim::At(tail);
+                return Claim::At(Claimed { pos: tail, len });
             }
         }
         self.claim_any(slot, len, cached_head)
@@ -259,23 +261,28 @@ impl Ring {
                     // with the next lap.
                     let word = record_word(Record::Padding((claim - RECORD_HEADER) as u32), tail);
                     // SYNC POINT: sender. Pairs with the Acquire load in `peek`.
-                    self.word(self.offset(tail)).store(word, Ordering::Release);
+                    self.word(tail).store(word, Ordering::Release);
                     slot.intent.store(NO_INTENT, Ordering::Release);
                     self.wake_receiver_at(tail);
                     tail = tail.wrapping_add(claim);
                 }
-                Ok(_) => return Claim::At(tail),
+                Ok(_) => return Claim::At(Claimed { pos: tail, len }),
                 Err(current) => tail = current,
             }
         }
     }
 
-    /// Writes the payload of a claimed record and commits it.
+    /// Writes the payload of a claimed record and commits it. `payload`
+    /// must have the length that was claimed.
     #[inline]
-    pub(crate) fn commit(&self, slot: &Slot, pos: u64, payload: &[u8]) {
+    pub(crate) fn commit(&self, slot: &Slot, claimed: Claimed, payload: &[u8]) {
+        let Claimed { pos, len } = claimed;
+        assert_eq!(payload.len() as u64, len, "a claim commits what it claimed");
         let off = self.offset(pos);
-        let len = payload.len() as u32;
-        let word = self.word(off);
+        // (`claim` refused lengths beyond `u32` with the maximum message
+        // size, which is at most 4 GiB.)
+        let len = len as u32;
+        let word = self.word(pos);
         hooks::at(Point::Claimed);
         // The length goes first, marked in progress: if this process dies
         // mid-payload, the receiver knows how much to skip.
@@ -283,7 +290,11 @@ impl Ring {
         hooks::at(Point::Header);
         // Keep payload bytes from becoming visible before the header.
         fence(Ordering::Release);
-        self.write_payload(off + RECORD_HEADER as usize, payload);
+        // SAFETY: `claimed` proves that the record, `RECORD_HEADER +
+        // payload.len()` bytes from `off`, was claimed by this sender and
+        // lies within one lap, so inside the data area; no endpoint that
+        // follows the protocol touches it before the commit below.
+        unsafe { self.seg.data().write(off + RECORD_HEADER as usize, payload) };
         hooks::at(Point::Payload);
         // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`.
         word.store(record_word(Record::Committed(len), pos), Ordering::Release);
@@ -404,7 +415,7 @@ impl Ring {
             let off = self.offset(head);
             // SYNC POINT: receiver. Pairs with the Release stores of the
             // header word in `commit` and `claim` (padding).
-            let word = self.word(off).load(Ordering::Acquire);
+            let word = self.word(head).load(Ordering::Acquire);
             let bad = |what| {
                 (
                     head,
@@ -430,10 +441,11 @@ impl Ring {
                     }
                     return (
                         head,
-                        Peek::Message {
+                        Peek::Message(Message {
+                            pos: head,
                             len,
                             offset: off + RECORD_HEADER as usize,
-                        },
+                        }),
                     );
                 }
                 Ok(Record::Empty) | Ok(Record::Claimed(_)) => return (head, Peek::NotYet),
@@ -469,7 +481,7 @@ impl Ring {
         // again with Acquire (pairing with the Release stores in `commit`
         // and `claim`) before anything is read behind it. In `wait::sleep`
         // the fences around the announcement order this load.
-        let word = self.word(self.offset(head)).load(Ordering::Relaxed);
+        let word = self.word(head).load(Ordering::Relaxed);
         word != ignore
             && !matches!(
                 parse_record(word, head),
@@ -496,26 +508,12 @@ impl Ring {
 
     /// Lends the payload of a message found by `peek` to `f`.
     #[inline]
-    #[cfg(not(loom))]
-    pub(crate) fn with_payload<R>(&self, offset: usize, len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
-        // SAFETY: `peek` checked that `offset + len` lies in the data area;
-        // the record is committed and no sender writes it until `consume`
-        // advances `head` past it, which happens after `f` returns.
-        f(unsafe { std::slice::from_raw_parts(self.data.add(offset), len as usize) })
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn with_payload<R>(&self, offset: usize, len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
-        let mut bytes = Vec::with_capacity(len as usize + 8);
-        for i in 0..(len as usize).div_ceil(8) {
-            bytes.extend_from_slice(
-                &self
-                    .word(offset + 8 * i)
-                    .load(Ordering::Relaxed)
-                    .to_le_bytes(),
-            );
-        }
-        f(&bytes[..len as usize])
+    pub(crate) fn with_payload<R>(&self, msg: &Message, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: `msg` proves that `peek` checked `offset + len` against
+        // the lap, so the payload lies in the data area; the record is
+        // committed and no sender writes it until the receiver releases it,
+        // which it does not while `f` runs.
+        unsafe { self.seg.data().read(msg.offset, msg.len as usize, f) }
     }
 
     /// Records that everything before `next` was delivered to the
@@ -529,25 +527,6 @@ impl Ring {
             .rx
             .delivered
             .store(next, Ordering::Release);
-    }
-
-    /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
-    #[cfg(not(loom))]
-    fn zero(&self, pos: u64, size: u64) {
-        let off = self.offset(pos);
-        debug_assert!(off as u64 + size <= self.cap);
-        // SAFETY: the range was bounds-checked by the caller against the data
-        // area; it lies between `head` and `tail` and belongs to the receiver
-        // until `head` moves past it.
-        unsafe { std::ptr::write_bytes(self.data.add(off), 0, size as usize) };
-    }
-
-    #[cfg(loom)]
-    fn zero(&self, pos: u64, size: u64) {
-        let off = self.offset(pos);
-        for i in 0..(size as usize) / 8 {
-            self.word(off + 8 * i).store(0, Ordering::Relaxed);
-        }
     }
 
     /// Publishes the consumer cursor to senders.
@@ -568,7 +547,10 @@ impl Ring {
         while pos < to {
             let off = pos & (cap - 1);
             let n = (to - pos).min(cap - off);
-            self.zero(pos, n);
+            // SAFETY: `off + n <= cap` (the `min` above); the bytes were
+            // consumed by the receiver, the caller, and no sender claims
+            // them before `publish_head` below.
+            unsafe { self.seg.data().zero(off as usize, n as usize) };
             pos += n;
         }
         self.publish_head(to);
@@ -592,7 +574,7 @@ impl Ring {
         let cap = self.cap;
         let off = self.offset(head);
         // SYNC POINT: pairs with the Release stores in `commit`.
-        let word = self.word(off).load(Ordering::Acquire);
+        let word = self.word(head).load(Ordering::Acquire);
         let bad = |what| Malformed {
             pos: head,
             word,
@@ -621,7 +603,7 @@ impl Ring {
                     if live_intent(pos) {
                         break;
                     }
-                    let w = self.word(self.offset(pos)).load(Ordering::Acquire);
+                    let w = self.word(pos).load(Ordering::Acquire);
                     if w != 0 {
                         break;
                     }
@@ -644,7 +626,7 @@ impl Ring {
                 break;
             }
             let off = self.offset(pos);
-            let w = self.word(off).load(Ordering::Acquire);
+            let w = self.word(pos).load(Ordering::Acquire);
             let plausible = match parse_record(w, pos) {
                 Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) => {
                     (l as u64) <= self.max_message && off as u64 + record_size(l as u64) <= cap
@@ -695,7 +677,11 @@ mod loom_tests {
     use loom::thread;
 
     fn ring(capacity: u64) -> Arc<Ring> {
-        Arc::new(Ring::new(Segment::heap(capacity, capacity - RECORD_HEADER)))
+        Arc::new(Ring::new(Segment::heap(
+            capacity,
+            capacity - RECORD_HEADER,
+            2,
+        )))
     }
 
     /// One sender endpoint (slot `index`).
@@ -724,8 +710,8 @@ mod loom_tests {
             let len = payload.len() as u64;
             loop {
                 match ring.claim(&self.slot, len, &mut self.cached_head) {
-                    Claim::At(pos) => {
-                        ring.commit(&self.slot, pos, payload);
+                    Claim::At(c) => {
+                        ring.commit(&self.slot, c, payload);
                         return;
                     }
                     Claim::Full => {
@@ -799,9 +785,9 @@ mod loom_tests {
                         self.release();
                         continue;
                     }
-                    Peek::Message { len, offset } => {
-                        let v = ring.with_payload(offset, len, |b| b.to_vec());
-                        self.head = head + record_size(len);
+                    Peek::Message(m) => {
+                        let v = ring.with_payload(&m, |b| b.to_vec());
+                        self.head = m.end();
                         ring.deliver(self.head);
                         if self.head - self.released >= ring.cap {
                             self.release();
@@ -884,10 +870,10 @@ mod loom_tests {
                 thread::spawn(move || {
                     let ring = &*tx.ring;
                     let mut cached = 0;
-                    let Claim::At(p) = ring.claim(&tx.slot, 8, &mut cached) else {
+                    let Claim::At(c) = ring.claim(&tx.slot, 8, &mut cached) else {
                         panic!("room for the first record");
                     };
-                    ring.commit(&tx.slot, p, &[7; 8]);
+                    ring.commit(&tx.slot, c, &[7; 8]);
                     // Claimed, never committed while the receiver looks.
                     let Claim::At(_) = ring.claim(&tx.slot, 8, &mut cached) else {
                         panic!("room for the second record");
