@@ -18,6 +18,34 @@ pub(crate) enum Wake {
     TimedOut,
 }
 
+/// How long an operation may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// Not at all: one look (`try_send`, `try_recv`).
+    Now,
+    /// Until this instant (monotonic clock).
+    At(Instant),
+    /// For ever (or until the peer is gone).
+    Never,
+}
+
+impl Deadline {
+    /// `d` from now; a duration too long for the clock means never.
+    pub(crate) fn after(d: Duration) -> Deadline {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Deadline::Never, Deadline::At)
+    }
+
+    /// The instant, if there is one.
+    pub(crate) fn instant(self) -> Option<Instant> {
+        match self {
+            Deadline::At(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
 /// Spins before the first sleep: enough to cover a sender that is between
 /// claim and commit, short enough not to matter when idle.
 #[cfg(not(loom))]

@@ -11,6 +11,9 @@
 //! up to `head + capacity` is zero (it zeroes what it consumes). Dead-claim
 //! recovery relies on it.
 
+pub(crate) mod consumer;
+pub(crate) mod producer;
+
 use crate::sync::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
