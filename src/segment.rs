@@ -672,6 +672,29 @@ impl Segment {
         }
     }
 
+    /// A segment in private anonymous memory, for the ring's unit tests:
+    /// no object, no name, no locks; zeroed, with no sender's intent.
+    #[cfg(test)]
+    pub(crate) fn anonymous(geo: Geometry) -> Segment {
+        let map = MmapOptions::new()
+            .len(geo.len)
+            .map_anon()
+            .expect("anonymous memory");
+        let seg = Segment {
+            name: "anonymous".to_owned(),
+            path: String::new(),
+            file: File::open("/dev/null").expect("/dev/null"),
+            map: map.into(),
+            geo,
+            snapshot: false,
+        };
+        for slot in seg.slots() {
+            slot.intent
+                .store(crate::layout::NO_INTENT, Ordering::Relaxed);
+        }
+        seg
+    }
+
     /// The data area (`geo.capacity` bytes, 128-aligned).
     #[inline]
     pub(crate) fn data(&self) -> DataArea<'_> {
