@@ -653,7 +653,7 @@ impl<T: Serialize> Sender<T> {
             Ok(local) => local,
             Err(f) => return Err((msg, f)),
         };
-        // The buffer is taken out while the message is in it: `send_raw`
+        // The buffer is taken out while the message is in it: `Producer::send`
         // releases the lock while it waits for room, and clones that send
         // meanwhile encode into a buffer of their own.
         let mut buf = std::mem::take(&mut local.buf);

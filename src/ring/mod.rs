@@ -225,7 +225,7 @@ impl Ring {
             // the cache says full.
             if !fits(tail, claim, *cached_head, cap) {
                 // SYNC POINT: sender. Pairs with the Release store of `head`
-                // in `consume`: the zeroed bytes behind it are visible.
+                // in `Ring::release`: the zeroed bytes behind it are visible.
                 *cached_head = h.rx.head.load(Ordering::Acquire);
                 if !fits(tail, claim, *cached_head, cap) {
                     // Our `tail` may be older than the head we just read.
@@ -476,7 +476,7 @@ impl Ring {
     /// sender writes, and nothing else.
     ///
     /// The word `ignore` (a malformed word already reported at `head`, see
-    /// `Receiver::stray`; 0 for none) does not count: only a sender's own
+    /// `Consumer::stray`; 0 for none) does not count: only a sender's own
     /// header replacing it does.
     #[inline]
     pub(crate) fn settled(&self, head: u64, ignore: u64) -> bool {
