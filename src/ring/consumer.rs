@@ -122,21 +122,6 @@ impl Consumer {
     /// one. Hand it to [`Consumer::finish`] once its bytes were read.
     #[inline]
     pub(crate) fn next(&self, deadline: Deadline) -> Result<Message, Fail> {
-        // The common case, inline: a committed record at `head` (perhaps
-        // after padding). Anything else, and every wait, goes through the
-        // general loop, which looks again.
-        if !self.broken.get() {
-            if let (_, Peek::Message(msg)) = self.ring.peek(self.head.get(), self.released.get()) {
-                self.head.set(msg.end());
-                return Ok(msg);
-            }
-        }
-        self.next_any(deadline)
-    }
-
-    /// [`Consumer::next`] in general: releases, waits, maintains, resyncs.
-    #[inline(never)]
-    fn next_any(&self, deadline: Deadline) -> Result<Message, Fail> {
         if self.broken.get() {
             return Err(Fail::Disconnected);
         }
