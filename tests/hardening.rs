@@ -55,7 +55,7 @@ fn run_role(role: &str) {
         // In a /dev/shm of its own, 256 KiB: creations that do not fit fail
         // cleanly, and what fits works.
         "small_dev_shm" => {
-            if let Err(why) = private_dev_shm("256k") {
+            if let Err(why) = common::private_dev_shm("256k") {
                 emit(format!("outcome skip {why}"));
                 return;
             }
@@ -92,7 +92,7 @@ fn run_role(role: &str) {
         // In a /dev/shm of its own, 256 KiB: a receiver takes over a sparse
         // segment (its pages never reserved) larger than the file system.
         "sparse_takeover" => {
-            if let Err(why) = private_dev_shm("256k") {
+            if let Err(why) = common::private_dev_shm("256k") {
                 emit(format!("outcome skip {why}"));
                 return;
             }
@@ -406,42 +406,6 @@ fn largest_capacity_is_accepted_with_the_default_message_size() {
         Err(other) => panic!("capacity {HUGE} is documented as accepted, but: {other}"),
         Ok(_pair) => println!("1 TiB could be reserved in /dev/shm here"),
     }
-}
-
-/// Gives this process a mount namespace of its own with a tmpfs of `size`
-/// on /dev/shm (so that it can be filled without touching the machine's).
-fn private_dev_shm(size: &str) -> Result<(), String> {
-    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    let opts = std::ffi::CString::new(format!("size={size},mode=1777")).unwrap();
-    // SAFETY: plain syscalls with valid NUL-terminated strings; they only
-    // change this process's view of the mounts.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(err("unshare(CLONE_NEWNS)"));
-        }
-        let null = std::ptr::null();
-        if libc::mount(
-            null,
-            c"/".as_ptr(),
-            null,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(err("making mounts private"));
-        }
-        if libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/dev/shm".as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        ) != 0
-        {
-            return Err(err("mounting a tmpfs on /dev/shm"));
-        }
-    }
-    Ok(())
 }
 
 #[test]

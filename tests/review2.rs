@@ -72,41 +72,6 @@ fn ofd_lock(file: &fs::File, byte: i64) -> std::io::Result<()> {
     }
 }
 
-/// Gives this process a mount namespace of its own with a tmpfs on
-/// /dev/shm, so that what it plants never reaches another process's gc.
-fn private_dev_shm() -> Result<(), String> {
-    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    // SAFETY: plain syscalls with valid NUL-terminated strings; they only
-    // change this process's view of the mounts.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(err("unshare(CLONE_NEWNS)"));
-        }
-        let null = std::ptr::null();
-        if libc::mount(
-            null,
-            c"/".as_ptr(),
-            null,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(err("making mounts private"));
-        }
-        if libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/dev/shm".as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=16m,mode=1777".as_ptr().cast(),
-        ) != 0
-        {
-            return Err(err("mounting a tmpfs on /dev/shm"));
-        }
-    }
-    Ok(())
-}
-
 /// Runs `cmd` with its output captured; kills it if it has not exited
 /// after [`HUNG_AFTER`]. Returns `None` if it hung, else (exit code, output).
 #[cfg(feature = "cli")]
@@ -179,7 +144,7 @@ fn run_role(role: &str) {
 /// `shmpsc.z-stale` sorts after it. Runs `shmpsc gc`, `shmpsc rm a-squat`
 /// and a receiver creation on `a-squat`, each bounded, and reports.
 fn private_gc_locked() {
-    if let Err(why) = private_dev_shm() {
+    if let Err(why) = common::private_dev_shm("16m") {
         emit(format!("gc skip {why}"));
         return;
     }

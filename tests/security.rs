@@ -439,41 +439,6 @@ fn a_channel_being_created_is_invisible_until_ready() {
 
 // ------------------------------------------------------- items 6 and 10
 
-/// Gives this process a mount namespace of its own with a tmpfs on
-/// /dev/shm, so that planted entries never reach other processes' gc.
-fn private_dev_shm() -> Result<(), String> {
-    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    // SAFETY: plain syscalls with valid NUL-terminated strings; they only
-    // change this process's view of the mounts.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(err("unshare(CLONE_NEWNS)"));
-        }
-        let null = std::ptr::null();
-        if libc::mount(
-            null,
-            c"/".as_ptr(),
-            null,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(err("making mounts private"));
-        }
-        if libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/dev/shm".as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=16m,mode=1777".as_ptr().cast(),
-        ) != 0
-        {
-            return Err(err("mounting a tmpfs on /dev/shm"));
-        }
-    }
-    Ok(())
-}
-
 /// An unused leftover (an empty object, as a creator that died leaves on a
 /// system without O_TMPFILE), old enough for any rule.
 fn plant_leftover(path: &str, owner: Option<(u32, u32)>) {
@@ -488,7 +453,7 @@ fn plant_leftover(path: &str, owner: Option<(u32, u32)>) {
 }
 
 fn private_gc(_name: &str) {
-    if let Err(why) = private_dev_shm() {
+    if let Err(why) = common::private_dev_shm("16m") {
         emit(format!("a skip {why}"));
         return;
     }

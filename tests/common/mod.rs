@@ -455,3 +455,39 @@ pub fn other_user() -> Result<(u32, u32), String> {
     }
     Ok((user.uid.as_raw(), user.gid.as_raw()))
 }
+
+/// Gives this process a mount namespace of its own with a tmpfs of `size`
+/// on /dev/shm (so that it can be filled without touching the machine's).
+pub fn private_dev_shm(size: &str) -> Result<(), String> {
+    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    let opts = std::ffi::CString::new(format!("size={size},mode=1777")).unwrap();
+    // SAFETY: plain syscalls with valid NUL-terminated strings; they only
+    // change this process's view of the mounts.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(err("unshare(CLONE_NEWNS)"));
+        }
+        let null = std::ptr::null();
+        if libc::mount(
+            null,
+            c"/".as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(err("making mounts private"));
+        }
+        if libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        ) != 0
+        {
+            return Err(err("mounting a tmpfs on /dev/shm"));
+        }
+    }
+    Ok(())
+}
