@@ -253,6 +253,8 @@ fn gc_and_create_are_not_hung_by_a_lock_another_user_holds() {
 /// `ReceiverGone` is not.)
 #[test]
 fn a_live_channel_is_never_reported_receiver_gone_while_a_sender_takes_slot_0() {
+    // Opens per thread (the defect showed within about 17,000 in all).
+    const OPENS: u64 = 40_000;
     let name = unique_name("slot0");
     let rx = Builder::new(&name)
         .max_senders(1)
@@ -263,7 +265,7 @@ fn a_live_channel_is_never_reported_receiver_gone_while_a_sender_takes_slot_0() 
         std::thread::spawn(move || {
             let mut gone = 0u64;
             let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && n < OPENS {
                 n += 1;
                 match Sender::<u64>::open(&name) {
                     Ok(tx) => drop(tx),
@@ -280,11 +282,6 @@ fn a_live_channel_is_never_reported_receiver_gone_while_a_sender_takes_slot_0() 
     };
     let a = churn(stop.clone(), name.clone());
     let b = churn(stop.clone(), name.clone());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    stop.store(true, Ordering::Relaxed);
     let (ga, na) = a.join().unwrap();
     let (gb, nb) = b.join().unwrap();
     println!("ReceiverGone {} times in {} opens", ga + gb, na + nb);
@@ -456,7 +453,7 @@ fn a_forked_childs_log_call_never_blocks() {
     let mut hung = 0;
     let mut forks = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while hung == 0 && forks < 2000 && Instant::now() < deadline {
+    while hung == 0 && forks < 500 && Instant::now() < deadline {
         forks += 1;
         let r = rec.clone();
         // SAFETY: the child makes a log call (what is tested) and exits
