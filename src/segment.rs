@@ -250,14 +250,7 @@ impl Segment {
             Err(e) => return Err(open_errno(name, "creating", e)),
         };
         crate::hooks::at(crate::hooks::Point::Created);
-        let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-            .map_err(|e| io_err(name, "locking the segment", e))?;
-        if !locked {
-            return Segment::lock_refused(name, &file);
-        }
-        // Once we hold the lock no remover can take the object, so one
-        // check of the name after locking is enough.
-        if !still_named(name, path, &file)? {
+        if !Segment::lock_as_receiver(name, path, &file)? {
             return Ok(None);
         }
         let r = Segment::initialise(name, path, file, geo, fingerprint);
@@ -265,6 +258,24 @@ impl Segment {
             let _ = sys::shm_remove(path);
         }
         r.map(|s| Some((s, Created::Fresh)))
+    }
+
+    /// Takes the receiver lock of `file`, opened by the name `path`, and
+    /// checks that the name still refers to it. `Ok(true)`: go on as its
+    /// receiver; `Ok(false)`: the caller tries again; `Err`: refused.
+    ///
+    /// `remove_unused` may have found the object unused and unlinked it
+    /// between our open and our lock: a receiver on the nameless object
+    /// would be one no sender can reach. Holding the lock, no remover can
+    /// unlink it any more, so one check after locking settles it.
+    fn lock_as_receiver(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
+        let locked = sys::ofd_try_lock(file, RECEIVER_LOCK_BYTE)
+            .map_err(|e| io_err(name, "locking the segment", e))?;
+        if !locked {
+            Segment::lock_refused(name, file)?;
+            return Ok(false);
+        }
+        still_named(name, path, file)
     }
 
     /// The receiver lock of `file` was refused. A remover (which holds
@@ -275,7 +286,7 @@ impl Segment {
     /// The remover byte of another user's object is not waited for: a
     /// receiver never takes such an object over anyway, and that user may
     /// hold the byte for ever.
-    fn lock_refused(name: &str, file: &File) -> Result<Option<(Segment, Created)>, OpenError> {
+    fn lock_refused(name: &str, file: &File) -> Result<(), OpenError> {
         let st = sys::file_stat(file).map_err(|e| io_err(name, "inspecting", e))?;
         let me = sys::effective_uid();
         let removing = sys::ofd_lock_holder(file, REMOVER_LOCK_BYTE)
@@ -301,7 +312,7 @@ impl Segment {
             return match wait_for_remover(file)
                 .map_err(|e| io_err(name, "looking at the segment's locks", e))?
             {
-                None => Ok(None),
+                None => Ok(()),
                 Some(holder) => Err(remover_held(name, "creating the channel", holder)),
             };
         }
@@ -320,13 +331,16 @@ impl Segment {
                 io::Error::new(
                     io::ErrorKind::WouldBlock,
                     format!(
-                        "its receiver lock is read-locked by another program, which no shmpsc                          receiver does (receivers take write locks), so no receiver lives but                          none can take over until that program lets go; find it with                          `fuser -v /dev/shm/{PREFIX}{name}`"
+                        "its receiver lock is read-locked by another program, which no shmpsc \
+                         receiver does (receivers take write locks), so no receiver lives but \
+                         none can take over until that program lets go; find it with \
+                         `fuser -v /dev/shm/{PREFIX}{name}`"
                     ),
                 ),
             ));
         }
         // Released since: look again.
-        Ok(None)
+        Ok(())
     }
 
     /// Takes over the existing object `file`, opened by the name `path`, if
@@ -340,17 +354,7 @@ impl Segment {
         fingerprint: u64,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
         crate::hooks::at(crate::hooks::Point::TakeoverOpened);
-        let locked = sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-            .map_err(|e| io_err(name, "locking the segment", e))?;
-        if !locked {
-            return Segment::lock_refused(name, &file);
-        }
-        // `remove_unused` may have found the segment unused and unlinked it
-        // between our open and our lock: taking over the nameless object
-        // would leave a receiver that no sender can reach. Holding the
-        // lock, no remover can unlink it any more, so one check after
-        // locking settles it.
-        if !still_named(name, path, &file)? {
+        if !Segment::lock_as_receiver(name, path, &file)? {
             return Ok(None);
         }
         // We hold the receiver lock: the previous receiver is gone. Take

@@ -186,14 +186,6 @@ fn remove_when_unused(name: &str) {
     }
 }
 
-fn dead_receiver_channel(test: &str, label: &str) -> String {
-    let name = unique_name(label);
-    let mut rx = Spawn::new(test, "idle_receiver", &name).spawn();
-    rx.expect_event("ready");
-    rx.kill();
-    name
-}
-
 // -------------------------------------------------- permissions and names
 
 #[test]
@@ -765,7 +757,7 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
         ),
     ];
     for (label, off, damage, what) in cases {
-        let name = dead_receiver_channel(test, label);
+        let name = common::dead_receiver_channel(test, label);
         let raw = Raw::open(&name);
         raw.set_u64(off, damage(raw.u64(off)));
         drop(raw);
@@ -796,7 +788,7 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
 #[test]
 fn truncated_segment_is_corrupt() {
     run_child_role(run_role);
-    let name = dead_receiver_channel("truncated_segment_is_corrupt", "truncated");
+    let name = common::dead_receiver_channel("truncated_segment_is_corrupt", "truncated");
     let file = fs::OpenOptions::new()
         .write(true)
         .open(shm_path(&name))
@@ -815,7 +807,7 @@ fn truncated_segment_is_corrupt() {
     drop((tx, rx));
     // Or `remove` takes it: unused, whatever its contents (a channel being
     // created has no name until it is ready, so this cannot be one).
-    let name = dead_receiver_channel("truncated_segment_is_corrupt", "truncated-rm");
+    let name = common::dead_receiver_channel("truncated_segment_is_corrupt", "truncated-rm");
     fs::OpenOptions::new()
         .write(true)
         .open(shm_path(&name))
@@ -860,7 +852,7 @@ fn type_mismatch_names_the_type() {
 #[test]
 fn receiver_gone_says_to_start_it_again() {
     run_child_role(run_role);
-    let name = dead_receiver_channel("receiver_gone_says_to_start_it_again", "gone");
+    let name = common::dead_receiver_channel("receiver_gone_says_to_start_it_again", "gone");
     let e = Sender::<u64>::open(&name).unwrap_err();
     assert!(matches!(e, OpenError::ReceiverGone { .. }), "{e:?}");
     assert_helpful(&e, &name, &["start the receiver"]);

@@ -52,26 +52,6 @@ fn other_user() -> Result<(u32, u32), String> {
     Ok((user.uid.as_raw(), user.gid.as_raw()))
 }
 
-/// An exclusive open-file-description lock on one byte, as any process
-/// that can open the object may take (locks are advisory).
-fn ofd_lock(file: &fs::File, byte: i64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a zeroed flock is valid; fcntl only reads and writes it.
-    let r = unsafe {
-        let mut fl: libc::flock = std::mem::zeroed();
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = byte;
-        fl.l_len = 1;
-        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
-    };
-    if r == -1 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// Runs `cmd` with its output captured; kills it if it has not exited
 /// after [`HUNG_AFTER`]. Returns `None` if it hung, else (exit code, output).
 #[cfg(feature = "cli")]
@@ -117,7 +97,7 @@ fn run_role(role: &str) {
                 .open(&path)
                 .expect("the locker opens its own object");
             for b in bytes.split(',') {
-                ofd_lock(&file, b.parse().unwrap()).expect("locking");
+                common::ofd_lock(&file, libc::F_WRLCK, b.parse().unwrap(), 1).expect("locking");
             }
             emit("locked");
             wait_for_stdin_eof();

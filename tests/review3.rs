@@ -23,25 +23,6 @@ fn shm_path(name: &str) -> String {
     format!("/dev/shm/shmpsc.{name}")
 }
 
-/// An open-file-description lock of `kind` on `len` bytes from `start`.
-fn ofd_lock(file: &fs::File, kind: i32, start: i64, len: i64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a zeroed flock is valid; fcntl only reads and writes it.
-    let r = unsafe {
-        let mut fl: libc::flock = std::mem::zeroed();
-        fl.l_type = kind as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = start;
-        fl.l_len = len;
-        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
-    };
-    if r == -1 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 fn run_role(role: &str) {
     let name = channel_name();
     match role {
@@ -51,7 +32,7 @@ fn run_role(role: &str) {
             let start: i64 = param("start");
             let len: i64 = param("len");
             let file = fs::File::open(shm_path(&name)).expect("read-only open");
-            match ofd_lock(&file, libc::F_RDLCK, start, len) {
+            match common::ofd_lock(&file, libc::F_RDLCK, start, len) {
                 Ok(()) => emit("locked ok"),
                 Err(e) => emit(format!("locked failed {e}")),
             }

@@ -81,15 +81,6 @@ fn shm_path(name: &str) -> String {
     format!("/dev/shm/shmpsc.{name}")
 }
 
-/// A channel whose receiver ran in a child process that was then killed.
-fn dead_receiver_channel(test: &str, label: &str) -> String {
-    let name = unique_name(label);
-    let mut rx = Spawn::new(test, "idle_receiver", &name).spawn();
-    rx.expect_event("ready");
-    rx.kill();
-    name
-}
-
 // ------------------------------------------------------------ item 1
 
 /// `remove` opens the object of a live channel, and stops; the receiver is
@@ -268,7 +259,7 @@ fn a_sender_refuses_a_channel_squatted_by_another_user() {
 fn create_waits_for_a_remover_instead_of_reporting_already_exists() {
     run_child_role(run_role);
     let test = "create_waits_for_a_remover_instead_of_reporting_already_exists";
-    let name = dead_receiver_channel(test, "rm-wait");
+    let name = common::dead_receiver_channel(test, "rm-wait");
     let mut remover = Spawn::new(test, "remove", &name);
     remover
         .command()
@@ -330,7 +321,7 @@ fn create_waits_for_a_remover_instead_of_reporting_already_exists() {
 fn a_remover_lock_held_for_ever_is_reported_not_waited_for() {
     run_child_role(run_role);
     let test = "a_remover_lock_held_for_ever_is_reported_not_waited_for";
-    let name = dead_receiver_channel(test, "rm-held");
+    let name = common::dead_receiver_channel(test, "rm-held");
     let holder = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -338,7 +329,7 @@ fn a_remover_lock_held_for_ever_is_reported_not_waited_for() {
         .unwrap();
     // `REMOVER_LOCK_BYTE` of src/layout.rs: `1 + MAX_SENDERS`.
     for byte in [0, 1 + 4096] {
-        ofd_lock(&holder, byte).unwrap();
+        common::ofd_lock(&holder, libc::F_WRLCK, byte, 1).unwrap();
     }
     let bounded = |what: &'static str, f: Box<dyn FnOnce() -> String + Send>| {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -380,25 +371,6 @@ fn a_remover_lock_held_for_ever_is_reported_not_waited_for() {
     drop(holder);
     shmpsc::remove(&name).expect("removed once the lock is released");
     assert!(!std::path::Path::new(&shm_path(&name)).exists());
-}
-
-/// An exclusive open-file-description lock on one byte of `file`.
-fn ofd_lock(file: &fs::File, byte: i64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a zeroed flock is valid; fcntl only reads and writes it.
-    let r = unsafe {
-        let mut fl: libc::flock = std::mem::zeroed();
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = byte;
-        fl.l_len = 1;
-        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
-    };
-    if r == -1 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 // ------------------------------------------------------------ item 7

@@ -491,3 +491,35 @@ pub fn private_dev_shm(size: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// An open-file-description lock of `kind` (`libc::F_WRLCK` or
+/// `libc::F_RDLCK`) on `len` bytes of `file` from `start`, as any process
+/// that can open an object may take (locks are advisory).
+pub fn ofd_lock(file: &std::fs::File, kind: i32, start: i64, len: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed flock is valid; fcntl only reads and writes it.
+    let r = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = kind as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = start;
+        fl.l_len = len;
+        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
+    };
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A channel whose receiver ran in a child process that was then killed.
+/// The calling test's file must give its children the role
+/// `idle_receiver`: create the channel, emit `ready`, wait to be killed.
+pub fn dead_receiver_channel(test: &str, label: &str) -> String {
+    let name = unique_name(label);
+    let mut rx = Spawn::new(test, "idle_receiver", &name).spawn();
+    rx.expect_event("ready");
+    rx.kill();
+    name
+}
