@@ -2,13 +2,9 @@
 //! `std::sync::mpsc` and crossbeam-channel.
 #![deny(unsafe_code)]
 
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use crate::lock::{Guard, SpinLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -16,24 +12,21 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{
-    InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
-use crate::layout::{fingerprint, Geometry, FEATURE_ASYMMETRIC_WAKE, RX_DROPPED};
+use crate::layout::{fingerprint, Geometry};
+use crate::lock::Guard;
 use crate::peers;
-use crate::ring::{Claim, Malformed, Peek, Ring};
+use crate::ring::consumer::{Consumer, Fail as RecvFail};
+use crate::ring::producer::{Fail as SendFail, Local, Producer};
 use crate::segment::{Created, Segment};
-use crate::wait::{self, Wake};
+use crate::wait::Deadline;
 
 /// Default size of the data area: 1 MiB.
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 /// Default maximum number of sender endpoints attached at once.
 pub const DEFAULT_MAX_SENDERS: u32 = 64;
-/// The receiver gives consumed bytes back to senders (zeroes them and
-/// publishes its cursor) in batches of an eighth of the ring, at most this
-/// many bytes, and when it is about to sleep (or `try_recv` finds nothing):
-/// it then writes to no line a sender is writing to, message by message.
-const MAX_RELEASE_BATCH: u64 = 64 * 1024;
 
 /// Default liveness tick: how late, at most, a blocked endpoint notices that
 /// its peer died.
@@ -240,30 +233,12 @@ impl Builder {
         let geo = self.geometry()?;
         let (seg, created) = Segment::create(&self.name, geo, self.mode, type_fingerprint::<T>())
             .map_err(name_type::<T>)?;
-        let ring = Ring::new(seg);
-        let (head, delivered) = ring.checked_cursors().map_err(|bad| OpenError::Corrupt {
+        let consumer = Consumer::new(seg, self.tick).map_err(|bad| OpenError::Corrupt {
             name: self.name.clone(),
             reason: format!("its consumer cursors are unusable: {bad}"),
         })?;
-        // A receiver that died may have delivered records it had not
-        // released yet: release them, they must not be delivered again.
-        ring.deliver(delivered);
-        ring.release(head, delivered);
-        // From the segment, not from this builder: a receiver that took a
-        // channel over has the geometry its creator chose.
-        let batch = (ring.segment().geometry().capacity / 8).min(MAX_RELEASE_BATCH);
         Ok(Receiver {
-            ring,
-            tick: self.tick,
-            head: Cell::new(delivered),
-            released: Cell::new(delivered),
-            delivered: Cell::new(delivered),
-            batch,
-            tail: Cell::new(delivered),
-            in_callback: Cell::new(false),
-            stray: Cell::new(None),
-            broken: Cell::new(false),
-            last_check: Cell::new(None),
+            consumer,
             taken_over: created == Created::TakenOver,
             fork_generation: {
                 crate::sys::watch_forks();
@@ -418,30 +393,14 @@ fn take_passed(name: &str) -> Option<Passed> {
     (slot < crate::layout::MAX_SENDERS as usize).then_some(Passed { fd, slot, id })
 }
 
+/// What clones of a sender share: the producer, and who opened it.
 struct SenderInner {
-    ring: Ring,
-    slot: usize,
-    tick: Duration,
-    /// Latched when this endpoint saw the receiver dropped or dead.
-    disconnected: AtomicBool,
-    /// Claim to commit, one clone at a time (never held while waiting).
-    local: SpinLock<SenderLocal>,
-    /// How many clones sleep waiting for room (see `SharedBit`).
-    sleepers: std::sync::Mutex<u32>,
+    producer: Producer,
     /// The process that opened this sender, and its fork generation then:
     /// a copy of the sender made by `fork` sees another generation, and
     /// refuses to send (it shares the slot's intent word with the original).
     opened_by: u32,
     fork_generation: u64,
-}
-
-struct SenderLocal {
-    /// Encoding buffer, reused for every message.
-    buf: Vec<u8>,
-    /// Last seen `head`; reloaded only when it says the ring is full.
-    cached_head: u64,
-    /// When the receiver's liveness was last asked of the kernel.
-    last_check: Option<Instant>,
 }
 
 impl SenderInner {
@@ -456,14 +415,14 @@ impl SenderInner {
     /// local lock (a thread of the parent may have held it at the fork, and
     /// that holder does not exist in the child), then takes the lock.
     #[inline]
-    fn begin(&self) -> Result<Guard<'_, SenderLocal>, SendFail> {
+    fn begin(&self) -> Result<Guard<'_, Local>, SendFail> {
         if self.forked() {
             return Err(SendFail::Rejected(Rejection::Forked {
                 opened_by: self.opened_by,
                 current: crate::sys::current_pid(),
             }));
         }
-        Ok(self.lock())
+        Ok(self.producer.lock())
     }
 }
 
@@ -477,15 +436,7 @@ impl Drop for SenderInner {
             // open).
             return;
         }
-        let seg = self.ring.segment();
-        peers::release(seg, self.slot);
-        // The receiver may be asleep waiting for data that will not come.
-        let h = seg.header();
-        wait::wake_if_waiting(
-            &h.data.seq,
-            || h.data.waiting_at.load(Ordering::Acquire) != 0,
-            false,
-        );
+        self.producer.detach();
     }
 }
 
@@ -531,37 +482,9 @@ impl<T> Clone for Sender<T> {
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender")
-            .field("channel", &self.inner.ring.segment().name())
-            .field("slot", &self.inner.slot)
+            .field("channel", &self.inner.producer.segment().name())
+            .field("slot", &self.inner.producer.slot())
             .finish()
-    }
-}
-
-enum SendFail {
-    Full,
-    Timeout,
-    Disconnected,
-    Rejected(Rejection),
-}
-
-#[derive(Clone, Copy)]
-enum Deadline {
-    Now,
-    At(Instant),
-    Never,
-}
-
-impl Deadline {
-    fn after(d: Duration) -> Deadline {
-        Instant::now()
-            .checked_add(d)
-            .map_or(Deadline::Never, Deadline::At)
-    }
-    fn instant(self) -> Option<Instant> {
-        match self {
-            Deadline::At(i) => Some(i),
-            _ => None,
-        }
     }
 }
 
@@ -609,21 +532,9 @@ impl<T: Serialize> Sender<T> {
     }
 
     fn from_parts(seg: Segment, slot: usize, tick: Duration) -> Sender<T> {
-        let head = seg.header().rx.head.load(Ordering::Acquire);
-        let mut ring = Ring::new(seg);
-        ring.set_registered(crate::sys::membarrier_register());
         Sender {
             inner: Arc::new(SenderInner {
-                ring,
-                slot,
-                tick,
-                disconnected: AtomicBool::new(false),
-                local: SpinLock::new(SenderLocal {
-                    buf: Vec::new(),
-                    cached_head: head,
-                    last_check: None,
-                }),
-                sleepers: std::sync::Mutex::new(0),
+                producer: Producer::new(seg, slot, tick),
                 opened_by: crate::sys::current_pid(),
                 fork_generation: {
                     crate::sys::watch_forks();
@@ -737,7 +648,11 @@ impl<T: Serialize> Sender<T> {
     /// # let _ = (total, children); Ok(()) }
     /// ```
     pub fn pass_to(&self, cmd: &mut std::process::Command) -> Result<(), OpenError> {
-        let seg = self.inner.ring.segment().reopen(type_fingerprint::<T>())?;
+        let seg = self
+            .inner
+            .producer
+            .segment()
+            .reopen(type_fingerprint::<T>())?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
         let ((dev, ino), _) =
@@ -815,7 +730,7 @@ impl<T: Serialize> Sender<T> {
             Ok(local) => local,
             Err(f) => return Err((msg, f)),
         };
-        // The buffer is taken out while the message is in it: `send_raw`
+        // The buffer is taken out while the message is in it: `Producer::send`
         // releases the lock while it waits for room, and clones that send
         // meanwhile encode into a buffer of their own.
         let mut buf = std::mem::take(&mut local.buf);
@@ -826,7 +741,7 @@ impl<T: Serialize> Sender<T> {
                 return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
             }
         };
-        let (mut local, r) = self.inner.send_raw(local, &buf[..len], deadline);
+        let (mut local, r) = self.inner.producer.send(local, &buf[..len], deadline);
         local.buf = buf;
         r.map_err(|f| (msg, f))
     }
@@ -846,7 +761,7 @@ impl<T> Sender<T> {
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
         self.inner
             .begin()
-            .and_then(|local| self.inner.send_raw(local, bytes, Deadline::Never).1)
+            .and_then(|local| self.inner.producer.send(local, bytes, Deadline::Never).1)
             .map_err(|f| match f {
                 SendFail::Rejected(r) => SendError::Rejected(bytes, r),
                 _ => SendError::Disconnected(bytes),
@@ -864,7 +779,7 @@ impl<T> Sender<T> {
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
         self.inner
             .begin()
-            .and_then(|local| self.inner.send_raw(local, bytes, Deadline::Now).1)
+            .and_then(|local| self.inner.producer.send(local, bytes, Deadline::Now).1)
             .map_err(|f| match f {
                 SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
                 SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
@@ -880,7 +795,7 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn name(&self) -> &str {
-        self.inner.ring.segment().name()
+        self.inner.producer.segment().name()
     }
 
     /// Largest encoded message this channel accepts, in bytes.
@@ -891,156 +806,7 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn max_message_size(&self) -> u64 {
-        self.inner.ring.segment().geometry().max_message
-    }
-}
-
-impl SenderInner {
-    fn lock(&self) -> Guard<'_, SenderLocal> {
-        self.local.lock()
-    }
-
-    fn receiver_dropped(&self) -> bool {
-        self.disconnected.load(Ordering::Relaxed)
-            || self
-                .ring
-                .segment()
-                .header()
-                .control
-                .rx_state
-                .load(Ordering::Acquire)
-                == RX_DROPPED
-    }
-
-    /// Asks the kernel whether the receiver lives, at most once per tick.
-    fn receiver_died(&self, local: &mut SenderLocal) -> bool {
-        let now = Instant::now();
-        if local
-            .last_check
-            .is_some_and(|t| now.duration_since(t) < self.tick)
-        {
-            return false;
-        }
-        local.last_check = Some(now);
-        !peers::receiver_alive(self.ring.segment())
-    }
-
-    /// Sends `payload`: claims room, writes, commits. `local` is held from
-    /// claim to commit (the slot's intent word allows one claim in flight
-    /// per slot), never while waiting: on a full ring the lock is released,
-    /// so that clones of this sender can send, `try_send` reports `Full`
-    /// and `send_timeout` keeps its deadline while one clone waits for room.
-    /// Returns the lock, taken again.
-    fn send_raw<'a>(
-        &'a self,
-        mut local: Guard<'a, SenderLocal>,
-        payload: &[u8],
-        deadline: Deadline,
-    ) -> (Guard<'a, SenderLocal>, Result<(), SendFail>) {
-        let seg = self.ring.segment();
-        let geo = seg.geometry();
-        let len = payload.len() as u64;
-        if len > geo.max_message {
-            let r = Rejection::TooLarge {
-                size: len,
-                max: geo.max_message,
-            };
-            return (local, Err(SendFail::Rejected(r)));
-        }
-        if self.receiver_dropped() {
-            return (local, Err(SendFail::Disconnected));
-        }
-        let slot = &seg.slots()[self.slot];
-        let h = seg.header();
-        loop {
-            let claim = self.ring.claim(slot, len, &mut local.cached_head);
-            if claim == Claim::Corrupt {
-                self.disconnected.store(true, Ordering::Relaxed);
-                return (local, Err(SendFail::Disconnected));
-            }
-            if let Claim::At(pos) = claim {
-                // `commit` wakes the receiver if it sleeps for this record.
-                self.ring.commit(slot, pos, payload);
-                // One writer per slot (the local lock): no RMW needed.
-                // Statistics live in shared memory, which anyone may have
-                // overwritten: they wrap rather than trust it.
-                slot.sent_messages.store(
-                    slot.sent_messages.load(Ordering::Relaxed).wrapping_add(1),
-                    Ordering::Relaxed,
-                );
-                slot.sent_bytes.store(
-                    slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(len),
-                    Ordering::Relaxed,
-                );
-                return (local, Ok(()));
-            }
-            // Full. (A full claim leaves no intent behind: nothing of this
-            // slot is in flight while the lock is released below.)
-            if matches!(deadline, Deadline::Now) {
-                let r = if self.receiver_dropped() || self.receiver_died(&mut local) {
-                    self.disconnected.store(true, Ordering::Relaxed);
-                    SendFail::Disconnected
-                } else {
-                    SendFail::Full
-                };
-                return (local, Err(r));
-            }
-            drop(local);
-            let room = || {
-                let tail = h.tail.load(Ordering::Relaxed);
-                let head = h.rx.head.load(Ordering::Acquire);
-                tail.wrapping_sub(head)
-                    .checked_add(crate::layout::record_size(len))
-                    .is_some_and(|u| u <= geo.capacity)
-                    || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
-            };
-            if !wait::spin_until(deadline.instant(), room) {
-                let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
-                    return (self.lock(), Err(SendFail::Timeout));
-                };
-                crate::hooks::at(crate::hooks::Point::Blocked);
-                let me = SharedBit {
-                    bit: peers::sleeper_bit(seg, self.slot),
-                    sleepers: &self.sleepers,
-                };
-                wait::sleep(&h.control.space_seq, &me, timeout, || {}, room);
-            }
-            local = self.lock();
-            if self.receiver_dropped() || self.receiver_died(&mut local) {
-                self.disconnected.store(true, Ordering::Relaxed);
-                return (local, Err(SendFail::Disconnected));
-            }
-        }
-    }
-}
-
-/// The sleepers bit of a slot that clones of one sender share: several
-/// threads may wait for room at once, so the bit is set while any of them
-/// sleeps, and cleared by the last one to leave.
-struct SharedBit<'a> {
-    bit: wait::Bit<'a>,
-    /// How many of this sender's threads announced themselves.
-    sleepers: &'a std::sync::Mutex<u32>,
-}
-
-impl wait::Announce for SharedBit<'_> {
-    fn announce(&self) {
-        let mut n = self
-            .sleepers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *n += 1;
-        self.bit.announce();
-    }
-    fn withdraw(&self) {
-        let mut n = self
-            .sleepers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            self.bit.withdraw();
-        }
+        self.inner.producer.segment().geometry().max_message
     }
 }
 
@@ -1065,34 +831,7 @@ impl wait::Announce for SharedBit<'_> {
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
 pub struct Receiver<T> {
-    ring: Ring,
-    tick: Duration,
-    /// The consumer cursor: the receiver's own (trusted) copy. Everything
-    /// before it was delivered.
-    head: Cell<u64>,
-    /// Everything before this was zeroed and published to senders as
-    /// `head`; `[released, head)` was consumed (delivered records, padding,
-    /// skipped bytes) and awaits release.
-    released: Cell<u64>,
-    /// End of the last message delivered (the receiver's own copy of
-    /// `RxHot::delivered`, which anyone may overwrite).
-    delivered: Cell<u64>,
-    /// Release when this many bytes await it.
-    batch: u64,
-    /// Cached, checked view of the claim cursor.
-    tail: Cell<u64>,
-    /// A `recv_bytes_with` callback is running: its slice points into the
-    /// ring, so nothing is released until it returns.
-    in_callback: Cell<bool>,
-    /// A malformed word found at an idle head (nothing claimed past it),
-    /// already reported: `(position, word)`. Until a sender's header
-    /// replaces it, the position counts as "nothing committed yet", so the
-    /// receiver neither reports it again nor spins on it.
-    stray: Cell<Option<(u64, u64)>>,
-    /// Set when the claim cursor was found corrupt: the channel is closed.
-    broken: Cell<bool>,
-    /// When liveness maintenance last ran.
-    last_check: Cell<Option<Instant>>,
+    consumer: Consumer,
     taken_over: bool,
     /// The fork generation when the receiver was made: a copy made by
     /// `fork` sees another one, receives nothing and leaves the channel
@@ -1104,7 +843,7 @@ pub struct Receiver<T> {
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
-            .field("channel", &self.ring.segment().name())
+            .field("channel", &self.consumer.segment().name())
             .finish()
     }
 }
@@ -1116,20 +855,8 @@ impl<T> Drop for Receiver<T> {
             // belong to the receiver in the parent, which lives on.
             return;
         }
-        let seg = self.ring.segment();
-        let h = seg.header();
-        // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
-        h.control.rx_state.store(RX_DROPPED, Ordering::Release);
-        seg.unlink();
-        // Every blocked sender must return its message now.
-        wait::wake(&h.control.space_seq, true);
+        self.consumer.close();
     }
-}
-
-enum RecvFail {
-    Empty,
-    Disconnected,
-    Invalid(InvalidMessage),
 }
 
 impl<T> Receiver<T> {
@@ -1224,8 +951,8 @@ impl<T> Receiver<T> {
     where
         T: Serialize,
     {
-        let seg = self.ring.segment().reopen(type_fingerprint::<T>())?;
-        Sender::attach(seg, self.tick)
+        let seg = self.consumer.segment().reopen(type_fingerprint::<T>())?;
+        Sender::attach(seg, self.consumer.tick())
     }
 
     /// The channel's name.
@@ -1236,7 +963,7 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn name(&self) -> &str {
-        self.ring.segment().name()
+        self.consumer.segment().name()
     }
 
     /// Whether this receiver took the channel over from a receiver that
@@ -1261,14 +988,7 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn len(&self) -> usize {
-        let seg = self.ring.segment();
-        let sent: u64 = seg
-            .slots()
-            .iter()
-            .map(|s| s.sent_messages.load(Ordering::Relaxed))
-            .fold(0u64, u64::wrapping_add);
-        let received = seg.header().rx.received_messages.load(Ordering::Relaxed);
-        sent.saturating_sub(received) as usize
+        self.consumer.len()
     }
 
     /// Whether no message is in the ring.
@@ -1281,15 +1001,7 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        // A query: it reads, and neither releases, zeroes nor wakes.
-        let (head, found) = self.ring.peek(self.head.get(), self.released.get());
-        match self.known_stray(head, found) {
-            Peek::NotYet | Peek::MustRelease => {
-                let mut tail = self.tail.get();
-                self.ring.empty_at(head, self.released.get(), &mut tail) == Ok(true)
-            }
-            Peek::Message { .. } | Peek::Malformed(_) => false,
-        }
+        self.consumer.is_empty()
     }
 
     /// Size of the ring's data area in bytes (messages take their encoded
@@ -1301,366 +1013,33 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn capacity(&self) -> usize {
-        self.ring.segment().geometry().capacity as usize
+        self.consumer.segment().geometry().capacity as usize
     }
 
-    /// Liveness maintenance, at most once per tick: reclaims dead senders'
-    /// slots and skips a dead sender's claim at `head`. Returns whether
-    /// anything changed.
-    fn maintain(&self, force: bool) -> Result<bool, RecvFail> {
-        let now = Instant::now();
-        if !force
-            && self
-                .last_check
-                .get()
-                .is_some_and(|t| now.duration_since(t) < self.tick)
-        {
-            return Ok(false);
-        }
-        self.last_check.set(Some(now));
-        let seg = self.ring.segment();
-        let reaped = peers::reap_dead(seg) > 0;
-        self.release();
-        let head = self.head.get();
-        let tail = self
-            .ring
-            .checked_tail(head, self.released.get())
-            .map_err(|m| self.break_down(m))?;
-        if head == tail {
-            return Ok(reaped);
-        }
-        let intents = peers::live_intents(seg);
-        match self
-            .ring
-            .dead_claim_end(head, tail, |p| intents.contains(&p))
-        {
-            Ok(Some(end)) => {
-                // Skipped bytes are consumed bytes: released with the rest
-                // (`end` is at most `tail`, so within a ring of `released`).
-                self.head.set(end);
-                self.release();
-                seg.header()
-                    .rx
-                    .recovered_bytes
-                    .fetch_add(end - head, Ordering::Relaxed);
-                Ok(true)
-            }
-            Ok(None) => Ok(reaped),
-            Err(bad) => Err(self.resync(head, bad)),
-        }
-    }
-
-    /// Skips a malformed record at `head`: resumes at the next position
-    /// that holds a well-formed header or a live sender's claim.
-    #[cold]
-    fn resync(&self, head: u64, bad: Malformed) -> RecvFail {
-        let seg = self.ring.segment();
-        let tail = match self.ring.checked_tail(head, self.released.get()) {
-            Ok(t) => t,
-            Err(m) => return self.break_down(m),
-        };
-        let intents = peers::live_intents(seg);
-        let end = self.ring.resync(head, tail, |p| intents.contains(&p));
-        // As in `maintain`: the skipped bytes are released with the rest.
-        self.head.set(end);
-        self.release();
-        seg.header()
-            .rx
-            .invalid_messages
-            .fetch_add(1, Ordering::Relaxed);
-        RecvFail::Invalid(InvalidMessage {
-            position: head,
-            len: end - head,
-            reason: format!(
-                "is malformed ({bad}); {} bytes were skipped and the receiver resumed at \
-                 position {end}",
-                end - head
-            ),
-        })
-    }
-
-    /// The claim cursor is corrupt: nothing after it can be trusted. The
-    /// channel is closed for everyone (senders see `Disconnected`), and this
-    /// receiver reports `Disconnected` from now on.
-    #[cold]
-    fn break_down(&self, bad: Malformed) -> RecvFail {
-        let seg = self.ring.segment();
-        self.broken.set(true);
-        seg.header()
-            .rx
-            .invalid_messages
-            .fetch_add(1, Ordering::Relaxed);
-        // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
-        seg.header()
-            .control
-            .rx_state
-            .store(RX_DROPPED, Ordering::Release);
-        wait::wake(&seg.header().control.space_seq, true);
-        RecvFail::Invalid(InvalidMessage {
-            position: self.head.get(),
-            len: 0,
-            reason: format!(
-                "cannot be reached: the producers' claim cursor {bad}, so the channel was \
-                 written by something that breaks the protocol and is closed; create it again"
-            ),
-        })
-    }
-
-    /// The receiver's side of the asymmetric wake-up barrier, run before it
-    /// re-checks for data and sleeps: see `layout::FEATURE_ASYMMETRIC_WAKE`.
-    /// If the kernel refuses it now, the segment falls back to full fences.
-    fn heavy_barrier(&self) {
-        let c = &self.ring.segment().header().config;
-        if c.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
-            && !crate::sys::membarrier_global()
-        {
-            c.features
-                .fetch_and(!FEATURE_ASYMMETRIC_WAKE, Ordering::SeqCst);
-        }
-    }
-
-    /// Wakes senders that sleep waiting for room.
-    fn wake_senders(&self) {
-        let seg = self.ring.segment();
-        wait::wake_if_waiting(
-            &seg.header().control.space_seq,
-            || peers::any_sleeper(seg),
-            true,
-        );
-    }
-
-    /// Gives the consumed bytes `[released, head)` back to senders, and
-    /// wakes the senders that sleep waiting for room: a fence and a look at
-    /// the sleepers bitmap, a syscall only if one sleeps. Releases happen in
-    /// batches (an eighth of the ring, at most 64 KiB) and when the receiver
-    /// is about to sleep, so that is one fence per batch, not per message.
-    /// Every release is followed by this check, so no sender sleeps for room
-    /// the ring has.
-    ///
-    /// Not while a `recv_bytes_with` callback runs: the slice it was lent
-    /// points into those bytes. The outermost call releases them after.
-    fn release(&self) {
-        if self.in_callback.get() {
-            return;
-        }
-        let (from, to) = (self.released.get(), self.head.get());
-        if from == to {
-            return;
-        }
-        // The delivered cursor lags when padding, dead claims or damaged
-        // bytes were skipped; a receiver taking over must never find it
-        // behind the consumer cursor.
-        if to > self.delivered.get() {
-            self.delivered.set(to);
-            self.ring.deliver(to);
-        }
-        self.ring.release(from, to);
-        self.released.set(to);
-        self.wake_senders();
-    }
-
-    /// Peeks at the next record from the receiver's own head, keeping the
-    /// cached head up to date (peeking consumes padding).
-    #[inline]
-    fn look(&self) -> (u64, Peek) {
-        loop {
-            let (head, found) = self.ring.peek(self.head.get(), self.released.get());
-            self.head.set(head);
-            match self.known_stray(head, found) {
-                // Inside a callback nothing can be released: the next
-                // message shows once the callback has returned.
-                Peek::MustRelease if self.in_callback.get() => return (head, Peek::NotYet),
-                Peek::MustRelease => self.release(),
-                found => return (head, found),
-            }
-        }
-    }
-
-    /// A malformed word at `head` that was reported already (see
-    /// `Receiver::stray`) reads as "nothing committed yet".
-    #[inline]
-    fn known_stray(&self, head: u64, found: Peek) -> Peek {
-        match found {
-            Peek::Malformed(bad) if self.stray.get() == Some((head, bad.word)) => Peek::NotYet,
-            found => found,
-        }
-    }
-
-    /// After `look` found nothing committed at `head`: whether nothing is
-    /// claimed there either. Reads the claim cursor only when the cached one
-    /// says the receiver has caught up with it; a corrupt one closes the
-    /// channel.
-    fn empty_at(&self, head: u64) -> Result<bool, RecvFail> {
-        let mut tail = self.tail.get();
-        let r = self.ring.empty_at(head, self.released.get(), &mut tail);
-        self.tail.set(tail);
-        r.map_err(|m| self.break_down(m))
-    }
-
+    /// Receives the next message: lends its bytes to `f` (which decodes
+    /// them), then marks it delivered.
     fn recv_raw<R>(
         &self,
         deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Result<R, String>,
     ) -> Result<R, RecvFail> {
-        if self.broken.get() || self.forked() {
+        if self.forked() {
             return Err(RecvFail::Disconnected);
         }
-        let seg = self.ring.segment();
-        let h = seg.header();
-        let mut spun = false;
-        loop {
-            let (head, found) = self.look();
-            match found {
-                Peek::Message { len, offset } => {
-                    // The record is consumed before `f` runs, so that an `f`
-                    // that receives again gets the next message, not this
-                    // one; `in_callback` keeps its bytes from being released
-                    // (and zeroed) under the slice `f` holds.
-                    let next = head + crate::layout::record_size(len);
-                    self.head.set(next);
-                    let r = {
-                        let _lent = InCallback::enter(&self.in_callback);
-                        self.ring.with_payload(offset, len, f)
-                    };
-                    // A callback that received again has delivered further
-                    // already: the cursor never moves back.
-                    if next > self.delivered.get() {
-                        self.delivered.set(next);
-                        self.ring.deliver(next);
-                    }
-                    let rx = &h.rx;
-                    rx.received_messages.store(
-                        rx.received_messages.load(Ordering::Relaxed).wrapping_add(1),
-                        Ordering::Relaxed,
-                    );
-                    rx.received_bytes.store(
-                        rx.received_bytes.load(Ordering::Relaxed).wrapping_add(len),
-                        Ordering::Relaxed,
-                    );
-                    if self.head.get() - self.released.get() >= self.batch {
-                        self.release();
-                    }
-                    return r.map_err(|reason| {
-                        rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
-                        RecvFail::Invalid(InvalidMessage {
-                            position: head,
-                            len,
-                            reason: format!(
-                                "could not be decoded as `{}`: {reason}",
-                                std::any::type_name::<T>()
-                            ),
-                        })
-                    });
-                }
-                Peek::Malformed(bad) => {
-                    let fail = self.resync(head, bad);
-                    if self.head.get() == head {
-                        // Nothing is claimed past it (resync stops at
-                        // `tail`): reported once; from now on it reads as
-                        // "nothing yet" until a sender's header replaces it.
-                        self.stray.set(Some((head, bad.word)));
-                    }
-                    return Err(fail);
-                }
-                // (`look` releases and looks again on `MustRelease`.)
-                Peek::NotYet | Peek::MustRelease => {}
-            }
-            // Nothing committed at `head`.
-            // SYNC POINT: the Acquire loads in `any_active` pair with the
-            // Release clear in `peers::release`: a sender's commits (and
-            // claims) are visible once its bit is seen clear, so looking
-            // again after it cannot miss a message.
-            let mut dead_claim = false;
-            if !peers::any_active(seg) {
-                if self.look().1 != Peek::NotYet {
-                    continue;
-                }
-                if self.empty_at(self.head.get())? {
-                    return Err(RecvFail::Disconnected);
-                }
-                // A dead sender's claim is pending: maintenance skips it, at
-                // the next tick. Until then, "no sender" is no reason to
-                // wake up.
-                dead_claim = true;
-            }
-            if matches!(deadline, Deadline::Now) {
-                // A corrupt claim cursor is reported at once.
-                self.empty_at(self.head.get())?;
-                self.release();
-                if self.maintain(false)? {
-                    continue;
-                }
-                return Err(RecvFail::Empty);
-            }
-            // Ready when something is committed (or padding, or a malformed
-            // word) at the awaited position, or when the senders are all
-            // gone. While it spins, the receiver reads that one header word
-            // (and the bitmap line, which changes only when senders come and
-            // go): it leaves the line with `tail` and the lines behind the
-            // writer alone, so a sender streaming into the ring is not slowed
-            // down by its receiver waiting for it.
-            let at = self.head.get();
-            // A position a ring past the released bytes cannot become ready
-            // before they are released (inside a callback they cannot be:
-            // a blocking receive there waits for the senders to go).
-            let reachable = at - self.released.get() < self.ring.segment().geometry().capacity;
-            let ignore = match self.stray.get() {
-                Some((pos, word)) if pos == at => word,
-                _ => 0,
-            };
-            let ready = || {
-                (reachable && self.ring.settled(at, ignore))
-                    || (!dead_claim && !peers::any_active(seg))
-            };
-            if !spun {
-                spun = true;
-                if wait::spin_until(deadline.instant(), ready) {
-                    continue;
-                }
-            }
-            // About to sleep: give every consumed byte back (and wake the
-            // senders that wait for room), and check the claim cursor.
-            self.release();
-            self.empty_at(at)?;
-            if self.maintain(false)? {
-                continue;
-            }
-            let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
-                return Err(RecvFail::Empty);
-            };
-            let me = wait::At {
-                word: &h.data.waiting_at,
-                value: at + 1,
-            };
-            if wait::sleep(&h.data.seq, &me, timeout, || self.heavy_barrier(), ready)
-                == Wake::TimedOut
-                && self.maintain(true)?
-            {
-                continue;
-            }
-        }
-    }
-}
-
-/// Marks a receiver's callback as running, and unmarks it when the
-/// callback returns or unwinds.
-struct InCallback<'a> {
-    flag: &'a Cell<bool>,
-    outer: bool,
-}
-
-impl<'a> InCallback<'a> {
-    fn enter(flag: &'a Cell<bool>) -> InCallback<'a> {
-        InCallback {
-            flag,
-            outer: flag.replace(true),
-        }
-    }
-}
-
-impl Drop for InCallback<'_> {
-    fn drop(&mut self) {
-        self.flag.set(self.outer);
+        let msg = self.consumer.next(deadline)?;
+        let r = self.consumer.lend(&msg, f);
+        let (position, len) = (msg.position(), msg.len());
+        self.consumer.finish(msg);
+        r.map_err(|reason| {
+            RecvFail::Invalid(self.consumer.undecodable(
+                position,
+                len,
+                format!(
+                    "could not be decoded as `{}`: {reason}",
+                    std::any::type_name::<T>()
+                ),
+            ))
+        })
     }
 }
 

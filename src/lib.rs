@@ -104,16 +104,13 @@ mod alloc_probe;
 mod channel;
 #[cfg(not(loom))]
 mod codec;
-#[cfg(not(loom))]
 mod error;
 mod hooks;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use hooks::test_hook_yields;
 mod layout;
-#[cfg(not(loom))]
 mod lock;
-#[cfg(not(loom))]
 mod peers;
 mod ring;
 #[cfg(not(loom))]
@@ -123,6 +120,9 @@ mod segment;
 mod segment;
 mod sync;
 #[cfg(not(loom))]
+mod sys;
+#[cfg(loom)]
+#[path = "sys_model.rs"]
 mod sys;
 mod wait;
 

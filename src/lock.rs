@@ -1,7 +1,7 @@
 //! A one-word spin lock for a sender's local state (its encoding buffer and
 //! cached head). Clones of a `Sender` share one slot and take turns through
 //! it, from encoding to commit only: nobody holds it while waiting for room
-//! (see `SenderInner::send_raw`), so a waiter waits at most for another
+//! (see `ring::producer::Producer::send`), so a waiter waits at most for another
 //! clone's encode, claim and copy, never for the receiver. Uncontended, it
 //! costs one atomic swap to lock and a plain release store to unlock.
 //! Contended, it spins briefly, then yields.

@@ -7,8 +7,9 @@
 
 use std::fs::File;
 use std::io;
+use std::marker::PhantomData;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -16,8 +17,8 @@ use nix::errno::Errno;
 
 use crate::error::OpenError;
 use crate::layout::{
-    Geometry, Header, Slot, FEATURE_ASYMMETRIC_WAKE, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE,
-    REMOVER_LOCK_BYTE, RX_ALIVE, STATE_READY,
+    Geometry, Header, Slot, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE, REMOVER_LOCK_BYTE, RX_ALIVE,
+    STATE_READY,
 };
 use crate::sys;
 
@@ -92,13 +93,6 @@ pub(crate) struct Segment {
     /// A private copy of the header and slots (see [`Segment::inspect`]).
     snapshot: bool,
 }
-
-// SAFETY: the mapping is shared memory accessed only through atomics and
-// through raw pointers under the ring protocol; nothing in `Segment` is tied
-// to the creating thread.
-unsafe impl Send for Segment {}
-// SAFETY: as above; every shared access goes through atomics or the protocol.
-unsafe impl Sync for Segment {}
 
 fn io_err(name: &str, op: &'static str, e: impl Into<io::Error>) -> OpenError {
     OpenError::Io {
@@ -402,12 +396,8 @@ impl Segment {
         // only process that waits on `data`.
         seg.header().data.waiting_at.store(0, Ordering::Relaxed);
         // This receiver's kernel decides whether senders may skip
-        // their fence (see `FEATURE_ASYMMETRIC_WAKE`).
-        let features = if sys::membarrier_supported() {
-            FEATURE_ASYMMETRIC_WAKE
-        } else {
-            0
-        };
+        // their fence (see `wait::AsymmetricWake`).
+        let features = crate::wait::AsymmetricWake::offered_features();
         seg.header()
             .config
             .features
@@ -455,9 +445,10 @@ impl Segment {
             .rx_pid
             .store(sys::current_pid(), Ordering::Relaxed);
         h.control.rx_state.store(RX_ALIVE, Ordering::Relaxed);
-        if sys::membarrier_supported() {
-            c.features.store(FEATURE_ASYMMETRIC_WAKE, Ordering::Relaxed);
-        }
+        c.features.store(
+            crate::wait::AsymmetricWake::offered_features(),
+            Ordering::Relaxed,
+        );
         // SYNC POINT: creator. Pairs with the Acquire load of `state` in
         // `validate_header` (of a copy read after this store, and, without
         // O_TMPFILE, possibly concurrently with it): a reader that sees
@@ -659,7 +650,7 @@ impl Segment {
     /// its message type and owner, for `inspect`: read with `pread` into
     /// private memory, never mapped, so another user's object truncated
     /// meanwhile cannot raise SIGBUS here. Its data area is not read:
-    /// [`Segment::data`] must not be called on it.
+    /// its [`Segment::data`] is empty.
     pub(crate) fn inspect(name: &str) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
@@ -820,11 +811,123 @@ impl Segment {
         }
     }
 
-    /// Start of the data area (`geo.capacity` bytes, 128-aligned).
-    pub(crate) fn data(&self) -> *mut u8 {
-        debug_assert!(!self.snapshot, "a snapshot has no data area");
-        // SAFETY: `data_offset + capacity == len` of the mapping (validated).
-        unsafe { self.map.as_mut_ptr().add(self.geo.data_offset) }
+    /// A segment in private anonymous memory, for the ring's unit tests:
+    /// no object, no name, no locks; zeroed, with no sender's intent.
+    #[cfg(test)]
+    pub(crate) fn anonymous(geo: Geometry) -> Segment {
+        let map = MmapOptions::new()
+            .len(geo.len)
+            .map_anon()
+            .expect("anonymous memory");
+        let seg = Segment {
+            name: "anonymous".to_owned(),
+            path: String::new(),
+            file: File::open("/dev/null").expect("/dev/null"),
+            map: map.into(),
+            geo,
+            snapshot: false,
+        };
+        for slot in seg.slots() {
+            slot.intent
+                .store(crate::layout::NO_INTENT, Ordering::Relaxed);
+        }
+        seg
+    }
+
+    /// The data area (`geo.capacity` bytes, 128-aligned).
+    #[inline]
+    pub(crate) fn data(&self) -> DataArea<'_> {
+        // A snapshot maps no data area: it gets an empty one.
+        let len = if self.snapshot {
+            0
+        } else {
+            self.geo.capacity as usize
+        };
+        DataArea {
+            // SAFETY: the mapping is `data_offset` bytes long at least (a
+            // snapshot's is exactly that, a segment's `data_offset +
+            // capacity`, validated), so the offset stays inside it or one
+            // past its end.
+            base: unsafe { self.map.as_mut_ptr().add(self.geo.data_offset) },
+            len,
+            _segment: PhantomData,
+        }
+    }
+}
+
+/// The data area of a mapped segment: `len` bytes of shared memory that
+/// the ring reads and writes as 8-byte header words (atomically) and as
+/// payload bytes (copied in by the sender that claimed them, lent out to
+/// the receiver once committed, zeroed by the receiver once consumed).
+///
+/// Every method takes an offset it cannot check against the protocol (who
+/// owns the bytes), so each is an `unsafe fn`: the ring's tokens
+/// (`ring::Claimed`, `ring::Message`) and masks are the proofs. Under
+/// `--cfg loom` the same type is made of loom's atomics (segment_heap.rs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataArea<'a> {
+    base: *mut u8,
+    len: usize,
+    _segment: PhantomData<&'a Segment>,
+}
+
+impl<'a> DataArea<'a> {
+    /// The header word at `off`.
+    ///
+    /// # Safety
+    ///
+    /// `off` is 8-aligned and `off + 8 <= len` (the area is 128-aligned, so
+    /// the word is aligned).
+    #[inline]
+    pub(crate) unsafe fn word(self, off: usize) -> &'a AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        // SAFETY: in bounds and aligned (the caller's contract); the mapping
+        // lives as long as `'a`; shared words are only accessed atomically,
+        // and every bit pattern is a valid `AtomicU64`.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+
+    /// Copies `bytes` to `off`.
+    ///
+    /// # Safety
+    ///
+    /// `off + bytes.len() <= len`, and the range belongs to the caller: a
+    /// record it claimed and has not committed, which no endpoint that
+    /// follows the protocol reads or writes meanwhile.
+    #[inline]
+    pub(crate) unsafe fn write(self, off: usize, bytes: &[u8]) {
+        debug_assert!(off + bytes.len() <= self.len);
+        // SAFETY: in bounds and owned by the caller (its contract); `bytes`
+        // is private memory, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(off), bytes.len()) }
+    }
+
+    /// Lends the `len` bytes at `off` to `f`.
+    ///
+    /// # Safety
+    ///
+    /// `off + len <= len` of the area, and the range is a committed record
+    /// that no endpoint following the protocol writes until `f` returns.
+    #[inline]
+    pub(crate) unsafe fn read<R>(self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        debug_assert!(off + len <= self.len);
+        // SAFETY: in bounds (the caller's contract), in a mapping that lives
+        // as long as `'a`, and not written while `f` holds the slice.
+        f(unsafe { std::slice::from_raw_parts(self.base.add(off), len) })
+    }
+
+    /// Zeroes the `len` bytes at `off`.
+    ///
+    /// # Safety
+    ///
+    /// `off + len <= len` of the area, and the range was consumed by the
+    /// receiver (the caller), which owns it until it publishes a consumer
+    /// cursor past it.
+    #[inline]
+    pub(crate) unsafe fn zero(self, off: usize, len: usize) {
+        debug_assert!(off + len <= self.len);
+        // SAFETY: in bounds and owned by the caller (its contract).
+        unsafe { std::ptr::write_bytes(self.base.add(off), 0, len) }
     }
 }
 

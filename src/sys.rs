@@ -8,8 +8,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use crate::wait::Wake;
-
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
@@ -20,9 +18,11 @@ use nix::sys::stat::{fchmod, fstat, Mode};
 ///
 /// The word lives in shared memory and is shared between processes, so this
 /// uses the shared futex (no `FUTEX_PRIVATE_FLAG`). The timeout is relative,
-/// which the kernel measures on `CLOCK_MONOTONIC`. `EINTR` is reported as
-/// `Woken`: every caller re-checks its condition and its own deadline.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
+/// which the kernel measures on `CLOCK_MONOTONIC`. Returns `false` if the
+/// timeout elapsed, `true` otherwise (woken, interrupted, or the word did
+/// not hold `expected`): every caller re-checks its condition and its own
+/// deadline.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -42,14 +42,14 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> 
         )
     };
     if r == 0 {
-        return Wake::Woken;
+        return true;
     }
     match Errno::last() {
-        Errno::ETIMEDOUT => Wake::TimedOut,
-        Errno::EAGAIN | Errno::EINTR => Wake::Woken,
+        Errno::ETIMEDOUT => false,
+        Errno::EAGAIN | Errno::EINTR => true,
         e => {
             debug_assert!(false, "unexpected futex_wait error: {e}");
-            Wake::Woken
+            true
         }
     }
 }

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::layout::FEATURE_ASYMMETRIC_WAKE;
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(not(loom))]
-use crate::sys::{futex_wait, futex_wake};
+use crate::sys::{self, futex_wait, futex_wake};
 
 /// What a futex wait ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,34 +18,33 @@ pub(crate) enum Wake {
     TimedOut,
 }
 
-/// A model of the futex for loom: the value check and the enqueue are
-/// atomic with respect to wakers, as in the kernel. Timeouts are not
-/// modelled: a lost wake-up shows as a deadlock, which loom reports.
-#[cfg(loom)]
-mod model {
-    use super::{AtomicU32, Ordering, Wake};
-    use loom::sync::{Condvar, Mutex};
-    use std::time::Duration;
+/// How long an operation may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// Not at all: one look (`try_send`, `try_recv`).
+    Now,
+    /// Until this instant (monotonic clock).
+    At(Instant),
+    /// For ever (or until the peer is gone).
+    Never,
+}
 
-    loom::lazy_static! {
-        static ref QUEUE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+impl Deadline {
+    /// `d` from now; a duration too long for the clock means never.
+    pub(crate) fn after(d: Duration) -> Deadline {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Deadline::Never, Deadline::At)
     }
 
-    pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Duration) -> Wake {
-        let guard = QUEUE.0.lock().unwrap();
-        if word.load(Ordering::SeqCst) == expected {
-            drop(QUEUE.1.wait(guard).unwrap());
+    /// The instant, if there is one.
+    pub(crate) fn instant(self) -> Option<Instant> {
+        match self {
+            Deadline::At(i) => Some(i),
+            _ => None,
         }
-        Wake::Woken
-    }
-
-    pub(crate) fn futex_wake(_word: &AtomicU32, _count: i32) {
-        let _guard = QUEUE.0.lock().unwrap();
-        QUEUE.1.notify_all();
     }
 }
-#[cfg(loom)]
-use model::{futex_wait, futex_wake};
 
 /// Spins before the first sleep: enough to cover a sender that is between
 /// claim and commit, short enough not to matter when idle.
@@ -110,13 +109,14 @@ pub(crate) fn sleep(
     let seen = seq.load(Ordering::Acquire);
     who.announce();
     // SYNC POINT: sleeper. Pairs with the fence in `wake_if_waiting` (or,
-    // through `barrier`, with the compiler fence in `wake_if_waiting_light`).
+    // through `barrier`, with the compiler fence in
+    // `AsymmetricWake::wake_if_waiting`).
     fence(Ordering::SeqCst);
     barrier();
-    let r = if ready() {
+    let r = if ready() || futex_wait(seq, seen, timeout) {
         Wake::Woken
     } else {
-        futex_wait(seq, seen, timeout)
+        Wake::TimedOut
     };
     who.withdraw();
     r
@@ -133,23 +133,81 @@ pub(crate) fn wake_if_waiting(seq: &AtomicU32, any_waiting: impl FnOnce() -> boo
     }
 }
 
-/// Like [`wake_if_waiting`], for a waker whose process is registered for
-/// global expedited membarriers when the sleeper runs one before its
-/// re-check: a compiler fence keeps the order of this thread's own
-/// instructions, and the sleeper's membarrier supplies the hardware barrier
-/// on this CPU at that moment (or this thread is switched out, which is a
-/// barrier too). Either our load runs after that barrier and sees the
-/// announcement, or our stores were visible before the sleeper's re-check.
-#[inline]
-pub(crate) fn wake_if_waiting_light(
-    seq: &AtomicU32,
-    any_waiting: impl FnOnce() -> bool,
-    all: bool,
-) {
-    // SYNC POINT: waker. Pairs with the membarrier in the sleeper's `barrier`.
-    std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    if any_waiting() {
-        wake(seq, all);
+/// The asymmetric wake-up of the receiver (see
+/// `layout::FEATURE_ASYMMETRIC_WAKE`): a sender's commit must be ordered
+/// before its look at the receiver's announcement (a store-load barrier).
+/// Where the kernel offers global expedited membarriers, the receiver runs
+/// one before its re-check ([`AsymmetricWake::heavy_barrier`]), and senders
+/// registered for them need only a compiler fence
+/// ([`AsymmetricWake::wake_if_waiting`]); elsewhere senders use a full
+/// fence. Everything about the scheme is here: the feature bit a receiver
+/// offers, the senders' registration, both sides of the barrier and the
+/// fallback.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AsymmetricWake {
+    /// This process is registered for global expedited membarriers.
+    registered: bool,
+}
+
+impl AsymmetricWake {
+    /// The `FEATURE_*` bits that a receiver starting on this kernel sets in
+    /// a segment it creates or takes over.
+    pub(crate) fn offered_features() -> u32 {
+        if sys::membarrier_supported() {
+            FEATURE_ASYMMETRIC_WAKE
+        } else {
+            0
+        }
+    }
+
+    /// A sender's side: registers this process (once per process) so that
+    /// the receiver's membarrier reaches it.
+    pub(crate) fn register() -> AsymmetricWake {
+        AsymmetricWake {
+            registered: sys::membarrier_register(),
+        }
+    }
+
+    /// The waker's side: wakes sleepers on `seq` if `any_waiting()` says
+    /// someone announced, after the barrier that `features` (the segment's
+    /// `FEATURE_*` word) allows.
+    ///
+    /// With the feature on and this process registered, a compiler fence
+    /// keeps the order of this thread's own instructions, and the sleeper's
+    /// membarrier supplies the hardware barrier on this CPU at that moment
+    /// (or this thread is switched out, which is a barrier too). Either our
+    /// load runs after that barrier and sees the announcement, or our stores
+    /// were visible before the sleeper's re-check. Otherwise: a full fence,
+    /// as [`wake_if_waiting`].
+    #[inline]
+    pub(crate) fn wake_if_waiting(
+        self,
+        features: &AtomicU32,
+        seq: &AtomicU32,
+        any_waiting: impl FnOnce() -> bool,
+        all: bool,
+    ) {
+        if self.registered && features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0 {
+            // SYNC POINT: waker. Pairs with the membarrier in the sleeper's
+            // `heavy_barrier`.
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            if any_waiting() {
+                wake(seq, all);
+            }
+        } else {
+            wake_if_waiting(seq, any_waiting, all);
+        }
+    }
+
+    /// The sleeper's side, run after its announcement and before its
+    /// re-check (the `barrier` of [`sleep`]). If the kernel refuses the
+    /// membarrier now, the segment falls back to full fences.
+    pub(crate) fn heavy_barrier(features: &AtomicU32) {
+        if features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
+            && !sys::membarrier_global()
+        {
+            features.fetch_and(!FEATURE_ASYMMETRIC_WAKE, Ordering::SeqCst);
+        }
     }
 }
 

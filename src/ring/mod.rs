@@ -11,21 +11,23 @@
 //! up to `head + capacity` is zero (it zeroes what it consumes). Dead-claim
 //! recovery relies on it.
 
+pub(crate) mod consumer;
+pub(crate) mod producer;
+
 use crate::sync::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
 use crate::layout::{
-    parse_record, record_size, record_word, Record, Slot, FEATURE_ASYMMETRIC_WAKE, MAX_POSITION,
-    NO_INTENT, RECORD_HEADER,
+    parse_record, record_size, record_word, Record, Slot, MAX_POSITION, NO_INTENT, RECORD_HEADER,
 };
 use crate::segment::Segment;
 use crate::wait;
 
 /// Result of a claim attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Claim {
-    /// The record may be written at this position.
-    At(u64),
+    /// The record may be written: [`Ring::commit`] takes the token.
+    At(Claimed),
     /// Not enough room now.
     Full,
     /// The claim cursor is corrupt (not 8-aligned): the segment was written
@@ -33,8 +35,46 @@ pub(crate) enum Claim {
     Corrupt,
 }
 
+/// A claimed record: the proof that its bytes, `[pos, pos +
+/// record_size(len))`, belong to the sender that claimed them and lie
+/// within one lap of the data area. Only [`Ring::claim`] makes one, and
+/// only [`Ring::commit`] takes it, once.
+#[must_use = "a claim must be committed, or the receiver waits for it"]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pos: u64,
+    len: u64,
+}
+
+/// A committed message found by [`Ring::peek`]: the proof that its
+/// payload, `len` bytes at data offset `offset`, lies in the data area
+/// and is committed. [`Ring::with_payload`] reads through it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Message {
+    pos: u64,
+    len: u64,
+    offset: usize,
+}
+
+impl Message {
+    /// Where the record starts.
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Payload length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Where the next record starts.
+    pub(crate) fn end(&self) -> u64 {
+        self.pos + record_size(self.len)
+    }
+}
+
 /// What the receiver finds at `head`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Peek {
     /// Nothing committed at `head` yet: the ring is empty there, or a claim
     /// is not committed. [`Ring::empty_at`] tells which.
@@ -43,8 +83,8 @@ pub(crate) enum Peek {
     /// (after padding, or after records that tile a lap): the word there is
     /// still last lap's. Release, then peek again.
     MustRelease,
-    /// A committed message: payload of `len` bytes at data offset `offset`.
-    Message { len: u64, offset: usize },
+    /// A committed message.
+    Message(Message),
     /// A malformed header word: the segment was written by something that
     /// does not follow the protocol. The receiver can skip it.
     Malformed(Malformed),
@@ -73,43 +113,31 @@ impl std::fmt::Display for Malformed {
 #[derive(Debug)]
 pub(crate) struct Ring {
     seg: Segment,
-    /// This process is registered for global expedited membarriers, so it
-    /// may wake the receiver with a compiler fence when the segment allows.
-    registered: bool,
-    #[cfg(not(loom))]
-    data: *mut u8,
+    /// How this endpoint wakes the receiver (see `wait::AsymmetricWake`).
+    wake: wait::AsymmetricWake,
     cap: u64,
     max_message: u64,
 }
-
-// SAFETY: `data` points into the mapping owned by `seg`, which lives as long
-// as the ring; shared bytes are accessed under the ring protocol only.
-unsafe impl Send for Ring {}
-// SAFETY: as above.
-unsafe impl Sync for Ring {}
 
 impl Ring {
     pub(crate) fn new(seg: Segment) -> Ring {
         let geo = *seg.geometry();
         Ring {
-            registered: false,
-            #[cfg(not(loom))]
-            data: seg.data(),
+            wake: wait::AsymmetricWake::default(),
             cap: geo.capacity,
             max_message: geo.max_message,
             seg,
         }
     }
 
-    #[cfg(not(loom))]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
 
-    /// Records that this process registered for global expedited
-    /// membarriers (see `layout::FEATURE_ASYMMETRIC_WAKE`).
-    pub(crate) fn set_registered(&mut self, registered: bool) {
-        self.registered = registered;
+    /// Sets how this endpoint wakes the receiver: a sender registers for
+    /// the asymmetric wake-up (see `wait::AsymmetricWake`).
+    pub(crate) fn set_wake(&mut self, wake: wait::AsymmetricWake) {
+        self.wake = wake;
     }
 
     #[inline]
@@ -117,42 +145,17 @@ impl Ring {
         (pos & (self.cap - 1)) as usize
     }
 
-    /// The header word at data offset `off` (8-aligned, inside the area).
+    /// The header word of position `pos` (8-aligned: positions of
+    /// records are).
     #[inline]
-    #[cfg(not(loom))]
-    fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && (off as u64) < self.cap);
-        // SAFETY: callers pass an offset masked into the data area and
-        // 8-aligned; the data area is 128-aligned, so the word is aligned and
-        // in bounds; shared words are only accessed atomically.
-        unsafe { &*(self.data.add(off) as *const AtomicU64) }
-    }
-
-    #[cfg(loom)]
-    fn word(&self, off: usize) -> &AtomicU64 {
-        &self.seg.words()[off / 8]
-    }
-
-    /// Copies a payload into a claimed record at data offset `off`.
-    #[cfg(not(loom))]
-    fn write_payload(&self, off: usize, payload: &[u8]) {
-        debug_assert!(off as u64 + payload.len() as u64 <= self.cap);
-        // SAFETY: `claim` reserved the record around `off`, which does not
-        // cross the end of the data area; no other process writes it until
-        // the receiver has consumed the record.
-        unsafe {
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), self.data.add(off), payload.len());
-        }
-    }
-
-    #[cfg(loom)]
-    fn write_payload(&self, off: usize, payload: &[u8]) {
-        for (i, chunk) in payload.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.word(off + 8 * i)
-                .store(u64::from_le_bytes(w), Ordering::Relaxed);
-        }
+    fn word(&self, pos: u64) -> &AtomicU64 {
+        debug_assert!(pos % 8 == 0);
+        // Masked to an 8-aligned offset inside the data area, whatever
+        // `pos` is.
+        let off = (pos & (self.cap - 1) & !7) as usize;
+        // SAFETY: `off` is 8-aligned and `off + 8 <= cap` (`cap` is a power
+        // of two, at least 16).
+        unsafe { self.seg.data().word(off) }
     }
 
     // ---------------------------------------------------------------- sender
@@ -191,7 +194,7 @@ impl Ring {
                 )
                 .is_ok()
             {
-                return Claim::At(tail);
+                return Claim::At(Claimed { pos: tail, len });
             }
         }
         self.claim_any(slot, len, cached_head)
@@ -222,7 +225,7 @@ impl Ring {
             // the cache says full.
             if !fits(tail, claim, *cached_head, cap) {
                 // SYNC POINT: sender. Pairs with the Release store of `head`
-                // in `consume`: the zeroed bytes behind it are visible.
+                // in `Ring::release`: the zeroed bytes behind it are visible.
                 *cached_head = h.rx.head.load(Ordering::Acquire);
                 if !fits(tail, claim, *cached_head, cap) {
                     // Our `tail` may be older than the head we just read.
@@ -261,23 +264,28 @@ impl Ring {
                     // with the next lap.
                     let word = record_word(Record::Padding((claim - RECORD_HEADER) as u32), tail);
                     // SYNC POINT: sender. Pairs with the Acquire load in `peek`.
-                    self.word(self.offset(tail)).store(word, Ordering::Release);
+                    self.word(tail).store(word, Ordering::Release);
                     slot.intent.store(NO_INTENT, Ordering::Release);
                     self.wake_receiver_at(tail);
                     tail = tail.wrapping_add(claim);
                 }
-                Ok(_) => return Claim::At(tail),
+                Ok(_) => return Claim::At(Claimed { pos: tail, len }),
                 Err(current) => tail = current,
             }
         }
     }
 
-    /// Writes the payload of a claimed record and commits it.
+    /// Writes the payload of a claimed record and commits it. `payload`
+    /// must have the length that was claimed.
     #[inline]
-    pub(crate) fn commit(&self, slot: &Slot, pos: u64, payload: &[u8]) {
+    pub(crate) fn commit(&self, slot: &Slot, claimed: Claimed, payload: &[u8]) {
+        let Claimed { pos, len } = claimed;
+        assert_eq!(payload.len() as u64, len, "a claim commits what it claimed");
         let off = self.offset(pos);
-        let len = payload.len() as u32;
-        let word = self.word(off);
+        // (`claim` refused lengths beyond `u32` with the maximum message
+        // size, which is at most 4 GiB.)
+        let len = len as u32;
+        let word = self.word(pos);
         hooks::at(Point::Claimed);
         // The length goes first, marked in progress: if this process dies
         // mid-payload, the receiver knows how much to skip.
@@ -285,7 +293,11 @@ impl Ring {
         hooks::at(Point::Header);
         // Keep payload bytes from becoming visible before the header.
         fence(Ordering::Release);
-        self.write_payload(off + RECORD_HEADER as usize, payload);
+        // SAFETY: `claimed` proves that the record, `RECORD_HEADER +
+        // payload.len()` bytes from `off`, was claimed by this sender and
+        // lies within one lap, so inside the data area; no endpoint that
+        // follows the protocol touches it before the commit below.
+        unsafe { self.seg.data().write(off + RECORD_HEADER as usize, payload) };
         hooks::at(Point::Payload);
         // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`.
         word.store(record_word(Record::Committed(len), pos), Ordering::Release);
@@ -307,13 +319,8 @@ impl Ring {
         // SYNC POINT: the Acquire load pairs with the SeqCst swap of the
         // announcement in `wait::sleep` (through `wait::At`).
         let waiting = || d.waiting_at.load(Ordering::Acquire) == pos.wrapping_add(1);
-        if self.registered
-            && h.config.features.load(Ordering::Relaxed) & FEATURE_ASYMMETRIC_WAKE != 0
-        {
-            wait::wake_if_waiting_light(&d.seq, waiting, false);
-        } else {
-            wait::wake_if_waiting(&d.seq, waiting, false);
-        }
+        self.wake
+            .wake_if_waiting(&h.config.features, &d.seq, waiting, false);
     }
 
     // -------------------------------------------------------------- receiver
@@ -411,7 +418,7 @@ impl Ring {
             let off = self.offset(head);
             // SYNC POINT: receiver. Pairs with the Release stores of the
             // header word in `commit` and `claim` (padding).
-            let word = self.word(off).load(Ordering::Acquire);
+            let word = self.word(head).load(Ordering::Acquire);
             let bad = |what| {
                 (
                     head,
@@ -437,10 +444,11 @@ impl Ring {
                     }
                     return (
                         head,
-                        Peek::Message {
+                        Peek::Message(Message {
+                            pos: head,
                             len,
                             offset: off + RECORD_HEADER as usize,
-                        },
+                        }),
                     );
                 }
                 Ok(Record::Empty) | Ok(Record::Claimed(_)) => return (head, Peek::NotYet),
@@ -468,7 +476,7 @@ impl Ring {
     /// sender writes, and nothing else.
     ///
     /// The word `ignore` (a malformed word already reported at `head`, see
-    /// `Receiver::stray`; 0 for none) does not count: only a sender's own
+    /// `Consumer::stray`; 0 for none) does not count: only a sender's own
     /// header replacing it does.
     #[inline]
     pub(crate) fn settled(&self, head: u64, ignore: u64) -> bool {
@@ -476,7 +484,7 @@ impl Ring {
         // again with Acquire (pairing with the Release stores in `commit`
         // and `claim`) before anything is read behind it. In `wait::sleep`
         // the fences around the announcement order this load.
-        let word = self.word(self.offset(head)).load(Ordering::Relaxed);
+        let word = self.word(head).load(Ordering::Relaxed);
         word != ignore
             && !matches!(
                 parse_record(word, head),
@@ -503,26 +511,12 @@ impl Ring {
 
     /// Lends the payload of a message found by `peek` to `f`.
     #[inline]
-    #[cfg(not(loom))]
-    pub(crate) fn with_payload<R>(&self, offset: usize, len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
-        // SAFETY: `peek` checked that `offset + len` lies in the data area;
-        // the record is committed and no sender writes it until `consume`
-        // advances `head` past it, which happens after `f` returns.
-        f(unsafe { std::slice::from_raw_parts(self.data.add(offset), len as usize) })
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn with_payload<R>(&self, offset: usize, len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
-        let mut bytes = Vec::with_capacity(len as usize + 8);
-        for i in 0..(len as usize).div_ceil(8) {
-            bytes.extend_from_slice(
-                &self
-                    .word(offset + 8 * i)
-                    .load(Ordering::Relaxed)
-                    .to_le_bytes(),
-            );
-        }
-        f(&bytes[..len as usize])
+    pub(crate) fn with_payload<R>(&self, msg: &Message, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: `msg` proves that `peek` checked `offset + len` against
+        // the lap, so the payload lies in the data area; the record is
+        // committed and no sender writes it until the receiver releases it,
+        // which it does not while `f` runs.
+        unsafe { self.seg.data().read(msg.offset, msg.len as usize, f) }
     }
 
     /// Records that everything before `next` was delivered to the
@@ -536,25 +530,6 @@ impl Ring {
             .rx
             .delivered
             .store(next, Ordering::Release);
-    }
-
-    /// Zeroes `size` bytes at `pos` (which must not cross the lap end).
-    #[cfg(not(loom))]
-    fn zero(&self, pos: u64, size: u64) {
-        let off = self.offset(pos);
-        debug_assert!(off as u64 + size <= self.cap);
-        // SAFETY: the range was bounds-checked by the caller against the data
-        // area; it lies between `head` and `tail` and belongs to the receiver
-        // until `head` moves past it.
-        unsafe { std::ptr::write_bytes(self.data.add(off), 0, size as usize) };
-    }
-
-    #[cfg(loom)]
-    fn zero(&self, pos: u64, size: u64) {
-        let off = self.offset(pos);
-        for i in 0..(size as usize) / 8 {
-            self.word(off + 8 * i).store(0, Ordering::Relaxed);
-        }
     }
 
     /// Publishes the consumer cursor to senders.
@@ -575,7 +550,10 @@ impl Ring {
         while pos < to {
             let off = pos & (cap - 1);
             let n = (to - pos).min(cap - off);
-            self.zero(pos, n);
+            // SAFETY: `off + n <= cap` (the `min` above); the bytes were
+            // consumed by the receiver, the caller, and no sender claims
+            // them before `publish_head` below.
+            unsafe { self.seg.data().zero(off as usize, n as usize) };
             pos += n;
         }
         self.publish_head(to);
@@ -599,7 +577,7 @@ impl Ring {
         let cap = self.cap;
         let off = self.offset(head);
         // SYNC POINT: pairs with the Release stores in `commit`.
-        let word = self.word(off).load(Ordering::Acquire);
+        let word = self.word(head).load(Ordering::Acquire);
         let bad = |what| Malformed {
             pos: head,
             word,
@@ -628,7 +606,7 @@ impl Ring {
                     if live_intent(pos) {
                         break;
                     }
-                    let w = self.word(self.offset(pos)).load(Ordering::Acquire);
+                    let w = self.word(pos).load(Ordering::Acquire);
                     if w != 0 {
                         break;
                     }
@@ -651,7 +629,7 @@ impl Ring {
                 break;
             }
             let off = self.offset(pos);
-            let w = self.word(off).load(Ordering::Acquire);
+            let w = self.word(pos).load(Ordering::Acquire);
             let plausible = match parse_record(w, pos) {
                 Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) => {
                     (l as u64) <= self.max_message && off as u64 + record_size(l as u64) <= cap
@@ -678,255 +656,7 @@ fn fits(tail: u64, size: u64, head: u64, cap: u64) -> bool {
         .is_some_and(|used| used <= cap)
 }
 
-/// Model checks of the claim / commit / consume protocol and the futex
-/// sleep / wake protocol around it, run by loom over every interleaving
-/// (within a preemption bound) on a heap segment:
-///
-/// ```text
-/// RUSTFLAGS="--cfg loom" cargo test --release --lib loom
-/// ```
-///
-/// The sender and receiver loops below follow the claim, commit, release
-/// and sleep/wake steps of `SenderInner::send_raw` and
-/// `Receiver::recv_raw`: the same ring calls, announcements and wake-up
-/// checks, in the same order. They leave out what needs time or process
-/// death: liveness ticks and maintenance (dead claims), disconnection, and
-/// `try_recv`; and the receiver spins before every sleep, not only the
-/// first. Loom does not model time: a lost wake-up shows as a deadlock.
 #[cfg(all(test, loom))]
-mod loom_tests {
-    use super::*;
-    use crate::layout::Slot;
-    use crate::wait::{self, Bit};
-    use loom::sync::Arc;
-    use loom::thread;
-
-    fn ring(capacity: u64) -> Arc<Ring> {
-        Arc::new(Ring::new(Segment::heap(capacity, capacity - RECORD_HEADER)))
-    }
-
-    /// One sender endpoint (slot `index`).
-    struct Tx {
-        ring: Arc<Ring>,
-        slot: Slot,
-        index: usize,
-        cached_head: u64,
-    }
-
-    impl Tx {
-        fn new(ring: &Arc<Ring>, index: usize) -> Tx {
-            let slot = Slot::default();
-            slot.intent.store(NO_INTENT, Ordering::Relaxed);
-            Tx {
-                ring: ring.clone(),
-                slot,
-                index,
-                cached_head: 0,
-            }
-        }
-
-        fn send(&mut self, payload: &[u8]) {
-            let ring = &*self.ring;
-            let h = ring.seg.header();
-            let len = payload.len() as u64;
-            loop {
-                match ring.claim(&self.slot, len, &mut self.cached_head) {
-                    Claim::At(pos) => {
-                        ring.commit(&self.slot, pos, payload);
-                        return;
-                    }
-                    Claim::Full => {
-                        let room = || {
-                            let tail = h.tail.load(Ordering::Relaxed);
-                            let head = h.rx.head.load(Ordering::Acquire);
-                            fits(tail, record_size(len), head, ring.cap)
-                        };
-                        if !wait::spin_until(None, room) {
-                            let me = Bit {
-                                word: &h.sleepers[0],
-                                mask: 1 << self.index,
-                            };
-                            wait::sleep(&h.control.space_seq, &me, Duration::MAX, || {}, room);
-                        }
-                    }
-                    Claim::Corrupt => panic!("corrupt tail"),
-                }
-            }
-        }
-    }
-
-    /// The receiver endpoint. It gives room back only when it is about to
-    /// sleep (the real receiver also does at every batch; a batch of a
-    /// whole ring exercises the deferral hardest), and wakes senders after
-    /// every release, as `Receiver::release` does.
-    struct Rx {
-        ring: Arc<Ring>,
-        head: u64,
-        released: u64,
-        tail: u64,
-    }
-
-    impl Rx {
-        fn new(ring: Arc<Ring>) -> Rx {
-            Rx {
-                ring,
-                head: 0,
-                released: 0,
-                tail: 0,
-            }
-        }
-
-        fn wake_senders(&self) {
-            let h = self.ring.seg.header();
-            wait::wake_if_waiting(
-                &h.control.space_seq,
-                || h.sleepers[0].load(Ordering::Acquire) != 0,
-                true,
-            );
-        }
-
-        fn release(&mut self) {
-            let (from, to) = (self.released, self.head);
-            if from == to {
-                return;
-            }
-            self.ring.release(from, to);
-            self.released = to;
-            self.wake_senders();
-        }
-
-        fn recv(&mut self) -> Vec<u8> {
-            let ring = self.ring.clone();
-            let h = ring.seg.header();
-            loop {
-                let (head, found) = ring.peek(self.head, self.released);
-                self.head = head;
-                match found {
-                    Peek::MustRelease => {
-                        self.release();
-                        continue;
-                    }
-                    Peek::Message { len, offset } => {
-                        let v = ring.with_payload(offset, len, |b| b.to_vec());
-                        self.head = head + record_size(len);
-                        ring.deliver(self.head);
-                        if self.head - self.released >= ring.cap {
-                            self.release();
-                        }
-                        return v;
-                    }
-                    Peek::NotYet => {}
-                    other => panic!("unexpected {other:?}"),
-                }
-                let at = self.head;
-                let ready = || ring.settled(at, 0);
-                if wait::spin_until(None, ready) {
-                    continue;
-                }
-                self.release();
-                ring.empty_at(at, self.released, &mut self.tail)
-                    .expect("corrupt tail");
-                let me = wait::At {
-                    word: &h.data.waiting_at,
-                    value: at + 1,
-                };
-                wait::sleep(&h.data.seq, &me, Duration::MAX, || {}, ready);
-            }
-        }
-    }
-
-    use std::time::Duration;
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b.check(f);
-    }
-
-    #[test]
-    fn loom_one_message_to_a_blocking_receiver() {
-        model(|| {
-            let ring = ring(32);
-            let mut tx = Tx::new(&ring, 0);
-            let t = thread::spawn(move || tx.send(&[1, 2, 3, 4, 5]));
-            let mut rx = Rx::new(ring);
-            assert_eq!(rx.recv(), [1, 2, 3, 4, 5]);
-            t.join().unwrap();
-        });
-    }
-
-    #[test]
-    fn loom_two_senders_each_message_once() {
-        model(|| {
-            let ring = ring(64);
-            let mut a = Tx::new(&ring, 0);
-            let mut b = Tx::new(&ring, 1);
-            let ta = thread::spawn(move || a.send(&[0xA; 3]));
-            let tb = thread::spawn(move || b.send(&[0xB; 9]));
-            let mut rx = Rx::new(ring);
-            let mut got = [rx.recv(), rx.recv()];
-            got.sort();
-            assert_eq!(got, [vec![0xA; 3], vec![0xB; 9]]);
-            ta.join().unwrap();
-            tb.join().unwrap();
-        });
-    }
-
-    /// A live sender committed its record at `head` and already claims
-    /// the next one. A receiver that read `tail` and then the sender's
-    /// intent, whatever it finds, must not judge the record at `head` dead:
-    /// either the intent names `head`, or the commit is visible (the intent
-    /// stores are Release, the loads Acquire). Loom 0.7 does not produce
-    /// the stale read that a Relaxed intent store would allow (checked: it
-    /// passes with one too), so for that edge this model documents the
-    /// argument rather than proving it; it does check the scan's decisions
-    /// at every interleaving of claim, commit and the next claim.
-    #[test]
-    fn loom_live_sender_record_is_never_judged_dead() {
-        model(|| {
-            let ring = ring(64);
-            let tx = Arc::new(Tx::new(&ring, 0));
-            let t = {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    let ring = &*tx.ring;
-                    let mut cached = 0;
-                    let Claim::At(p) = ring.claim(&tx.slot, 8, &mut cached) else {
-                        panic!("room for the first record");
-                    };
-                    ring.commit(&tx.slot, p, &[7; 8]);
-                    // Claimed, never committed while the receiver looks.
-                    let Claim::At(_) = ring.claim(&tx.slot, 8, &mut cached) else {
-                        panic!("room for the second record");
-                    };
-                })
-            };
-            let h = ring.seg.header();
-            // As `Receiver::maintain`: `tail`, then the live intents.
-            let tail = h.tail.load(Ordering::Acquire);
-            let intent = tx.slot.intent.load(Ordering::Acquire);
-            let r = ring.dead_claim_end(0, tail, |p| p == intent && intent != NO_INTENT);
-            assert_eq!(r, Ok(None), "a live sender's record is not dead");
-            t.join().unwrap();
-        });
-    }
-
-    #[test]
-    fn loom_full_ring_padding_and_sleeping_sender() {
-        // 32-byte ring, 24-byte records: the second claim finds the ring
-        // full (the sender sleeps until the receiver frees room), then pads
-        // the rest of the lap and wraps.
-        model(|| {
-            let ring = ring(32);
-            let mut tx = Tx::new(&ring, 0);
-            let t = thread::spawn(move || {
-                tx.send(&[1; 16]);
-                tx.send(&[2; 16]);
-            });
-            let mut rx = Rx::new(ring);
-            assert_eq!(rx.recv(), [1; 16]);
-            assert_eq!(rx.recv(), [2; 16]);
-            t.join().unwrap();
-        });
-    }
-}
+mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod tests;

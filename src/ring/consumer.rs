@@ -1,0 +1,526 @@
+//! The receiving side of the ring: the consumer's cursors and the state
+//! machine around them. It finds the next committed record, waits for one
+//! per the wait protocol, gives consumed bytes back in batches, skips dead
+//! senders' claims (liveness maintenance) and malformed records (resync),
+//! and closes the channel when the claim cursor is corrupt. `Receiver<T>`
+//! (channel.rs) only lends the bytes it finds and decodes them:
+//!
+//! ```text
+//! let msg = consumer.next(deadline)?;   // committed, consumed: head is past it
+//! let r = consumer.lend(&msg, decode);  // the bytes, in place
+//! consumer.finish(msg);                 // delivered; maybe released
+//! ```
+#![deny(unsafe_code)]
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use super::{Malformed, Message, Peek, Ring};
+use crate::error::InvalidMessage;
+use crate::layout::RX_DROPPED;
+use crate::peers;
+use crate::segment::Segment;
+use crate::sync::Ordering;
+use crate::wait::{self, Deadline, Wake};
+
+/// The receiver gives consumed bytes back to senders (zeroes them and
+/// publishes its cursor) in batches of an eighth of the ring, at most this
+/// many bytes, and when it is about to sleep (or `try_recv` finds nothing):
+/// it then writes to no line a sender is writing to, message by message.
+const MAX_RELEASE_BATCH: u64 = 64 * 1024;
+
+/// Why [`Consumer::next`] returned no message.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// Nothing committed before the deadline.
+    Empty,
+    /// No sender is attached and the ring is drained, or the channel was
+    /// closed.
+    Disconnected,
+    /// A malformed record was skipped, or the channel was found corrupt
+    /// (closed from then on).
+    Invalid(InvalidMessage),
+}
+
+/// The consumer: the one receiving endpoint's state, in `Cell`s (a
+/// receiver is used by one thread at a time; it is `Send`, not `Sync`).
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    ring: Ring,
+    tick: Duration,
+    /// The consumer cursor: the receiver's own (trusted) copy. Everything
+    /// before it was delivered.
+    head: Cell<u64>,
+    /// Everything before this was zeroed and published to senders as
+    /// `head`; `[released, head)` was consumed (delivered records, padding,
+    /// skipped bytes) and awaits release.
+    released: Cell<u64>,
+    /// End of the last message delivered (the receiver's own copy of
+    /// `RxHot::delivered`, which anyone may overwrite).
+    delivered: Cell<u64>,
+    /// Release when this many bytes await it.
+    batch: u64,
+    /// Cached, checked view of the claim cursor.
+    tail: Cell<u64>,
+    /// A `recv_bytes_with` callback is running: its slice points into the
+    /// ring, so nothing is released until it returns.
+    in_callback: Cell<bool>,
+    /// A malformed word found at an idle head (nothing claimed past it),
+    /// already reported: `(position, word)`. Until a sender's header
+    /// replaces it, the position counts as "nothing committed yet", so the
+    /// receiver neither reports it again nor spins on it.
+    stray: Cell<Option<(u64, u64)>>,
+    /// Set when the claim cursor was found corrupt: the channel is closed.
+    broken: Cell<bool>,
+    /// When liveness maintenance last ran.
+    last_check: Cell<Option<Instant>>,
+}
+
+impl Consumer {
+    /// The consumer of a segment that this process created or took over
+    /// (it holds the receiver lock), starting after what was delivered.
+    /// Fails if the published cursors are unusable.
+    pub(crate) fn new(seg: Segment, tick: Duration) -> Result<Consumer, Malformed> {
+        let ring = Ring::new(seg);
+        let (head, delivered) = ring.checked_cursors()?;
+        // A receiver that died may have delivered records it had not
+        // released yet: release them, they must not be delivered again.
+        ring.deliver(delivered);
+        ring.release(head, delivered);
+        // From the segment: a receiver that took a channel over has the
+        // geometry its creator chose.
+        let batch = (ring.segment().geometry().capacity / 8).min(MAX_RELEASE_BATCH);
+        Ok(Consumer {
+            ring,
+            tick,
+            head: Cell::new(delivered),
+            released: Cell::new(delivered),
+            delivered: Cell::new(delivered),
+            batch,
+            tail: Cell::new(delivered),
+            in_callback: Cell::new(false),
+            stray: Cell::new(None),
+            broken: Cell::new(false),
+            last_check: Cell::new(None),
+        })
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        self.ring.segment()
+    }
+
+    pub(crate) fn tick(&self) -> Duration {
+        self.tick
+    }
+
+    // ------------------------------------------------------------- receive
+
+    /// Finds the next committed record, waiting for one until `deadline`
+    /// (spin, yield, then sleep per the wait protocol, with liveness
+    /// maintenance every tick). The record is consumed: the cursor is past
+    /// it, so a receive inside [`Consumer::lend`]'s callback gets the next
+    /// one. Hand it to [`Consumer::finish`] once its bytes were read.
+    #[inline]
+    pub(crate) fn next(&self, deadline: Deadline) -> Result<Message, Fail> {
+        if self.broken.get() {
+            return Err(Fail::Disconnected);
+        }
+        let seg = self.ring.segment();
+        let h = seg.header();
+        let mut spun = false;
+        loop {
+            let (head, found) = self.look();
+            match found {
+                Peek::Message(msg) => {
+                    // The record is consumed before its bytes are lent, so
+                    // that a callback that receives again gets the next
+                    // message, not this one; `in_callback` keeps its bytes
+                    // from being released (and zeroed) under the slice.
+                    self.head.set(msg.end());
+                    return Ok(msg);
+                }
+                Peek::Malformed(bad) => {
+                    let fail = self.resync(head, bad);
+                    if self.head.get() == head {
+                        // Nothing is claimed past it (resync stops at
+                        // `tail`): reported once; from now on it reads as
+                        // "nothing yet" until a sender's header replaces it.
+                        self.stray.set(Some((head, bad.word)));
+                    }
+                    return Err(fail);
+                }
+                // (`look` releases and looks again on `MustRelease`.)
+                Peek::NotYet | Peek::MustRelease => {}
+            }
+            // Nothing committed at `head`.
+            // SYNC POINT: the Acquire loads in `any_active` pair with the
+            // Release clear in `peers::release`: a sender's commits (and
+            // claims) are visible once its bit is seen clear, so looking
+            // again after it cannot miss a message.
+            let mut dead_claim = false;
+            if !peers::any_active(seg) {
+                if self.look().1 != Peek::NotYet {
+                    continue;
+                }
+                if self.empty_at(self.head.get())? {
+                    return Err(Fail::Disconnected);
+                }
+                // A dead sender's claim is pending: maintenance skips it, at
+                // the next tick. Until then, "no sender" is no reason to
+                // wake up.
+                dead_claim = true;
+            }
+            if matches!(deadline, Deadline::Now) {
+                // A corrupt claim cursor is reported at once.
+                self.empty_at(self.head.get())?;
+                self.release();
+                if self.maintain(false)? {
+                    continue;
+                }
+                return Err(Fail::Empty);
+            }
+            // Ready when something is committed (or padding, or a malformed
+            // word) at the awaited position, or when the senders are all
+            // gone. While it spins, the receiver reads that one header word
+            // (and the bitmap line, which changes only when senders come and
+            // go): it leaves the line with `tail` and the lines behind the
+            // writer alone, so a sender streaming into the ring is not slowed
+            // down by its receiver waiting for it.
+            let at = self.head.get();
+            // A position a ring past the released bytes cannot become ready
+            // before they are released (inside a callback they cannot be:
+            // a blocking receive there waits for the senders to go).
+            let reachable = at - self.released.get() < seg.geometry().capacity;
+            let ignore = match self.stray.get() {
+                Some((pos, word)) if pos == at => word,
+                _ => 0,
+            };
+            let ready = || {
+                (reachable && self.ring.settled(at, ignore))
+                    || (!dead_claim && !peers::any_active(seg))
+            };
+            if !spun {
+                spun = true;
+                if wait::spin_until(deadline.instant(), ready) {
+                    continue;
+                }
+            }
+            // About to sleep: give every consumed byte back (and wake the
+            // senders that wait for room), and check the claim cursor.
+            self.release();
+            self.empty_at(at)?;
+            if self.maintain(false)? {
+                continue;
+            }
+            let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
+                return Err(Fail::Empty);
+            };
+            let me = wait::At {
+                word: &h.data.waiting_at,
+                value: at + 1,
+            };
+            let barrier = || wait::AsymmetricWake::heavy_barrier(&h.config.features);
+            if wait::sleep(&h.data.seq, &me, timeout, barrier, ready) == Wake::TimedOut
+                && self.maintain(true)?
+            {
+                continue;
+            }
+        }
+    }
+
+    /// Lends the bytes of `msg` (from [`Consumer::next`]) to `f`. `f` may
+    /// receive again; nothing is released while it runs.
+    #[inline]
+    pub(crate) fn lend<R>(&self, msg: &Message, f: impl FnOnce(&[u8]) -> R) -> R {
+        let _lent = InCallback::enter(&self.in_callback);
+        self.ring.with_payload(msg, f)
+    }
+
+    /// Marks `msg` delivered (for a receiver that takes over), counts it,
+    /// and releases a batch when one is due.
+    #[inline]
+    pub(crate) fn finish(&self, msg: Message) {
+        let next = msg.end();
+        // A callback that received again has delivered further already: the
+        // cursor never moves back.
+        if next > self.delivered.get() {
+            self.delivered.set(next);
+            self.ring.deliver(next);
+        }
+        // The receiver is the only writer: no RMW needed. Statistics live in
+        // shared memory, which anyone may have overwritten: they wrap rather
+        // than trust it.
+        let rx = &self.ring.segment().header().rx;
+        rx.received_messages.store(
+            rx.received_messages.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        rx.received_bytes.store(
+            rx.received_bytes
+                .load(Ordering::Relaxed)
+                .wrapping_add(msg.len()),
+            Ordering::Relaxed,
+        );
+        if self.head.get() - self.released.get() >= self.batch {
+            self.release();
+        }
+    }
+
+    /// Counts a message that was received but could not be decoded, and
+    /// describes it.
+    #[cold]
+    pub(crate) fn undecodable(&self, position: u64, len: u64, reason: String) -> InvalidMessage {
+        let rx = &self.ring.segment().header().rx;
+        rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
+        InvalidMessage {
+            position,
+            len,
+            reason,
+        }
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// Whether no message is in the ring. A query: it reads, and neither
+    /// releases, zeroes nor wakes.
+    pub(crate) fn is_empty(&self) -> bool {
+        let (head, found) = self.ring.peek(self.head.get(), self.released.get());
+        match self.known_stray(head, found) {
+            Peek::NotYet | Peek::MustRelease => {
+                let mut tail = self.tail.get();
+                self.ring.empty_at(head, self.released.get(), &mut tail) == Ok(true)
+            }
+            Peek::Message(_) | Peek::Malformed(_) => false,
+        }
+    }
+
+    /// Number of messages in the ring (sent minus received, from the
+    /// statistics), approximately while senders are active.
+    pub(crate) fn len(&self) -> usize {
+        let seg = self.ring.segment();
+        let sent: u64 = seg
+            .slots()
+            .iter()
+            .map(|s| s.sent_messages.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add);
+        let received = seg.header().rx.received_messages.load(Ordering::Relaxed);
+        sent.saturating_sub(received) as usize
+    }
+
+    // ------------------------------------------------------------ closing
+
+    /// The receiver is dropped: marks the channel so, removes its name and
+    /// wakes every blocked sender, which returns its message now.
+    pub(crate) fn close(&self) {
+        let seg = self.ring.segment();
+        let h = seg.header();
+        // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
+        h.control.rx_state.store(RX_DROPPED, Ordering::Release);
+        seg.unlink();
+        wait::wake(&h.control.space_seq, true);
+    }
+
+    // ------------------------------------------------------------ private
+
+    /// Liveness maintenance, at most once per tick: reclaims dead senders'
+    /// slots and skips a dead sender's claim at `head`. Returns whether
+    /// anything changed.
+    fn maintain(&self, force: bool) -> Result<bool, Fail> {
+        let now = Instant::now();
+        if !force
+            && self
+                .last_check
+                .get()
+                .is_some_and(|t| now.duration_since(t) < self.tick)
+        {
+            return Ok(false);
+        }
+        self.last_check.set(Some(now));
+        let seg = self.ring.segment();
+        let reaped = peers::reap_dead(seg) > 0;
+        self.release();
+        let head = self.head.get();
+        let tail = self
+            .ring
+            .checked_tail(head, self.released.get())
+            .map_err(|m| self.break_down(m))?;
+        if head == tail {
+            return Ok(reaped);
+        }
+        let intents = peers::live_intents(seg);
+        match self
+            .ring
+            .dead_claim_end(head, tail, |p| intents.contains(&p))
+        {
+            Ok(Some(end)) => {
+                // Skipped bytes are consumed bytes: released with the rest
+                // (`end` is at most `tail`, so within a ring of `released`).
+                self.head.set(end);
+                self.release();
+                seg.header()
+                    .rx
+                    .recovered_bytes
+                    .fetch_add(end - head, Ordering::Relaxed);
+                Ok(true)
+            }
+            Ok(None) => Ok(reaped),
+            Err(bad) => Err(self.resync(head, bad)),
+        }
+    }
+
+    /// Skips a malformed record at `head`: resumes at the next position
+    /// that holds a well-formed header or a live sender's claim.
+    #[cold]
+    fn resync(&self, head: u64, bad: Malformed) -> Fail {
+        let seg = self.ring.segment();
+        let tail = match self.ring.checked_tail(head, self.released.get()) {
+            Ok(t) => t,
+            Err(m) => return self.break_down(m),
+        };
+        let intents = peers::live_intents(seg);
+        let end = self.ring.resync(head, tail, |p| intents.contains(&p));
+        // As in `maintain`: the skipped bytes are released with the rest.
+        self.head.set(end);
+        self.release();
+        seg.header()
+            .rx
+            .invalid_messages
+            .fetch_add(1, Ordering::Relaxed);
+        Fail::Invalid(InvalidMessage {
+            position: head,
+            len: end - head,
+            reason: format!(
+                "is malformed ({bad}); {} bytes were skipped and the receiver resumed at \
+                 position {end}",
+                end - head
+            ),
+        })
+    }
+
+    /// The claim cursor is corrupt: nothing after it can be trusted. The
+    /// channel is closed for everyone (senders see `Disconnected`), and this
+    /// receiver reports `Disconnected` from now on.
+    #[cold]
+    fn break_down(&self, bad: Malformed) -> Fail {
+        let seg = self.ring.segment();
+        self.broken.set(true);
+        seg.header()
+            .rx
+            .invalid_messages
+            .fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT: pairs with the Acquire loads of `rx_state` in senders.
+        seg.header()
+            .control
+            .rx_state
+            .store(RX_DROPPED, Ordering::Release);
+        wait::wake(&seg.header().control.space_seq, true);
+        Fail::Invalid(InvalidMessage {
+            position: self.head.get(),
+            len: 0,
+            reason: format!(
+                "cannot be reached: the producers' claim cursor {bad}, so the channel was \
+                 written by something that breaks the protocol and is closed; create it again"
+            ),
+        })
+    }
+
+    /// Wakes senders that sleep waiting for room.
+    fn wake_senders(&self) {
+        let seg = self.ring.segment();
+        wait::wake_if_waiting(
+            &seg.header().control.space_seq,
+            || peers::any_sleeper(seg),
+            true,
+        );
+    }
+
+    /// Gives the consumed bytes `[released, head)` back to senders, and
+    /// wakes the senders that sleep waiting for room: a fence and a look at
+    /// the sleepers bitmap, a syscall only if one sleeps. Releases happen in
+    /// batches (an eighth of the ring, at most 64 KiB) and when the receiver
+    /// is about to sleep, so that is one fence per batch, not per message.
+    /// Every release is followed by this check, so no sender sleeps for room
+    /// the ring has.
+    ///
+    /// Not while a `recv_bytes_with` callback runs: the slice it was lent
+    /// points into those bytes. The outermost call releases them after.
+    fn release(&self) {
+        if self.in_callback.get() {
+            return;
+        }
+        let (from, to) = (self.released.get(), self.head.get());
+        if from == to {
+            return;
+        }
+        // The delivered cursor lags when padding, dead claims or damaged
+        // bytes were skipped; a receiver taking over must never find it
+        // behind the consumer cursor.
+        if to > self.delivered.get() {
+            self.delivered.set(to);
+            self.ring.deliver(to);
+        }
+        self.ring.release(from, to);
+        self.released.set(to);
+        self.wake_senders();
+    }
+
+    /// Peeks at the next record from the receiver's own head, keeping the
+    /// cached head up to date (peeking consumes padding).
+    #[inline]
+    fn look(&self) -> (u64, Peek) {
+        loop {
+            let (head, found) = self.ring.peek(self.head.get(), self.released.get());
+            self.head.set(head);
+            match self.known_stray(head, found) {
+                // Inside a callback nothing can be released: the next
+                // message shows once the callback has returned.
+                Peek::MustRelease if self.in_callback.get() => return (head, Peek::NotYet),
+                Peek::MustRelease => self.release(),
+                found => return (head, found),
+            }
+        }
+    }
+
+    /// A malformed word at `head` that was reported already (see
+    /// `Consumer::stray`) reads as "nothing committed yet".
+    #[inline]
+    fn known_stray(&self, head: u64, found: Peek) -> Peek {
+        match found {
+            Peek::Malformed(bad) if self.stray.get() == Some((head, bad.word)) => Peek::NotYet,
+            found => found,
+        }
+    }
+
+    /// After `look` found nothing committed at `head`: whether nothing is
+    /// claimed there either. Reads the claim cursor only when the cached one
+    /// says the receiver has caught up with it; a corrupt one closes the
+    /// channel.
+    fn empty_at(&self, head: u64) -> Result<bool, Fail> {
+        let mut tail = self.tail.get();
+        let r = self.ring.empty_at(head, self.released.get(), &mut tail);
+        self.tail.set(tail);
+        r.map_err(|m| self.break_down(m))
+    }
+}
+
+/// Marks a receiver's callback as running, and unmarks it when the
+/// callback returns or unwinds.
+struct InCallback<'a> {
+    flag: &'a Cell<bool>,
+    outer: bool,
+}
+
+impl<'a> InCallback<'a> {
+    fn enter(flag: &'a Cell<bool>) -> InCallback<'a> {
+        InCallback {
+            flag,
+            outer: flag.replace(true),
+        }
+    }
+}
+
+impl Drop for InCallback<'_> {
+    fn drop(&mut self) {
+        self.flag.set(self.outer);
+    }
+}

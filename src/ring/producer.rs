@@ -1,0 +1,247 @@
+//! The sending side of the ring: one sender slot's claim, write and commit,
+//! the wait for room on a full ring, and the slot's statistics. Clones of
+//! a `Sender` share one `Producer` and take turns through its local lock,
+//! from claim to commit; `Sender<T>` (channel.rs) only encodes.
+#![deny(unsafe_code)]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{Claim, Ring};
+use crate::error::Rejection;
+use crate::hooks::{self, Point};
+use crate::layout::{record_size, RX_DROPPED};
+use crate::lock::{Guard, SpinLock};
+use crate::peers;
+use crate::segment::Segment;
+use crate::sync::Ordering;
+use crate::wait::{self, Deadline};
+
+/// Why [`Producer::send`] did not send.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// The ring is full (`Deadline::Now`).
+    Full,
+    /// The ring stayed full until the deadline.
+    Timeout,
+    /// The receiver was dropped or died, or the channel is corrupt.
+    Disconnected,
+    /// The message is refused.
+    Rejected(Rejection),
+}
+
+/// The sender's state that clones take turns with (see [`Producer::lock`]).
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// Encoding buffer, reused for every message (the caller's).
+    pub(crate) buf: Vec<u8>,
+    /// Last seen `head`; reloaded only when it says the ring is full.
+    cached_head: u64,
+    /// When the receiver's liveness was last asked of the kernel.
+    last_check: Option<Instant>,
+}
+
+/// One sender slot's producer.
+#[derive(Debug)]
+pub(crate) struct Producer {
+    ring: Ring,
+    slot: usize,
+    tick: Duration,
+    /// Latched when this endpoint saw the receiver dropped or dead.
+    disconnected: AtomicBool,
+    /// Claim to commit, one clone at a time (never held while waiting).
+    local: SpinLock<Local>,
+    /// How many clones sleep waiting for room (see `SharedBit`).
+    sleepers: Mutex<u32>,
+}
+
+impl Producer {
+    /// The producer of slot `slot`, which this endpoint owns.
+    pub(crate) fn new(seg: Segment, slot: usize, tick: Duration) -> Producer {
+        // SYNC POINT: pairs with the Release store of `head` in
+        // `Ring::release` (as the reload in `Ring::claim_any`).
+        let head = seg.header().rx.head.load(Ordering::Acquire);
+        let mut ring = Ring::new(seg);
+        ring.set_wake(wait::AsymmetricWake::register());
+        Producer {
+            ring,
+            slot,
+            tick,
+            disconnected: AtomicBool::new(false),
+            local: SpinLock::new(Local {
+                buf: Vec::new(),
+                cached_head: head,
+                last_check: None,
+            }),
+            sleepers: Mutex::new(0),
+        }
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        self.ring.segment()
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Takes this slot's turn: claim to commit is one clone at a time.
+    #[inline]
+    pub(crate) fn lock(&self) -> Guard<'_, Local> {
+        self.local.lock()
+    }
+
+    /// The endpoint is dropped: gives the slot back and wakes the receiver,
+    /// which may be asleep waiting for data that will not come.
+    pub(crate) fn detach(&self) {
+        let seg = self.ring.segment();
+        peers::release(seg, self.slot);
+        let h = seg.header();
+        wait::wake_if_waiting(
+            &h.data.seq,
+            || h.data.waiting_at.load(Ordering::Acquire) != 0,
+            false,
+        );
+    }
+
+    fn receiver_dropped(&self) -> bool {
+        self.disconnected.load(Ordering::Relaxed)
+            || self
+                .ring
+                .segment()
+                .header()
+                .control
+                .rx_state
+                .load(Ordering::Acquire)
+                == RX_DROPPED
+    }
+
+    /// Asks the kernel whether the receiver lives, at most once per tick.
+    fn receiver_died(&self, local: &mut Local) -> bool {
+        let now = Instant::now();
+        if local
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < self.tick)
+        {
+            return false;
+        }
+        local.last_check = Some(now);
+        !peers::receiver_alive(self.ring.segment())
+    }
+
+    fn disconnect(&self) -> Fail {
+        self.disconnected.store(true, Ordering::Relaxed);
+        Fail::Disconnected
+    }
+
+    /// Sends `payload`: claims room, writes, commits. `local` is held from
+    /// claim to commit (the slot's intent word allows one claim in flight
+    /// per slot), never while waiting: on a full ring the lock is released,
+    /// so that clones of this sender can send, `try_send` reports `Full`
+    /// and `send_timeout` keeps its deadline while one clone waits for room.
+    /// Returns the lock, taken again.
+    pub(crate) fn send<'a>(
+        &'a self,
+        mut local: Guard<'a, Local>,
+        payload: &[u8],
+        deadline: Deadline,
+    ) -> (Guard<'a, Local>, Result<(), Fail>) {
+        let seg = self.ring.segment();
+        let geo = seg.geometry();
+        let len = payload.len() as u64;
+        if len > geo.max_message {
+            let r = Rejection::TooLarge {
+                size: len,
+                max: geo.max_message,
+            };
+            return (local, Err(Fail::Rejected(r)));
+        }
+        if self.receiver_dropped() {
+            return (local, Err(Fail::Disconnected));
+        }
+        let slot = &seg.slots()[self.slot];
+        let h = seg.header();
+        loop {
+            match self.ring.claim(slot, len, &mut local.cached_head) {
+                Claim::At(claimed) => {
+                    // `commit` wakes the receiver if it sleeps for this record.
+                    self.ring.commit(slot, claimed, payload);
+                    // One writer per slot (the local lock): no RMW needed.
+                    // Statistics live in shared memory, which anyone may have
+                    // overwritten: they wrap rather than trust it.
+                    slot.sent_messages.store(
+                        slot.sent_messages.load(Ordering::Relaxed).wrapping_add(1),
+                        Ordering::Relaxed,
+                    );
+                    slot.sent_bytes.store(
+                        slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(len),
+                        Ordering::Relaxed,
+                    );
+                    return (local, Ok(()));
+                }
+                Claim::Corrupt => return (local, Err(self.disconnect())),
+                Claim::Full => {}
+            }
+            // Full. (A full claim leaves no intent behind: nothing of this
+            // slot is in flight while the lock is released below.)
+            if matches!(deadline, Deadline::Now) {
+                let r = if self.receiver_dropped() || self.receiver_died(&mut local) {
+                    self.disconnect()
+                } else {
+                    Fail::Full
+                };
+                return (local, Err(r));
+            }
+            drop(local);
+            let room = || {
+                let tail = h.tail.load(Ordering::Relaxed);
+                // SYNC POINT: as the reload of `head` in `Ring::claim_any`.
+                let head = h.rx.head.load(Ordering::Acquire);
+                tail.wrapping_sub(head)
+                    .checked_add(record_size(len))
+                    .is_some_and(|u| u <= geo.capacity)
+                    || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
+            };
+            if !wait::spin_until(deadline.instant(), room) {
+                let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
+                    return (self.lock(), Err(Fail::Timeout));
+                };
+                hooks::at(Point::Blocked);
+                let me = SharedBit {
+                    bit: peers::sleeper_bit(seg, self.slot),
+                    sleepers: &self.sleepers,
+                };
+                wait::sleep(&h.control.space_seq, &me, timeout, || {}, room);
+            }
+            local = self.lock();
+            if self.receiver_dropped() || self.receiver_died(&mut local) {
+                return (local, Err(self.disconnect()));
+            }
+        }
+    }
+}
+
+/// The sleepers bit of a slot that clones of one sender share: several
+/// threads may wait for room at once, so the bit is set while any of them
+/// sleeps, and cleared by the last one to leave.
+struct SharedBit<'a> {
+    bit: wait::Bit<'a>,
+    /// How many of this sender's threads announced themselves.
+    sleepers: &'a Mutex<u32>,
+}
+
+impl wait::Announce for SharedBit<'_> {
+    fn announce(&self) {
+        let mut n = self.sleepers.lock().unwrap_or_else(PoisonError::into_inner);
+        *n += 1;
+        self.bit.announce();
+    }
+    fn withdraw(&self) {
+        let mut n = self.sleepers.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.bit.withdraw();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Unit tests of the ring over a data area in private anonymous memory
+//! (`Segment::anonymous`): claim, commit, peek, release, padding and
+//! wrap-around, a full ring, dead-claim recovery, resync, and the checks
+//! that keep the receiver within the room senders were given.
+
+use super::*;
+use crate::layout::{Geometry, Record};
+
+const CAP: u64 = 4096;
+
+fn ring() -> Ring {
+    let geo = Geometry::new(CAP, 1024, 4).expect("valid geometry");
+    Ring::new(Segment::anonymous(geo))
+}
+
+fn slot(ring: &Ring) -> &Slot {
+    &ring.segment().slots()[0]
+}
+
+/// Claims and commits `payload`; returns its position.
+fn send(ring: &Ring, payload: &[u8]) -> u64 {
+    let mut cached = ring.segment().header().rx.head.load(Ordering::Relaxed);
+    match ring.claim(slot(ring), payload.len() as u64, &mut cached) {
+        Claim::At(c) => {
+            let pos = c.pos;
+            ring.commit(slot(ring), c, payload);
+            pos
+        }
+        other => panic!("no room: {other:?}"),
+    }
+}
+
+/// Peeks at `head` and reads the message found there.
+fn read(ring: &Ring, head: u64, released: u64) -> (Message, Vec<u8>) {
+    match ring.peek(head, released) {
+        (_, Peek::Message(m)) => {
+            let bytes = ring.with_payload(&m, |b| b.to_vec());
+            (m, bytes)
+        }
+        (at, other) => panic!("at {at}: {other:?}"),
+    }
+}
+
+fn tail(ring: &Ring) -> u64 {
+    ring.segment().header().tail.load(Ordering::Relaxed)
+}
+
+#[test]
+fn claim_commit_peek_release() {
+    let ring = ring();
+    assert_eq!(ring.peek(0, 0), (0, Peek::NotYet));
+    assert_eq!(send(&ring, b"hello"), 0);
+    assert_eq!(slot(&ring).intent.load(Ordering::Relaxed), NO_INTENT);
+    let (m, bytes) = read(&ring, 0, 0);
+    assert_eq!((m.position(), m.len(), m.end()), (0, 5, 16));
+    assert_eq!(bytes, b"hello");
+    // Released: zeroed and published.
+    ring.release(0, m.end());
+    assert_eq!(ring.segment().header().rx.head.load(Ordering::Relaxed), 16);
+    assert_eq!(ring.word(0).load(Ordering::Relaxed), 0);
+    assert_eq!(ring.peek(16, 16), (16, Peek::NotYet));
+    let mut t = 0;
+    assert_eq!(ring.empty_at(16, 16, &mut t), Ok(true));
+    assert_eq!(t, 16);
+}
+
+#[test]
+#[should_panic(expected = "a claim commits what it claimed")]
+fn commit_checks_the_claimed_length() {
+    let ring = ring();
+    let Claim::At(c) = ring.claim(slot(&ring), 4, &mut 0) else {
+        panic!("room");
+    };
+    ring.commit(slot(&ring), c, b"longer than claimed");
+}
+
+#[test]
+fn padding_full_ring_and_wrap() {
+    let ring = ring();
+    // Four records of 1008 bytes leave 64 bytes in the lap.
+    for i in 0..4u8 {
+        send(&ring, &[i; 1000]);
+    }
+    assert_eq!(tail(&ring), 4032);
+    // 112 bytes do not fit in the lap: the rest is padded, and the next lap
+    // is full (nothing was released).
+    let mut cached = 0;
+    assert_eq!(ring.claim(slot(&ring), 100, &mut cached), Claim::Full);
+    assert_eq!(tail(&ring), CAP);
+    assert_eq!(slot(&ring).intent.load(Ordering::Relaxed), NO_INTENT);
+    assert_eq!(
+        parse_record(ring.word(4032).load(Ordering::Relaxed), 4032),
+        Ok(Record::Padding(56))
+    );
+    // The receiver reads the four, steps over the padding, and must give
+    // the lap back before it reads a word of the next one.
+    let mut head = 0;
+    for i in 0..4u8 {
+        let (m, bytes) = read(&ring, head, 0);
+        assert_eq!(bytes, [i; 1000]);
+        head = m.end();
+    }
+    assert_eq!(ring.peek(head, 0), (CAP, Peek::MustRelease));
+    ring.release(0, CAP);
+    assert!((0..CAP)
+        .step_by(8)
+        .all(|p| ring.word(p).load(Ordering::Relaxed) == 0));
+    // Room again: the claim wraps to the start of the area.
+    assert_eq!(send(&ring, &[9; 100]), CAP);
+    let (m, bytes) = read(&ring, CAP, CAP);
+    assert_eq!((m.offset, bytes), (8, vec![9; 100]));
+}
+
+#[test]
+fn peek_stops_a_ring_past_released() {
+    let ring = ring();
+    // Whatever the word there holds (last lap's record), it is not read.
+    ring.word(0)
+        .store(record_word(Record::Committed(1), CAP), Ordering::Relaxed);
+    assert_eq!(ring.peek(CAP, 0), (CAP, Peek::MustRelease));
+    assert!(matches!(ring.peek(CAP, 16), (_, Peek::Message(_))));
+}
+
+#[test]
+fn records_beyond_the_room_given_are_malformed() {
+    let ring = ring();
+    // Released up to 64: senders can claim up to 64 + CAP, so a committed
+    // 112-byte record at CAP would end beyond it.
+    ring.word(0)
+        .store(record_word(Record::Committed(100), CAP), Ordering::Relaxed);
+    match ring.peek(CAP, 64) {
+        (_, Peek::Malformed(m)) => assert!(m.what.contains("beyond the room")),
+        other => panic!("{other:?}"),
+    }
+    // A claim cursor beyond `released + CAP` is corrupt.
+    ring.segment()
+        .header()
+        .tail
+        .store(64 + CAP + 8, Ordering::Relaxed);
+    assert!(ring.checked_tail(64, 64).is_err());
+    ring.segment().header().tail.store(3, Ordering::Relaxed);
+    assert!(ring.checked_tail(0, 0).is_err());
+}
+
+#[test]
+fn dead_claims_are_skipped_live_ones_never() {
+    let ring = ring();
+    // A claim whose owner died before writing anything: zeros up to `tail`.
+    let Claim::At(c) = ring.claim(slot(&ring), 20, &mut 0) else {
+        panic!("room");
+    };
+    let t = tail(&ring);
+    assert_eq!(t, 32);
+    assert_eq!(
+        ring.dead_claim_end(0, t, |p| p == 0),
+        Ok(None),
+        "live owner"
+    );
+    assert_eq!(ring.dead_claim_end(0, t, |_| false), Ok(Some(32)));
+    // One that died mid-payload: its header gives the length to skip.
+    ring.word(0)
+        .store(record_word(Record::Claimed(20), 0), Ordering::Relaxed);
+    let second = send(&ring, b"after");
+    assert_eq!(second, 32);
+    assert_eq!(ring.dead_claim_end(0, tail(&ring), |_| false), Ok(Some(32)));
+    // A committed record is not dead, whoever owns it.
+    assert_eq!(ring.dead_claim_end(32, tail(&ring), |_| false), Ok(None));
+    drop(c);
+}
+
+#[test]
+fn resync_resumes_at_the_next_plausible_header() {
+    let ring = ring();
+    send(&ring, b"first");
+    send(&ring, b"second");
+    // Damage the first header: the receiver reports it and resumes at the
+    // second record.
+    ring.word(0).store(0xdead_beef, Ordering::Relaxed);
+    let bad = match ring.peek(0, 0) {
+        (0, Peek::Malformed(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(bad.word, 0xdead_beef);
+    let t = ring.checked_tail(0, 0).unwrap();
+    assert_eq!(ring.resync(0, t, |_| false), 16);
+    assert_eq!(read(&ring, 16, 0).1, b"second");
+    // With nothing plausible after it, up to `tail`.
+    ring.word(16).store(0xdead_beef, Ordering::Relaxed);
+    assert_eq!(ring.resync(0, t, |_| false), t);
+    // A live sender's claim stops it.
+    assert_eq!(ring.resync(0, t, |p| p == 8), 8);
+}
