@@ -6,21 +6,11 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use crate::error::OpenError;
-use crate::layout::{RECEIVER_LOCK_BYTE, RX_DROPPED};
 use crate::peers;
 use crate::segment::{Segment, WaitBudget, PREFIX};
 use crate::sys;
 
-/// The state of a channel's receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiverState {
-    /// A live process holds the receiver.
-    Alive,
-    /// The receiver was dropped (the name is normally removed with it).
-    Dropped,
-    /// The receiver's process died; a new receiver can take the channel over.
-    Dead,
-}
+pub use crate::peers::ReceiverState;
 
 /// One sender slot in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +91,7 @@ pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
     let seg = Segment::inspect(name)?;
     let h = seg.header();
     let geo = seg.geometry();
-    let alive_lock = sys::ofd_is_locked(seg.file(), RECEIVER_LOCK_BYTE).unwrap_or(true);
-    let receiver = if h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED {
-        ReceiverState::Dropped
-    } else if alive_lock {
-        ReceiverState::Alive
-    } else {
-        ReceiverState::Dead
-    };
+    let receiver = peers::receiver_state(&seg);
     // Every slot that was ever used keeps its counters; list the owned ones
     // and, for completeness of totals, fold the rest into nothing: counters
     // of free slots still count in `sent_messages` through owned ones only.

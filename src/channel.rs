@@ -552,27 +552,23 @@ impl<T: Serialize> Sender<T> {
             op: "adopting the sender passed by the parent",
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
         };
-        if slot >= seg.geometry().max_senders as usize {
-            return Err(bad("slot number out of range"));
-        }
-        // Our descriptor shares the parent's open file description, which
-        // holds the slot's lock; taking it again is a no-op then, and fails
-        // if another open file description owns the slot.
-        if !crate::sys::ofd_try_lock(seg.file(), crate::layout::slot_lock_byte(slot))
-            .unwrap_or(false)
-        {
-            return Err(bad("the slot's lock is held by another sender"));
-        }
         // Only one process adopts a passed sender (the slot records it, and
         // shows our pid from now on). Another one that inherited the
         // descriptor is refused, and closes its copy (dropping `seg`), so
         // that it keeps nothing alive.
-        if let Err(by) = peers::adopt(&seg, slot, crate::sys::identify_self()) {
-            return Err(OpenError::PassedSenderTaken {
-                name: seg.name().to_owned(),
-                slot,
-                by,
-            });
+        match peers::adopt(&seg, slot, crate::sys::identify_self()) {
+            Ok(()) => {}
+            Err(peers::AdoptRefused::NoSuchSlot) => return Err(bad("slot number out of range")),
+            Err(peers::AdoptRefused::NotTheHolder) => {
+                return Err(bad("the slot's lock is held by another sender"))
+            }
+            Err(peers::AdoptRefused::Taken(by)) => {
+                return Err(OpenError::PassedSenderTaken {
+                    name: seg.name().to_owned(),
+                    slot,
+                    by,
+                })
+            }
         }
         Ok(Sender::from_parts(seg, slot, tick))
     }
@@ -655,13 +651,8 @@ impl<T: Serialize> Sender<T> {
             .reopen(type_fingerprint::<T>())?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
-        let ((dev, ino), _) =
-            crate::sys::file_identity(seg.file()).map_err(|source| OpenError::Io {
-                name: name.clone(),
-                op: "inspecting the segment to pass",
-                source,
-            })?;
-        let fd = crate::sys::inherit_in_child(cmd, seg, slot, generation);
+        let crate::sys::FileId { dev, ino } = seg.identity()?;
+        let fd = peers::hand_to_child(cmd, seg, slot, generation);
         cmd.env(passed_var(&name), format!("{fd}:{slot}:{dev}:{ino}"));
         Ok(())
     }

@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use crate::error::OpenError;
 use crate::layout::{
     slot_lock_byte, slot_reset_byte, Bitmap, Handover, Slot, HANDOVER_ADOPTED, HANDOVER_NONE,
-    HANDOVER_PASSED, HANDOVER_RETIRED, HANDOVER_SPAWNED, NO_INTENT, RECEIVER_LOCK_BYTE, RX_ALIVE,
+    HANDOVER_PASSED, HANDOVER_RETIRED, HANDOVER_SPAWNED, NO_INTENT, RX_ALIVE,
 };
 use crate::segment::Segment;
 use crate::sys::{self, ProcessIdentity};
@@ -170,15 +170,60 @@ pub(crate) fn claim_spawned(seg: &Segment, slot: usize, generation: u32, who: Pr
     }
 }
 
-/// Adopts slot `slot` (its lock is held by our open file description) for
-/// this process, `who`: only the first process that opens a passed sender
-/// gets it. `Err` names the process that has it (0 if unknown).
-pub(crate) fn adopt(seg: &Segment, slot: usize, who: ProcessIdentity) -> Result<(), u32> {
-    let s = seg.slots().get(slot).ok_or(0u32)?;
+/// Hands the sender endpoint `seg` (attached for slot `slot` of generation
+/// `generation` by `Sender::pass_to`) to every child `cmd` spawns: its
+/// descriptor stays open across `exec` at the same number (returned), and
+/// `seg` stays open and mapped here until `cmd` is dropped. Between `fork`
+/// and `exec`, the first child records itself as the process the sender
+/// was handed to ([`claim_spawned`]).
+#[allow(unsafe_code)]
+pub(crate) fn hand_to_child(
+    cmd: &mut std::process::Command,
+    seg: Segment,
+    slot: usize,
+    generation: u32,
+) -> i32 {
+    use std::os::fd::AsRawFd;
+    let raw = seg.file().as_raw_fd();
+    // SAFETY: `seg` owns `raw` and moves into the command with it;
+    // `claim_spawned` makes only atomic loads, stores and one
+    // compare-and-swap on the mapping `seg` keeps (which `fork` copied): it
+    // neither allocates, locks nor panics, so it is async-signal-safe.
+    unsafe {
+        sys::inherit_in_child(cmd, raw, seg, move |seg, who| {
+            claim_spawned(seg, slot, generation, who)
+        });
+    }
+    raw
+}
+
+/// Why a passed sender could not be adopted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdoptRefused {
+    /// The slot number is not one of the channel's.
+    NoSuchSlot,
+    /// Another open file description holds the slot's lock: the descriptor
+    /// is not the one the sender was passed with.
+    NotTheHolder,
+    /// Another process adopted it first (pid, 0 if unknown).
+    Taken(u32),
+}
+
+/// Adopts slot `slot`, whose lock the open file description of `seg` must
+/// hold (it is the descriptor a parent passed), for this process, `who`:
+/// only the first process that opens a passed sender gets it.
+pub(crate) fn adopt(seg: &Segment, slot: usize, who: ProcessIdentity) -> Result<(), AdoptRefused> {
+    let s = seg.slots().get(slot).ok_or(AdoptRefused::NoSuchSlot)?;
+    // Our descriptor shares the parent's open file description, which
+    // holds the slot's lock; taking it again is a no-op then, and fails if
+    // another open file description owns the slot (in doubt: refused).
+    if !sys::ofd_try_lock(seg.file(), slot_lock_byte(slot)).unwrap_or(false) {
+        return Err(AdoptRefused::NotTheHolder);
+    }
     let word = s.handover.load(Ordering::Acquire);
     let seen = Handover::parse(word);
     if seen.kind != HANDOVER_PASSED && seen.kind != HANDOVER_SPAWNED {
-        return Err(seen.pid);
+        return Err(AdoptRefused::Taken(seen.pid));
     }
     let adopted = Handover {
         kind: HANDOVER_ADOPTED,
@@ -193,7 +238,7 @@ pub(crate) fn adopt(seg: &Segment, slot: usize, who: ProcessIdentity) -> Result<
             record_identity(s, who);
             Ok(())
         }
-        Err(now) => Err(Handover::parse(now).pid),
+        Err(now) => Err(AdoptRefused::Taken(Handover::parse(now).pid)),
     }
 }
 
@@ -252,7 +297,8 @@ pub(crate) fn release(seg: &Segment, i: usize) {
 /// holds its lock and, for a sender passed to a spawned process, that
 /// process lives.
 pub(crate) fn sender_alive(seg: &Segment, i: usize) -> bool {
-    // An error here (it should not happen) counts as alive: never skip a
+    // An error here (it should not happen) counts as alive, as for the
+    // receiver (`Segment::receiver_locked`): never skip a
     // claim on a guess.
     sys::ofd_is_locked(seg.file(), slot_lock_byte(i)).unwrap_or(true)
         && handed_to_gone_process(seg, i).is_none()
@@ -355,10 +401,42 @@ pub(crate) fn live_intents(seg: &Segment) -> Vec<u64> {
         .collect()
 }
 
+/// The state of a channel's receiver.
+///
+/// ```
+/// let (_tx, rx) = shmpsc::channel::<u8>("doc-receiver-state")?;
+/// assert_eq!(shmpsc::inspect("doc-receiver-state")?.receiver, shmpsc::ReceiverState::Alive);
+/// # drop(rx);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverState {
+    /// A live process holds the receiver.
+    Alive,
+    /// The receiver was dropped (the name is normally removed with it).
+    Dropped,
+    /// The receiver's process died; a new receiver can take the channel over.
+    Dead,
+}
+
+/// The receiver's state: dropped if it said so (any state word but
+/// `RX_ALIVE`: anyone may overwrite it), else alive while its lock
+/// is held (in doubt, alive: see [`Segment::receiver_locked`]).
+pub(crate) fn receiver_state(seg: &Segment) -> ReceiverState {
+    // SYNC POINT: pairs with the Release store of `RX_DROPPED` in
+    // `Consumer::close`.
+    if seg.header().control.rx_state.load(Ordering::Acquire) != RX_ALIVE {
+        ReceiverState::Dropped
+    } else if Segment::receiver_locked(seg.file()) {
+        ReceiverState::Alive
+    } else {
+        ReceiverState::Dead
+    }
+}
+
 /// Whether the receiver is attached: not dropped, and its lock is held.
 pub(crate) fn receiver_alive(seg: &Segment) -> bool {
-    seg.header().control.rx_state.load(Ordering::Acquire) == RX_ALIVE
-        && sys::ofd_is_locked(seg.file(), RECEIVER_LOCK_BYTE).unwrap_or(true)
+    receiver_state(seg) == ReceiverState::Alive
 }
 
 /// Whether a remover holds the segment's locks (it found no live endpoint,
@@ -433,7 +511,10 @@ mod tests {
         let (slot, seen) = spawned_to_gone_process(&seg);
         assert!(retire(&seg, slot, seen));
         assert!(!is_active(&seg, slot));
-        assert_eq!(adopt(&seg, slot, sys::identify_self()), Err(seen.pid));
+        assert_eq!(
+            adopt(&seg, slot, sys::identify_self()),
+            Err(AdoptRefused::Taken(seen.pid))
+        );
         let now = Handover::parse(seg.slots()[slot].handover.load(Ordering::Acquire));
         assert_eq!(now.kind, HANDOVER_RETIRED);
     }

@@ -286,7 +286,7 @@ impl Segment {
         let removing = sys::ofd_lock_holder(file, REMOVER_LOCK_BYTE)
             .map_err(|e| io_err(name, "looking at the segment's locks", e))?;
         if st.uid != me {
-            if removing.is_none() && receiver_locked(file) {
+            if removing.is_none() && Segment::receiver_locked(file) {
                 return Err(OpenError::AlreadyExists {
                     name: name.to_owned(),
                 });
@@ -310,7 +310,7 @@ impl Segment {
                 Some(holder) => Err(remover_held(name, "creating the channel", holder)),
             };
         }
-        if receiver_locked(file) {
+        if Segment::receiver_locked(file) {
             return Err(OpenError::AlreadyExists {
                 name: name.to_owned(),
             });
@@ -542,7 +542,7 @@ impl Segment {
                 .map_err(|e| io_err(name, "duplicating", e))?;
             match Segment::open_checked(name, &path, attempt, fingerprint, Trust::Owners(trusted)) {
                 Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
-                    if Instant::now() < give_up && receiver_locked(&file) => {}
+                    if Instant::now() < give_up && Segment::receiver_locked(&file) => {}
                 Ok(seg) => {
                     seg.reserve()?;
                     return Ok(seg);
@@ -637,6 +637,16 @@ impl Segment {
         let seg = Segment::open_checked(name, &path, file, fingerprint, Trust::Known)?;
         seg.reserve()?;
         Ok(seg)
+    }
+
+    /// Whether some open file description holds the receiver lock of the
+    /// segment `file`: the one answer to "is a receiver alive" (with
+    /// `rx_state`, in `peers::receiver_state`). The query cannot fail on an
+    /// open descriptor; if it does, the answer is "held": in doubt a
+    /// receiver is alive, so nothing is taken over, removed or reported
+    /// dead on an error (a create then fails with `AlreadyExists`).
+    pub(crate) fn receiver_locked(file: &File) -> bool {
+        sys::ofd_is_locked(file, RECEIVER_LOCK_BYTE).unwrap_or(true)
     }
 
     /// Device and inode of this segment's object.
@@ -1108,11 +1118,6 @@ fn check_mode(name: &str, mode: u32) -> Result<(), OpenError> {
         }
     }
     Ok(())
-}
-
-/// Whether some open file description holds the receiver lock.
-pub(crate) fn receiver_locked(file: &File) -> bool {
-    sys::ofd_is_locked(file, RECEIVER_LOCK_BYTE).unwrap_or(false)
 }
 
 /// How long removals may still wait for remover bytes held by others.

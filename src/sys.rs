@@ -238,7 +238,7 @@ pub(crate) struct Stat {
 pub(crate) fn file_stat(file: &File) -> io::Result<Stat> {
     let st = fstat(file.as_fd())?;
     Ok(Stat {
-        id: (st.st_dev, st.st_ino),
+        id: FileId::of(&st),
         size: st.st_size as u64,
         uid: st.st_uid,
         perms: st.st_mode & 0o7777,
@@ -318,18 +318,12 @@ pub(crate) fn shm_rename_noreplace(from: &str, to: &str) -> Result<(), Errno> {
 /// refers to, without following a symlink and without opening it.
 pub(crate) fn shm_name_id(path: &str) -> Result<FileId, Errno> {
     let st = nix::sys::stat::lstat(format!("{SHM_DIR}{path}").as_str())?;
-    Ok((st.st_dev, st.st_ino))
+    Ok(FileId::of(&st))
 }
 
 /// Removes the name of a shared-memory object. Mappings stay valid.
 pub(crate) fn shm_remove(path: &str) -> Result<(), Errno> {
     shm_unlink(path)
-}
-
-/// Identity of an open file (device, inode) and its size in bytes.
-pub(crate) fn file_identity(file: &File) -> io::Result<((u64, u64), u64)> {
-    let st = fstat(file.as_fd())?;
-    Ok(((st.st_dev, st.st_ino), st.st_size as u64))
 }
 
 /// The effective user id of this process.
@@ -396,39 +390,40 @@ pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
 
-/// Arranges for the descriptor of `seg` (a sender endpoint attached for
-/// slot `slot` of generation `generation` by `Sender::pass_to`) to stay open
-/// across `exec` in every child spawned by `cmd` (at the same descriptor
-/// number), keeping `seg` open and mapped in this process until `cmd` is
-/// dropped. Between `fork` and `exec`, each child first records itself as
-/// the process the sender was handed to, if it is the first
-/// ([`crate::peers::claim_spawned`]). Returns the descriptor number.
-pub(crate) fn inherit_in_child(
+/// Arranges for descriptor `raw` (owned by `keep`) to stay open across
+/// `exec` in every child spawned by `cmd` (at the same number), keeping
+/// `keep` alive in this process until `cmd` is dropped. Between `fork` and
+/// `exec`, each child first calls `first(&keep, who)` with its own
+/// identity (for `Sender::pass_to`: record itself as the process the
+/// sender was handed to, `peers::claim_spawned`).
+///
+/// # Safety
+///
+/// `raw` must stay open as long as `keep` lives, and `first` runs in a
+/// forked child of a possibly multi-threaded process: it must make only
+/// async-signal-safe calls (no allocation, no lock, no panic).
+pub(crate) unsafe fn inherit_in_child<K: Send + Sync + 'static>(
     cmd: &mut std::process::Command,
-    seg: crate::segment::Segment,
-    slot: usize,
-    generation: u32,
-) -> i32 {
+    raw: i32,
+    keep: K,
+    first: impl Fn(&K, ProcessIdentity) + Send + Sync + 'static,
+) {
     use std::os::unix::process::CommandExt;
-    let raw = seg.file().as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec. It makes
     // only async-signal-safe calls: `identify_self` (getpid, open, read,
-    // close, stat on buffers of its own stack frame), `claim_spawned` (atomic
-    // loads, stores and one compare-and-swap on the mapping that `seg` keeps
-    // alive, which `fork` copied; it neither allocates, locks nor panics) and
-    // fcntl. `seg` is moved into the closure, so its descriptor and mapping
-    // stay valid in the parent (and so exist in the child) until the command
-    // is dropped.
+    // close, stat on buffers of its own stack frame), `first` (the caller
+    // promises it) and fcntl. `keep` is moved into the closure, so `raw`
+    // stays open in the parent (and so exists in the child) until the
+    // command is dropped.
     unsafe {
         cmd.pre_exec(move || {
-            crate::peers::claim_spawned(&seg, slot, generation, identify_self());
+            first(&keep, identify_self());
             if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    raw
 }
 
 /// Who a process is, in a form another process can check later without
@@ -568,7 +563,7 @@ pub(crate) fn process_gone(who: ProcessIdentity) -> bool {
 
 /// Identity (device, inode) of the object behind descriptor `raw`, without
 /// taking ownership of it; `None` if `raw` is not an open descriptor.
-pub(crate) fn borrowed_identity(raw: i32) -> Option<(u64, u64)> {
+pub(crate) fn borrowed_identity(raw: i32) -> Option<FileId> {
     if raw < 0 {
         return None;
     }
@@ -577,7 +572,7 @@ pub(crate) fn borrowed_identity(raw: i32) -> Option<(u64, u64)> {
     // fails with EBADF. Nothing is closed or owned here.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        (libc::fstat(raw, &mut st) == 0).then_some((st.st_dev, st.st_ino))
+        (libc::fstat(raw, &mut st) == 0).then(|| FileId::of(&st))
     }
 }
 
@@ -598,8 +593,7 @@ pub(crate) fn adopt_inherited(raw: i32, expect: &File, lock_byte: u64) -> io::Re
             "the inherited sender descriptor is not open",
         ));
     };
-    let (want, _) = file_identity(expect)?;
-    if id != want {
+    if id != file_stat(expect)?.id {
         return not_ours("the inherited sender descriptor refers to another object");
     }
     let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, lock_byte);
@@ -648,8 +642,21 @@ pub(crate) fn reopen_borrowed(raw: i32) -> Result<File, Errno> {
 /// passes a descriptor (see `channel::passed_var`).
 pub(crate) const PASSED_VAR_PREFIX: &str = "SHMPSC_SENDER_";
 
-/// Device and inode of a file.
-pub(crate) type FileId = (u64, u64);
+/// Device and inode of a file: which object it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+impl FileId {
+    fn of(st: &libc::stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
 
 /// A passed sender's value: `fd:slot:dev:ino` (dev and ino identify the
 /// shared-memory object, so that a descriptor can be recognised before the
@@ -659,7 +666,10 @@ pub(crate) fn parse_passed(value: &str) -> Option<(i32, usize, Option<FileId>)> 
     let fd = it.next()?.parse().ok()?;
     let slot = it.next()?.parse().ok()?;
     let id = match (it.next(), it.next()) {
-        (Some(d), Some(i)) => Some((d.parse().ok()?, i.parse().ok()?)),
+        (Some(d), Some(i)) => Some(FileId {
+            dev: d.parse().ok()?,
+            ino: i.parse().ok()?,
+        }),
         _ => None,
     };
     Some((fd, slot, id))
@@ -825,7 +835,7 @@ mod tests {
         shm_remove(&path).unwrap();
         shm_allocate(&file, 1 << 16).unwrap();
         shm_reserve(&file, 1 << 16).unwrap();
-        assert_eq!(file_identity(&file).unwrap().1, 1 << 16);
+        assert_eq!(file_stat(&file).unwrap().size, 1 << 16);
     }
 
     /// A descriptor number that refers to the right object but is owned by
@@ -896,7 +906,10 @@ mod tests {
     #[test]
     fn parse_passed_values() {
         assert_eq!(parse_passed("7:3"), Some((7, 3, None)));
-        assert_eq!(parse_passed("7:3:10:20"), Some((7, 3, Some((10, 20)))));
+        assert_eq!(
+            parse_passed("7:3:10:20"),
+            Some((7, 3, Some(FileId { dev: 10, ino: 20 })))
+        );
         assert_eq!(parse_passed("x:3"), None);
         assert_eq!(parse_passed("7:3:10:y"), None);
     }
