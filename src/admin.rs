@@ -164,7 +164,7 @@ pub fn list() -> io::Result<Vec<String>> {
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
 pub fn remove(name: &str) -> Result<(), OpenError> {
-    Segment::remove_unused(name)
+    Segment::remove_if_unused(name)
 }
 
 /// What [`sweep`] did: the channels it removed, and the entries it left
@@ -209,7 +209,7 @@ pub fn sweep(prefix: &str) -> io::Result<Sweep> {
         if !name.starts_with(prefix) {
             continue;
         }
-        match Segment::remove_unused_within(&name, &mut budget) {
+        match Segment::remove_if_unused_within(&name, &mut budget) {
             Ok(()) => out.removed.push(name),
             Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
             Err(e) => out.skipped.push((name, e)),

@@ -157,7 +157,7 @@ impl Segment {
         let path = shm_path(name)?;
         check_mode(name, mode)?;
         // Each attempt that finds the name taken, or gone, since it looked
-        // (another creator published first, or `remove_unused` removed a
+        // (another creator published first, or `shmpsc::remove_unused` removed a
         // dead receiver's segment) starts again. A removal needs an unused
         // segment, so a second attempt almost always succeeds; the bound
         // only keeps a pathological remover from spinning us forever.
@@ -229,7 +229,7 @@ impl Segment {
     /// (or no `/proc`): create the object under its name, then lock it. In
     /// between, the object is named, empty and unlocked: a sender that
     /// opens it waits (up to a second) for it to become ready, and
-    /// `remove_unused` may unlink it (it cannot tell it from a leftover),
+    /// `shmpsc::remove_unused` may unlink it (it cannot tell it from a leftover),
     /// which this attempt notices after locking and starts again.
     fn try_create_named(
         name: &str,
@@ -258,7 +258,7 @@ impl Segment {
     /// checks that the name still refers to it. `Ok(true)`: go on as its
     /// receiver; `Ok(false)`: the caller tries again; `Err`: refused.
     ///
-    /// `remove_unused` may have found the object unused and unlinked it
+    /// `shmpsc::remove_unused` may have found the object unused and unlinked it
     /// between our open and our lock: a receiver on the nameless object
     /// would be one no sender can reach. Holding the lock, no remover can
     /// unlink it any more, so one check after locking settles it.
@@ -708,16 +708,16 @@ impl Segment {
     ///
     /// Another remover is waited for, up to [`REMOVER_WAIT`]; a remover
     /// byte held longer (by a program that is no remover) is reported.
-    pub(crate) fn remove_unused(name: &str) -> Result<(), OpenError> {
-        Segment::remove_unused_within(name, &mut WaitBudget::new())
+    pub(crate) fn remove_if_unused(name: &str) -> Result<(), OpenError> {
+        Segment::remove_if_unused_within(name, &mut WaitBudget::new())
     }
 
-    /// [`Segment::remove_unused`], waiting for another remover only as
+    /// [`Segment::remove_if_unused`], waiting for another remover only as
     /// long as `budget` allows, and taking the time waited from it: a
     /// sweep shares one budget over all its entries, so that many objects
     /// whose remover byte is held for ever (anyone may plant them) cost it
     /// [`REMOVER_WAIT`] in all, not each.
-    pub(crate) fn remove_unused_within(
+    pub(crate) fn remove_if_unused_within(
         name: &str,
         budget: &mut WaitBudget,
     ) -> Result<(), OpenError> {

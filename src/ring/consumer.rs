@@ -174,7 +174,7 @@ impl Consumer {
                 // A corrupt claim cursor is reported at once.
                 self.empty_at(self.head.get())?;
                 self.release();
-                if self.maintain(false)? {
+                if self.maintain_if_due()? {
                     continue;
                 }
                 return Err(Fail::Empty);
@@ -196,7 +196,7 @@ impl Consumer {
                 _ => 0,
             };
             let ready = || {
-                (reachable && self.ring.settled(at, ignore))
+                (reachable && self.ring.ready_at(at, ignore))
                     || (!dead_claim && !peers::any_active(seg))
             };
             if !spun {
@@ -209,7 +209,7 @@ impl Consumer {
             // senders that wait for room), and check the claim cursor.
             self.release();
             self.empty_at(at)?;
-            if self.maintain(false)? {
+            if self.maintain_if_due()? {
                 continue;
             }
             let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
@@ -221,7 +221,7 @@ impl Consumer {
             };
             let barrier = || wait::AsymmetricWake::heavy_barrier(&h.config.features);
             if wait::sleep(&h.data.seq, &me, timeout, barrier, ready) == Wake::TimedOut
-                && self.maintain(true)?
+                && self.maintain_now()?
             {
                 continue;
             }
@@ -322,20 +322,22 @@ impl Consumer {
 
     // ------------------------------------------------------------ private
 
-    /// Liveness maintenance, at most once per tick: reclaims dead senders'
-    /// slots and skips a dead sender's claim at `head`. Returns whether
-    /// anything changed.
-    fn maintain(&self, force: bool) -> Result<bool, Fail> {
-        let now = Instant::now();
-        if !force
-            && self
-                .last_check
-                .get()
-                .is_some_and(|t| now.duration_since(t) < self.tick)
+    /// [`Consumer::maintain_now`] if it did not run for a tick.
+    fn maintain_if_due(&self) -> Result<bool, Fail> {
+        if self
+            .last_check
+            .get()
+            .is_some_and(|t| t.elapsed() < self.tick)
         {
             return Ok(false);
         }
-        self.last_check.set(Some(now));
+        self.maintain_now()
+    }
+
+    /// Liveness maintenance: reclaims dead senders' slots and skips a dead
+    /// sender's claim at `head`. Returns whether anything changed.
+    fn maintain_now(&self) -> Result<bool, Fail> {
+        self.last_check.set(Some(Instant::now()));
         let seg = self.ring.segment();
         let reaped = peers::reap_dead(seg) > 0;
         self.release();
@@ -343,7 +345,7 @@ impl Consumer {
         let tail = self
             .ring
             .checked_tail(head, self.released.get())
-            .map_err(|m| self.break_down(m))?;
+            .map_err(|m| self.close_as_corrupt(m))?;
         if head == tail {
             return Ok(reaped);
         }
@@ -375,7 +377,7 @@ impl Consumer {
         let seg = self.ring.segment();
         let tail = match self.ring.checked_tail(head, self.released.get()) {
             Ok(t) => t,
-            Err(m) => return self.break_down(m),
+            Err(m) => return self.close_as_corrupt(m),
         };
         let intents = peers::live_intents(seg);
         let end = self.ring.resync(head, tail, |p| intents.contains(&p));
@@ -401,7 +403,7 @@ impl Consumer {
     /// channel is closed for everyone (senders see `Disconnected`), and this
     /// receiver reports `Disconnected` from now on.
     #[cold]
-    fn break_down(&self, bad: Malformed) -> Fail {
+    fn close_as_corrupt(&self, bad: Malformed) -> Fail {
         let seg = self.ring.segment();
         self.broken.set(true);
         seg.header()
@@ -499,7 +501,7 @@ impl Consumer {
         let mut tail = self.tail.get();
         let r = self.ring.empty_at(head, self.released.get(), &mut tail);
         self.tail.set(tail);
-        r.map_err(|m| self.break_down(m))
+        r.map_err(|m| self.close_as_corrupt(m))
     }
 }
 

@@ -208,7 +208,6 @@ impl Ring {
         let cap = self.cap;
         let size = record_size(len);
         let h = self.seg.header();
-        // Deconstruct the tail.
         let mut tail = h.tail.load(Ordering::Relaxed);
         loop {
             if tail & 7 != 0 {
@@ -479,7 +478,7 @@ impl Ring {
     /// `Consumer::stray`; 0 for none) does not count: only a sender's own
     /// header replacing it does.
     #[inline]
-    pub(crate) fn settled(&self, head: u64, ignore: u64) -> bool {
+    pub(crate) fn ready_at(&self, head: u64, ignore: u64) -> bool {
         // Relaxed: this only decides whether to look; `peek` loads the word
         // again with Acquire (pairing with the Release stores in `commit`
         // and `claim`) before anything is read behind it. In `wait::sleep`
