@@ -176,6 +176,7 @@ pub(crate) fn claim_spawned(seg: &Segment, slot: usize, generation: u32, who: Pr
 /// `seg` stays open and mapped here until `cmd` is dropped. Between `fork`
 /// and `exec`, the first child records itself as the process the sender
 /// was handed to ([`claim_spawned`]).
+#[cfg(not(loom))]
 #[allow(unsafe_code)]
 pub(crate) fn hand_to_child(
     cmd: &mut std::process::Command,
