@@ -28,6 +28,7 @@ pub mod peer_shmpsc;
 pub mod peer_stream;
 #[path = "../../tests/common/process.rs"]
 mod process;
+pub mod stream;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
