@@ -42,48 +42,27 @@ impl Inbox for StreamIn {
     }
 }
 
-/// The sending end, with a buffer to encode messages into.
-pub struct Framed<W: Write> {
-    out: StreamOut<W>,
-    scratch: Vec<u8>,
-}
-
-impl<W: Write> Framed<W> {
-    fn new(w: W) -> Framed<W> {
-        Framed {
-            out: StreamOut::new(w),
-            scratch: Vec::new(),
-        }
-    }
-
-    #[inline]
-    fn frame(&mut self, body: &[u8]) {
-        self.out
-            .frame(body)
-            .unwrap_or_else(|e| panic!("stream write: {e}"));
-    }
-}
-
-impl<W: Write> Outbox for Framed<W> {
+impl<W: Write> Outbox for StreamOut<W> {
     #[inline]
     fn send_msg(&mut self, m: &Msg) {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         bincode::serde::encode_into_std_write(m, &mut buf, CONFIG)
             .unwrap_or_else(|e| panic!("stream: encoding: {e}"));
-        self.frame(&buf);
+        let sent = self.frame(&buf);
         self.scratch = buf;
+        sent.unwrap_or_else(|e| panic!("stream write: {e}"));
     }
 
     #[inline]
     fn send_bytes(&mut self, b: &[u8]) {
-        self.frame(b);
+        self.frame(b)
+            .unwrap_or_else(|e| panic!("stream write: {e}"));
     }
 
     fn flush(&mut self) {
-        self.out
-            .flush()
-            .unwrap_or_else(|e| panic!("stream flush: {e}"));
+        // The inherent `flush` (an `io::Result`), not this trait method.
+        StreamOut::flush(self).unwrap_or_else(|e| panic!("stream flush: {e}"));
     }
 }
 
@@ -92,7 +71,7 @@ pub struct UnixSocket;
 
 impl Transport for UnixSocket {
     type In = StreamIn;
-    type Out = Framed<UnixStream>;
+    type Out = StreamOut<UnixStream>;
 
     fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> StreamIn {
         let listener = UnixListener::bind(spec.file("sock")).expect("unix socket: bind");
@@ -104,7 +83,7 @@ impl Transport for UnixSocket {
     }
 
     fn sender(spec: &Spec, _token: &str) -> Self::Out {
-        Framed::new(UnixStream::connect(spec.file("sock")).expect("unix socket: connect"))
+        StreamOut::new(UnixStream::connect(spec.file("sock")).expect("unix socket: connect"))
     }
 
     fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (StreamIn, Self::Out) {
@@ -120,9 +99,12 @@ impl Transport for UnixSocket {
     }
 }
 
-fn both_ways(s: UnixStream, wait: Wait) -> (StreamIn, Framed<UnixStream>) {
+fn both_ways(s: UnixStream, wait: Wait) -> (StreamIn, StreamOut<UnixStream>) {
     let r: OwnedFd = s.try_clone().expect("unix socket: clone").into();
-    (stream_in(vec![r], true, wait == Wait::Spin), Framed::new(s))
+    (
+        stream_in(vec![r], true, wait == Wait::Spin),
+        StreamOut::new(s),
+    )
 }
 
 /// A pipe: a named FIFO per direction and sender.
@@ -149,7 +131,7 @@ fn open_write(spec: &Spec, what: &str) -> File {
 
 impl Transport for Fifo {
     type In = StreamIn;
-    type Out = Framed<File>;
+    type Out = StreamOut<File>;
 
     fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> StreamIn {
         for i in 0..spec.senders {
@@ -163,7 +145,7 @@ impl Transport for Fifo {
     }
 
     fn sender(spec: &Spec, _token: &str) -> Self::Out {
-        Framed::new(open_write(spec, &format!("fifo-{}", spec.index)))
+        StreamOut::new(open_write(spec, &format!("fifo-{}", spec.index)))
     }
 
     fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (StreamIn, Self::Out) {
@@ -175,7 +157,7 @@ impl Transport for Fifo {
         let w = open_write(spec, "fifo-pong");
         (
             stream_in(vec![r], false, spec.wait == Wait::Spin),
-            Framed::new(w),
+            StreamOut::new(w),
         )
     }
 
@@ -184,7 +166,7 @@ impl Transport for Fifo {
         let r = open_read(spec, "fifo-pong");
         (
             stream_in(vec![r], false, spec.wait == Wait::Spin),
-            Framed::new(w),
+            StreamOut::new(w),
         )
     }
 }

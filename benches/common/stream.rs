@@ -178,6 +178,8 @@ impl StreamIn {
 /// The sending end.
 pub struct StreamOut<W: Write> {
     w: BufWriter<W>,
+    /// For the caller to encode a body into, keeping its allocation.
+    pub scratch: Vec<u8>,
 }
 
 impl<W: Write> StreamOut<W> {
@@ -185,6 +187,7 @@ impl<W: Write> StreamOut<W> {
     pub fn new(w: W) -> StreamOut<W> {
         StreamOut {
             w: BufWriter::with_capacity(WRITE_BUF, w),
+            scratch: Vec::new(),
         }
     }
 
