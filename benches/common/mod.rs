@@ -6,7 +6,8 @@
 //! environment, and [`child_main`] turns that process into the endpoint the
 //! spec names. The parent drives its children over their stdin/stdout with
 //! one-line commands and replies ("ready", "run N", "done", ...); no sleep is
-//! used to synchronize anything.
+//! used to synchronize anything. The child process and its replies are the
+//! multi-process tests' (`tests/common/process.rs`).
 //!
 //! One module per peer, each implementing [`Transport`] (crossbeam-channel,
 //! the in-process reference, runs its threads in one child instead):
@@ -25,14 +26,17 @@ pub mod peer_ipc_channel;
 pub mod peer_ipmpsc;
 pub mod peer_shmpsc;
 pub mod peer_stream;
+#[path = "../../tests/common/process.rs"]
+mod process;
+pub mod stream;
 
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use process::Child;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -61,9 +65,6 @@ pub const MAX_MESSAGE: u64 = 64 * 1024 + 256;
 pub const MSG_HEADER: usize = 16;
 /// The sequence number that tells a ponger to exit.
 const STOP: u64 = u64::MAX;
-/// How long the parent waits for any one reply before it gives up, kills
-/// the children and panics.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The environment variables that make a process a benchmark endpoint.
 const SPEC_VAR: &str = "SHMPSC_BENCH_SPEC";
 const TOKEN_VAR: &str = "SHMPSC_BENCH_TOKEN";
@@ -385,8 +386,7 @@ pub fn child_main() -> bool {
 
 /// Writes one reply line to the parent.
 pub fn reply(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|_| out.flush()).ok();
+    process::emit(line);
 }
 
 /// The parent's commands, one per line, until it closes our stdin.
@@ -642,110 +642,30 @@ pub fn spin<R>(mut try_once: impl FnMut() -> Option<R>) -> R {
 
 // ---------------------------------------------------------- parent side
 
-/// A child process driven over its stdin/stdout. Dropping it closes its
-/// stdin (the child's cue to exit), waits a little, then kills it: no child
-/// outlives its guard, even when a benchmark panics.
-pub struct Proc {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    /// Starts this binary as the endpoint `spec`, with `token` from its peer.
-    pub fn spawn(spec: &Spec, token: &str) -> Proc {
-        // `/proc/self/exe` still runs this very binary when a rebuild has
-        // replaced (deleted) the file at `current_exe()` meanwhile.
-        let proc_exe = std::path::Path::new("/proc/self/exe");
-        let exe = if proc_exe.exists() {
-            proc_exe.to_path_buf()
-        } else {
-            std::env::current_exe().expect("current_exe")
-        };
-        let what = format!(
-            "{} {} #{} ({} {} B {})",
-            spec.peer.name(),
-            spec.role.name(),
-            spec.index,
-            spec.path.name(),
-            spec.size,
-            spec.wait.name()
-        );
-        let mut child = Command::new(exe)
-            .env(SPEC_VAR, spec.encode())
-            .env(TOKEN_VAR, token)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        // A reader thread, so that waiting for a reply can time out.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            what,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-        }
-    }
-
-    /// Sends one command line.
-    pub fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}")
-            .and_then(|_| stdin.flush())
-            .unwrap_or_else(|e| panic!("{}: writing {line:?}: {e}", self.what));
-    }
-
-    /// Waits for a reply line starting with `word`; returns the rest.
-    pub fn expect(&mut self, word: &str) -> String {
-        match self.lines.recv_timeout(REPLY_TIMEOUT) {
-            Ok(line) => match line.strip_prefix(word) {
-                Some(rest) => rest.trim().to_owned(),
-                None => panic!("{}: expected {word:?}, got {line:?}", self.what),
-            },
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("{}: no {word:?} within {REPLY_TIMEOUT:?}", self.what)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("{}: exited before replying {word:?}", self.what)
-            }
-        }
-    }
-
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                _ => break,
-            }
-        }
-        eprintln!("{}: did not exit; killing it", self.what);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts this binary as the endpoint `spec`, with `token` from its peer.
+/// Dropping the child closes its stdin (its cue to exit), waits a little,
+/// then kills it: no child outlives its guard, even when a benchmark panics.
+fn spawn(spec: &Spec, token: &str) -> Child {
+    // `/proc/self/exe` still runs this very binary when a rebuild has
+    // replaced (deleted) the file at `current_exe()` meanwhile.
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().expect("current_exe")
+    };
+    let what = format!(
+        "{} {} #{} ({} {} B {})",
+        spec.peer.name(),
+        spec.role.name(),
+        spec.index,
+        spec.path.name(),
+        spec.size,
+        spec.wait.name()
+    );
+    let mut cmd = Command::new(exe);
+    cmd.env(SPEC_VAR, spec.encode()).env(TOKEN_VAR, token);
+    Child::spawn(&mut cmd, &what).linger(Duration::from_secs(3))
 }
 
 /// The unique names and scratch directory of one run, removed on drop.
@@ -789,8 +709,8 @@ impl Drop for Scratch {
 /// Field order is drop order: processes first, then their files.
 pub struct ThroughputRig {
     /// The sender processes (none for crossbeam: its threads live in `receiver`).
-    senders: Vec<Proc>,
-    receiver: Proc,
+    senders: Vec<Child>,
+    receiver: Child,
     n: usize,
     _scratch: Scratch,
 }
@@ -811,17 +731,17 @@ impl ThroughputRig {
             name: scratch.name.clone(),
             dir: scratch.dir.clone(),
         };
-        let mut receiver = Proc::spawn(&spec(Role::Receiver, 0), "");
-        let token = receiver.expect("ready");
+        let mut receiver = spawn(&spec(Role::Receiver, 0), "");
+        let token = receiver.expect_event("ready");
         let mut procs = Vec::new();
         if peer != Peer::Crossbeam {
             let tokens: Vec<&str> = token.split_whitespace().collect();
             for i in 0..senders {
                 let t = tokens.get(i).or(tokens.first()).copied().unwrap_or("");
-                procs.push(Proc::spawn(&spec(Role::Sender, i), t));
+                procs.push(spawn(&spec(Role::Sender, i), t));
             }
             for p in &mut procs {
-                p.expect("ready");
+                p.expect_event("ready");
             }
         }
         ThroughputRig {
@@ -837,14 +757,14 @@ impl ThroughputRig {
     pub fn round(&mut self, per_sender: u64) -> Duration {
         let t0 = Instant::now();
         self.receiver
-            .send(&format!("run {}", per_sender * self.n as u64));
+            .send_line(&format!("run {}", per_sender * self.n as u64));
         for s in &mut self.senders {
-            s.send(&format!("run {per_sender}"));
+            s.send_line(&format!("run {per_sender}"));
         }
-        self.receiver.expect("done");
+        self.receiver.expect_event("done");
         let elapsed = t0.elapsed();
         for s in &mut self.senders {
-            s.expect("sent");
+            s.expect_event("sent");
         }
         elapsed
     }
@@ -859,8 +779,8 @@ impl ThroughputRig {
 /// process for crossbeam). Field order is drop order: the pinger goes
 /// first and, its input closed, tells the ponger to stop.
 pub struct LatencyRig {
-    pinger: Proc,
-    ponger: Option<Proc>,
+    pinger: Child,
+    ponger: Option<Child>,
     _scratch: Scratch,
 }
 
@@ -899,14 +819,14 @@ impl LatencyRig {
             dir: scratch.dir.clone(),
         };
         let (pinger, ponger) = if peer == Peer::Crossbeam {
-            let mut p = Proc::spawn(&spec(Role::Pinger), "");
-            p.expect("ready");
+            let mut p = spawn(&spec(Role::Pinger), "");
+            p.expect_event("ready");
             (p, None)
         } else {
-            let mut ponger = Proc::spawn(&spec(Role::Ponger), "");
-            let token = ponger.expect("ready");
-            let mut pinger = Proc::spawn(&spec(Role::Pinger), &token);
-            pinger.expect("ready");
+            let mut ponger = spawn(&spec(Role::Ponger), "");
+            let token = ponger.expect_event("ready");
+            let mut pinger = spawn(&spec(Role::Pinger), &token);
+            pinger.expect_event("ready");
             (pinger, Some(ponger))
         };
         LatencyRig {
@@ -918,21 +838,25 @@ impl LatencyRig {
 
     /// `n` round trips; returns their total one-way time (half the round trips).
     pub fn ping(&mut self, n: u64) -> Duration {
-        self.pinger.send(&format!("ping {n}"));
-        let ns: u64 = self.pinger.expect("pinged").parse().expect("pinged ns");
+        self.pinger.send_line(&format!("ping {n}"));
+        let ns: u64 = self
+            .pinger
+            .expect_event("pinged")
+            .parse()
+            .expect("pinged ns");
         Duration::from_nanos(ns)
     }
 
     /// Clears the histogram of recorded one-way latencies.
     pub fn reset(&mut self) {
-        self.pinger.send("reset");
-        self.pinger.expect("reset");
+        self.pinger.send_line("reset");
+        self.pinger.expect_event("reset");
     }
 
     /// Percentiles of every one-way latency recorded since the last reset.
     pub fn percentiles(&mut self) -> Percentiles {
-        self.pinger.send("stats");
-        let line = self.pinger.expect("stats");
+        self.pinger.send_line("stats");
+        let line = self.pinger.expect_event("stats");
         let v: Vec<f64> = line
             .split_whitespace()
             .map(|x| x.parse().expect("stats number"))
@@ -964,17 +888,17 @@ pub fn idle_receiver_cpu(window: Duration) -> f64 {
         name: scratch.name.clone(),
         dir: scratch.dir.clone(),
     };
-    let mut rx = Proc::spawn(&spec, "");
-    let name = rx.expect("ready");
+    let mut rx = spawn(&spec, "");
+    let name = rx.expect_event("ready");
     let tx = shmpsc::Sender::<u64>::open(&name).expect("open the idle channel");
-    rx.send("go");
-    rx.expect("waiting");
+    rx.send_line("go");
+    rx.expect_event("waiting");
     // The measurement window (not a synchronization: the child measures its
     // own wall time and CPU time).
     std::thread::sleep(window);
     tx.send(1).expect("wake the idle receiver");
     let v: Vec<f64> = rx
-        .expect("idle")
+        .expect_event("idle")
         .split_whitespace()
         .map(|x| x.parse().expect("idle number"))
         .collect();

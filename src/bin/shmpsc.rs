@@ -14,8 +14,14 @@
 //! `cargo install shmpsc --features cli`, or
 //! `cargo run --release --features cli --bin shmpsc -- ls`.
 
+// The stream peer of the benchmarks: shmpsc bench measures the same
+// sockets and pipes as `cargo bench` and the comparison report.
+#[allow(dead_code)]
+#[path = "../../benches/common/stream.rs"]
+mod stream;
+
 use std::collections::HashMap;
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -599,12 +605,10 @@ fn bench_sender(
             // Our stdout is the socket or the pipe: write to it directly,
             // not through std's line-buffered stdout.
             let out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
-            let mut w = io::BufWriter::with_capacity(1 << 16, out);
-            let len = u32::try_from(size)?.to_le_bytes();
+            let mut w = stream::StreamOut::new(out);
             for seq in 0..messages {
                 stamp(&mut payload, seq);
-                w.write_all(&len)?;
-                w.write_all(&payload)?;
+                w.frame(&payload)?;
             }
             w.flush()?;
         }
@@ -659,22 +663,19 @@ impl Meter {
     }
 }
 
-fn frames(r: impl Read, m: &mut Meter) -> Result<()> {
-    let mut r = BufReader::with_capacity(1 << 16, r);
-    let mut len = [0u8; 4];
-    let mut buf = vec![0u8; m.size];
+/// Receives the frames on `fd` (a socket or a pipe) until the sender closes it.
+fn frames(fd: OwnedFd, socket: bool, m: &mut Meter) -> Result<()> {
+    let mut r = stream::StreamIn::new(vec![fd], socket, false, m.size);
     loop {
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
+        match r.next() {
+            Ok(frame) => {
+                let ok = check(frame, m.size, m.received);
+                m.got(ok)?;
+            }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return m.got(false),
             Err(e) => return Err(e.into()),
         }
-        if u32::from_le_bytes(len) as usize != m.size {
-            return m.got(false);
-        }
-        r.read_exact(&mut buf)?;
-        let ok = check(&buf, m.size, m.received);
-        m.got(ok)?;
     }
 }
 
@@ -734,14 +735,14 @@ fn bench_run(transport: Transport, size: usize, messages: u64, pb: ProgressBar) 
             cmd.stdout(Stdio::from(OwnedFd::from(theirs)));
             child = cmd.spawn()?;
             drop(cmd); // closes our copy of the child's end
-            frames(ours, &mut m)?;
+            frames(ours.into(), true, &mut m)?;
         }
         Transport::Pipe => {
             cmd.stdout(Stdio::piped());
             child = cmd.spawn()?;
             drop(cmd);
             let out = child.stdout.take().ok_or("no pipe")?;
-            frames(out, &mut m)?;
+            frames(out.into(), false, &mut m)?;
         }
     }
     let status = child.wait()?;

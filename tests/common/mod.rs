@@ -16,24 +16,24 @@
 //! ([`emit`]); the parent reads them with [`Child::expect_event`]. The parent
 //! can write lines to a child's stdin ([`Child::send_line`]), and a child can
 //! block until its stdin is closed ([`wait_for_stdin_eof`]) to stay alive
-//! until killed. Every wait is bounded by [`HANG_GUARD`]: a guard against
-//! hangs, never an assertion about speed. [`Child`] kills and reaps its
-//! process on drop, so a panicking test leaks no process and no zombie.
+//! until killed. [`Child`] and [`emit`] are `process.rs`, shared with the
+//! benchmarks; every wait is bounded by [`HANG_GUARD`], and [`Child`] kills
+//! and reaps its process on drop, so a panicking test leaks no process and
+//! no zombie.
 #![allow(dead_code)]
 
 pub mod msg;
+mod process;
+
+pub use process::{emit, Child, HANG_GUARD};
 
 use std::fmt::Display;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 /// Environment variable naming the role a child process plays.
@@ -42,11 +42,6 @@ pub const ROLE_VAR: &str = "SHMPSC_TEST_ROLE";
 pub const CHANNEL_VAR: &str = "SHMPSC_TEST_CHANNEL";
 /// Prefix of the environment variables carrying role parameters.
 const PARAM_PREFIX: &str = "SHMPSC_TEST_P_";
-/// Marks an event line on a child's stdout.
-const EVENT_MARK: &str = "@@shmpsc-test-event@@ ";
-/// Upper bound on every wait: only a guard against hangs, never a timing
-/// assertion.
-pub const HANG_GUARD: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------- child side
 
@@ -86,16 +81,6 @@ where
     value
         .parse()
         .unwrap_or_else(|e| panic!("{var}={value:?} does not parse: {e:?}"))
-}
-
-/// In a child process, reports `event` (a word, then optional data
-/// separated by spaces) to the parent.
-pub fn emit(event: impl Display) {
-    let mut out = std::io::stdout().lock();
-    // The leading newline keeps the mark at the start of a line even after
-    // the test harness's own "test name ... " prefix.
-    write!(out, "\n{EVENT_MARK}{event}\n").expect("writing an event to stdout");
-    out.flush().expect("flushing stdout");
 }
 
 /// In a child process, reads one line that the parent sent.
@@ -140,10 +125,7 @@ impl Spawn {
         let mut cmd = Command::new(exe);
         cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env(ROLE_VAR, role)
-            .env(CHANNEL_VAR, channel)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env(CHANNEL_VAR, channel);
         Spawn {
             cmd,
             what: role.to_owned(),
@@ -176,146 +158,14 @@ impl Spawn {
     /// Spawns a child from the command and waits until its role starts,
     /// keeping the command (to spawn it again, e.g. to test misuse).
     pub fn spawn_one(&mut self) -> Child {
-        let mut child = self
-            .cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning child {}: {e}", self.what));
-        let what = format!("child {} (pid {})", self.what, child.id());
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stdin = child.stdin.take();
-        let (event_tx, events) = mpsc::channel();
-        let label = what.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find(EVENT_MARK) {
-                    let _ = event_tx.send(line[i + EVENT_MARK.len()..].to_owned());
-                } else if !line.trim().is_empty() {
-                    println!("[{label}] {line}");
-                }
-            }
-        });
-        // Learn of the exit without reaping (WNOWAIT): only `Child` reaps,
-        // so its pid cannot be reused while `Child` may still signal it.
-        let pid = Pid::from_raw(child.id() as i32);
-        let (exit_tx, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            while let Err(Errno::EINTR) =
-                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-            {}
-            let _ = exit_tx.send(());
-        });
-        let mut child = Child {
-            what,
-            child,
-            stdin,
-            events,
-            exited,
-            status: None,
-        };
+        let mut child = Child::spawn(&mut self.cmd, &format!("child {}", self.what));
         child.expect_event("started");
         child
     }
 }
 
-/// A running child process. Dropping it kills (SIGKILL) and reaps it.
-pub struct Child {
-    what: String,
-    child: std::process::Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::Receiver<String>,
-    exited: mpsc::Receiver<()>,
-    status: Option<ExitStatus>,
-}
-
+/// Observations of a test's child process in `/proc`, and signals.
 impl Child {
-    /// The child's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits (at most [`HANG_GUARD`]) for the child's next event, which must
-    /// be `name`, and returns the data after the name. Fails the test if the
-    /// child exits first or reports another event.
-    pub fn expect_event(&mut self, name: &str) -> String {
-        match self.events.recv_timeout(HANG_GUARD) {
-            Ok(event) => {
-                let (got, data) = event.split_once(' ').unwrap_or((&event, ""));
-                assert_eq!(
-                    got, name,
-                    "{}: expected event `{name}`, got `{event}`",
-                    self.what
-                );
-                data.to_owned()
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                "hang guard: {} reported no event `{name}` within {HANG_GUARD:?}",
-                self.what
-            ),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = self.wait();
-                panic!(
-                    "{} exited ({status}) before reporting event `{name}`",
-                    self.what
-                )
-            }
-        }
-    }
-
-    /// Writes one line to the child's stdin.
-    pub fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin was closed");
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("writing to {}: {e}", self.what));
-    }
-
-    /// Closes the child's stdin (ends [`wait_for_stdin_eof`] in the child).
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits (at most [`HANG_GUARD`]) for the child to exit, and reaps it.
-    pub fn wait(&mut self) -> ExitStatus {
-        if let Some(status) = self.status {
-            return status;
-        }
-        if let Err(mpsc::RecvTimeoutError::Timeout) = self.exited.recv_timeout(HANG_GUARD) {
-            panic!(
-                "hang guard: {} did not exit within {HANG_GUARD:?}",
-                self.what
-            );
-        }
-        let status = self
-            .child
-            .wait()
-            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.what));
-        self.status = Some(status);
-        status
-    }
-
-    /// Waits for the child to exit and asserts that it exited with status 0.
-    pub fn wait_success(&mut self) {
-        let status = self.wait();
-        assert!(status.success(), "{} failed: {status}", self.what);
-    }
-
-    /// Kills the child with SIGKILL, reaps it, and asserts that the signal
-    /// is what ended it (it had not exited on its own).
-    pub fn kill(&mut self) {
-        assert!(self.status.is_none(), "{} was already reaped", self.what);
-        self.child
-            .kill()
-            .unwrap_or_else(|e| panic!("killing {}: {e}", self.what));
-        let status = self.wait();
-        assert_eq!(
-            status.signal(),
-            Some(nix::libc::SIGKILL),
-            "{} was expected to die of SIGKILL, but: {status}",
-            self.what
-        );
-    }
-
     /// Waits (at most [`HANG_GUARD`]) until the child is stopped by a signal
     /// (state `T` in `/proc`), e.g. after it raised SIGSTOP itself.
     pub fn wait_until_stopped(&mut self) {
@@ -323,7 +173,7 @@ impl Child {
         let deadline = Instant::now() + HANG_GUARD;
         loop {
             let stat = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: reading {path}: {e}", self.what));
+                .unwrap_or_else(|e| panic!("{}: reading {path}: {e}", self.what()));
             let state = stat
                 .rsplit_once(')')
                 .and_then(|(_, rest)| rest.trim_start().chars().next());
@@ -333,7 +183,7 @@ impl Child {
             assert!(
                 Instant::now() < deadline,
                 "hang guard: {} did not stop within {HANG_GUARD:?} (last stat: {stat})",
-                self.what
+                self.what()
             );
             std::thread::yield_now();
         }
@@ -358,7 +208,7 @@ impl Child {
             assert!(
                 Instant::now() < deadline,
                 "hang guard: {} neither stopped nor exited within {HANG_GUARD:?}",
-                self.what
+                self.what()
             );
             std::thread::yield_now();
         }
@@ -367,7 +217,7 @@ impl Child {
     /// Sends `signal` to the child.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(Pid::from_raw(self.pid() as i32), signal)
-            .unwrap_or_else(|e| panic!("signalling {}: {e}", self.what));
+            .unwrap_or_else(|e| panic!("signalling {}: {e}", self.what()));
     }
 
     /// Waits (at most [`HANG_GUARD`]) until thread `tid` of the child sleeps
@@ -381,7 +231,7 @@ impl Child {
         let mut asleep_unknown = 0u32;
         loop {
             let stat = std::fs::read_to_string(format!("{dir}/stat"))
-                .unwrap_or_else(|e| panic!("{}: reading {dir}/stat: {e}", self.what));
+                .unwrap_or_else(|e| panic!("{}: reading {dir}/stat: {e}", self.what()));
             // The state is the first field after the parenthesised name.
             let state = stat
                 .rsplit_once(')')
@@ -409,20 +259,9 @@ impl Child {
                 Instant::now() < deadline,
                 "hang guard: thread {tid} of {} did not block in a futex within {HANG_GUARD:?} \
                  (last stat: {stat})",
-                self.what
+                self.what()
             );
             std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.stdin = None;
-        if self.status.is_none() {
-            // Not reaped yet, so the pid is still ours: no reuse race.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
