@@ -19,7 +19,7 @@ use crate::layout::{fingerprint, Geometry};
 use crate::lock::Guard;
 use crate::peers;
 use crate::ring::consumer::{Consumer, Fail as RecvFail};
-use crate::ring::producer::{Fail as SendFail, Local, Producer};
+use crate::ring::producer::{Fail as SendFail, Local, Payload, Producer};
 use crate::segment::{Created, Segment};
 use crate::wait::Deadline;
 
@@ -732,7 +732,7 @@ impl<T: Serialize> Sender<T> {
                 return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
             }
         };
-        let (mut local, r) = self.inner.producer.send(local, &buf[..len], deadline);
+        let (mut local, r) = self.inner.producer.send(local, Payload::One(&buf[..len]), deadline);
         local.buf = buf;
         r.map_err(|f| (msg, f))
     }
@@ -752,7 +752,7 @@ impl<T> Sender<T> {
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
         self.inner
             .begin()
-            .and_then(|local| self.inner.producer.send(local, bytes, Deadline::Never).1)
+            .and_then(|local| self.inner.producer.send(local, Payload::One(bytes), Deadline::Never).1)
             .map_err(|f| match f {
                 SendFail::Rejected(r) => SendError::Rejected(bytes, r),
                 _ => SendError::Disconnected(bytes),
@@ -770,7 +770,7 @@ impl<T> Sender<T> {
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
         self.inner
             .begin()
-            .and_then(|local| self.inner.producer.send(local, bytes, Deadline::Now).1)
+            .and_then(|local| self.inner.producer.send(local, Payload::One(bytes), Deadline::Now).1)
             .map_err(|f| match f {
                 SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
                 SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
