@@ -420,15 +420,19 @@ impl Ring {
         // area; no endpoint that follows the protocol touches them before
         // the commit below.
         unsafe {
-            self.seg
-                .data()
-                .write(off + RECORD_HEADER as usize, &block.buf[RECORD_HEADER as usize..])
+            self.seg.data().write(
+                off + RECORD_HEADER as usize,
+                &block.buf[RECORD_HEADER as usize..],
+            )
         };
         hooks::at(Point::Payload);
         // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`:
         // the receiver that sees the first record committed sees the
         // block's other records (written above) committed too.
-        word.store(record_word(Record::Committed(first), pos), Ordering::Release);
+        word.store(
+            record_word(Record::Committed(first), pos),
+            Ordering::Release,
+        );
         // SYNC POINT: as in `commit`.
         slot.intent.store(NO_INTENT, Ordering::Release);
         block.clear();

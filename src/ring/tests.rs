@@ -270,8 +270,10 @@ fn a_block_whose_sender_died_before_its_commit_is_skipped_whole() {
     };
     assert_eq!(c.pos, 0);
     ring.commit_block(slot(&ring), c, &mut block);
-    ring.word(0)
-        .store(record_word(Record::Claimed((size - 8) as u32), 0), Ordering::Relaxed);
+    ring.word(0).store(
+        record_word(Record::Claimed((size - 8) as u32), 0),
+        Ordering::Relaxed,
+    );
     let after = send(&ring, b"after");
     assert_eq!(after, size);
     assert_eq!(ring.peek(0, 0), (0, Peek::NotYet), "pending, not delivered");
