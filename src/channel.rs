@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::batch::Batch;
 use crate::codec;
 use crate::error::{
     OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError, TryRecvError,
@@ -19,7 +20,7 @@ use crate::layout::{fingerprint, Geometry};
 use crate::lock::Guard;
 use crate::peers;
 use crate::ring::consumer::{Consumer, Fail as RecvFail};
-use crate::ring::producer::{Fail as SendFail, Local, Producer};
+use crate::ring::producer::{Fail as SendFail, Local, Payload, Producer};
 use crate::segment::{Created, Segment};
 use crate::wait::Deadline;
 
@@ -732,7 +733,10 @@ impl<T: Serialize> Sender<T> {
                 return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
             }
         };
-        let (mut local, r) = self.inner.producer.send(local, &buf[..len], deadline);
+        let (mut local, r) = self
+            .inner
+            .producer
+            .send(local, Payload::One(&buf[..len]), deadline);
         local.buf = buf;
         r.map_err(|f| (msg, f))
     }
@@ -752,7 +756,12 @@ impl<T> Sender<T> {
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
         self.inner
             .begin()
-            .and_then(|local| self.inner.producer.send(local, bytes, Deadline::Never).1)
+            .and_then(|local| {
+                self.inner
+                    .producer
+                    .send(local, Payload::One(bytes), Deadline::Never)
+                    .1
+            })
             .map_err(|f| match f {
                 SendFail::Rejected(r) => SendError::Rejected(bytes, r),
                 _ => SendError::Disconnected(bytes),
@@ -770,12 +779,50 @@ impl<T> Sender<T> {
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
         self.inner
             .begin()
-            .and_then(|local| self.inner.producer.send(local, bytes, Deadline::Now).1)
+            .and_then(|local| {
+                self.inner
+                    .producer
+                    .send(local, Payload::One(bytes), Deadline::Now)
+                    .1
+            })
             .map_err(|f| match f {
                 SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
                 SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
                 SendFail::Disconnected => TrySendError::Disconnected(bytes),
             })
+    }
+
+    /// A batch: messages staged in this process and sent together at
+    /// [`Batch::flush`] (or when the batch is dropped, or its block fills),
+    /// one claim and one copy for all of them. See [`Batch`].
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u64>("doc-sender-batch")?;
+    /// {
+    ///     let mut batch = tx.batch();
+    ///     for i in 0..10 {
+    ///         batch.send(i).unwrap();
+    ///     }
+    /// } // dropped: flushed
+    /// assert_eq!(rx.iter().take(10).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn batch(&self) -> Batch<'_, T> {
+        Batch::new(self)
+    }
+
+    pub(crate) fn producer(&self) -> &Producer {
+        &self.inner.producer
+    }
+
+    /// Sends one claim's payload (a message, or a batch's block).
+    pub(crate) fn send_payload(
+        &self,
+        payload: Payload<'_>,
+        deadline: Deadline,
+    ) -> Result<(), SendFail> {
+        let local = self.inner.begin()?;
+        self.inner.producer.send(local, payload, deadline).1
     }
 
     /// The channel's name.

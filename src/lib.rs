@@ -101,6 +101,8 @@ mod admin;
 #[cfg(all(test, not(loom)))]
 mod alloc_probe;
 #[cfg(not(loom))]
+mod batch;
+#[cfg(not(loom))]
 mod channel;
 #[cfg(not(loom))]
 mod codec;
@@ -133,6 +135,8 @@ pub mod logging;
 pub use admin::{
     inspect, list, remove, remove_unused, sweep, ChannelInfo, ReceiverState, SenderInfo, Sweep,
 };
+#[cfg(not(loom))]
+pub use batch::{Batch, FlushError};
 #[cfg(not(loom))]
 pub use channel::{
     channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, DEFAULT_CAPACITY,

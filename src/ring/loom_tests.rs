@@ -17,7 +17,7 @@ use std::time::Duration;
 use loom::thread;
 
 use super::consumer::{Consumer, Fail};
-use super::producer::Producer;
+use super::producer::{Payload, Producer};
 use super::{Claim, Ring};
 use crate::layout::{RECORD_HEADER, RX_ALIVE};
 use crate::segment::Segment;
@@ -41,7 +41,7 @@ fn consumer(seg: &Segment) -> Consumer {
 }
 
 fn send(p: &Producer, payload: &[u8]) {
-    let (_local, r) = p.send(p.lock(), payload, Deadline::Never);
+    let (_local, r) = p.send(p.lock(), Payload::One(payload), Deadline::Never);
     r.expect("sent");
 }
 

@@ -46,6 +46,79 @@ pub(crate) struct Claimed {
     len: u64,
 }
 
+/// Records staged in private memory by one sender (a `Batch`), claimed and
+/// committed into the ring as one block: one claim, one copy, one commit.
+///
+/// In the ring a block is ordinary records back to back. Its first header
+/// is written `Claimed(len of the whole block)`, then the rest of the block
+/// (the other records, their headers already `Committed`) is copied in, then
+/// the first header is committed with a Release store: a receiver that sees
+/// the first record committed sees every record of the block, and a sender
+/// that dies before that leaves one claim that the receiver skips whole
+/// (its length is in the first header), so none of an unfinished block is
+/// delivered.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    /// Records: an 8-byte header (the payload length, until the block is
+    /// committed), the payload, zeros up to a multiple of 8.
+    buf: Vec<u8>,
+    messages: u64,
+    payload_bytes: u64,
+}
+
+impl Block {
+    /// Bytes the block takes in the ring (headers and padding included).
+    pub(crate) fn size(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    /// Number of messages staged.
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Payload bytes staged.
+    pub(crate) fn payload_bytes(&self) -> u64 {
+        self.payload_bytes
+    }
+
+    /// Appends a record holding `payload` (the caller keeps the block
+    /// within the limits the ring accepts: see [`block_limit`]).
+    pub(crate) fn push(&mut self, payload: &[u8]) {
+        let len = payload.len() as u64;
+        debug_assert!(len <= u32::MAX as u64);
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(payload);
+        let padded = self.buf.len().next_multiple_of(RECORD_HEADER as usize);
+        self.buf.resize(padded, 0);
+        self.messages += 1;
+        self.payload_bytes += len;
+    }
+
+    /// Forgets every staged record (after a commit, or when they cannot be
+    /// sent).
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.messages = 0;
+        self.payload_bytes = 0;
+    }
+
+    /// The length in the first header: the payload length of the claim
+    /// that covers the whole block.
+    pub(crate) fn claim_len(&self) -> u64 {
+        self.size() - RECORD_HEADER
+    }
+}
+
+/// Largest block (in ring bytes) a sender may claim in a ring of `cap`
+/// bytes: a quarter of the ring, at most 64 KiB, so that a block never
+/// waits long for room and the receiver's check of a pending claim's
+/// length stays tight.
+#[inline]
+pub(crate) fn block_limit(cap: u64) -> u64 {
+    (cap / 4).min(64 * 1024)
+}
+
 /// A committed message found by [`Ring::peek`]: the proof that its
 /// payload, `len` bytes at data offset `offset`, lies in the data area
 /// and is committed. [`Ring::with_payload`] reads through it.
@@ -304,6 +377,65 @@ impl Ring {
         // `peers::live_intents`: an intent seen cleared implies the commit
         // above is visible.
         slot.intent.store(NO_INTENT, Ordering::Release);
+        self.wake_receiver_at(pos);
+    }
+
+    /// Commits a block of records (see [`Block`]) into the claim `claimed`,
+    /// which must be of the block's size, and clears the block.
+    pub(crate) fn commit_block(&self, slot: &Slot, claimed: Claimed, block: &mut Block) {
+        let Claimed { pos, len } = claimed;
+        assert_eq!(len, block.claim_len(), "a claim commits what it claimed");
+        assert!(!block.buf.is_empty() && record_size(len) <= block_limit(self.cap));
+        let off = self.offset(pos);
+        // The inner headers get their final form (they carry their
+        // position's tag) in private memory; the first stays for last.
+        let header = |buf: &[u8], at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&buf[at..at + 8]);
+            u64::from_ne_bytes(w) as u32
+        };
+        let first = header(&block.buf, 0);
+        let mut at = record_size(first as u64) as usize;
+        while at < block.buf.len() {
+            let l = header(&block.buf, at);
+            let word = record_word(Record::Committed(l), pos + at as u64);
+            block.buf[at..at + 8].copy_from_slice(&word.to_ne_bytes());
+            at += record_size(l as u64) as usize;
+        }
+        assert_eq!(at, block.buf.len(), "a block is whole records");
+        let word = self.word(pos);
+        hooks::at(Point::Claimed);
+        // The whole block's length, marked in progress: if this process
+        // dies before the commit below, the receiver skips all of it.
+        word.store(
+            record_word(Record::Claimed(len as u32), pos),
+            Ordering::Relaxed,
+        );
+        hooks::at(Point::Header);
+        // Keep the rest of the block from becoming visible before the header.
+        fence(Ordering::Release);
+        // SAFETY: `claimed` proves that `record_size(len)` bytes from `off`
+        // (the block: its size is `record_size(len)`, checked above) were
+        // claimed by this sender and lie within one lap, so inside the data
+        // area; no endpoint that follows the protocol touches them before
+        // the commit below.
+        unsafe {
+            self.seg.data().write(
+                off + RECORD_HEADER as usize,
+                &block.buf[RECORD_HEADER as usize..],
+            )
+        };
+        hooks::at(Point::Payload);
+        // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`:
+        // the receiver that sees the first record committed sees the
+        // block's other records (written above) committed too.
+        word.store(
+            record_word(Record::Committed(first), pos),
+            Ordering::Release,
+        );
+        // SYNC POINT: as in `commit`.
+        slot.intent.store(NO_INTENT, Ordering::Release);
+        block.clear();
         self.wake_receiver_at(pos);
     }
 
@@ -586,7 +718,7 @@ impl Ring {
             Record::Committed(_) | Record::Padding(_) => Ok(None),
             Record::Claimed(len) => {
                 let end = head + record_size(len as u64);
-                if len as u64 > self.max_message
+                if !self.claim_len_plausible(len as u64)
                     || off as u64 + record_size(len as u64) > cap
                     || end > tail
                 {
@@ -616,6 +748,13 @@ impl Ring {
         }
     }
 
+    /// Whether a pending claim may be `len` bytes long: one message, or a
+    /// block of them (see [`Block`]).
+    #[inline]
+    fn claim_len_plausible(&self, len: u64) -> bool {
+        len <= self.max_message || record_size(len) <= block_limit(self.cap)
+    }
+
     /// Where the receiver resumes after a malformed record at `head`: the
     /// first later position (up to the checked `tail`) that a
     /// live sender is claiming or that holds a well-formed header whose
@@ -630,7 +769,10 @@ impl Ring {
             let off = self.offset(pos);
             let w = self.word(pos).load(Ordering::Acquire);
             let plausible = match parse_record(w, pos) {
-                Ok(Record::Claimed(l)) | Ok(Record::Committed(l)) => {
+                Ok(Record::Claimed(l)) => {
+                    self.claim_len_plausible(l as u64) && off as u64 + record_size(l as u64) <= cap
+                }
+                Ok(Record::Committed(l)) => {
                     (l as u64) <= self.max_message && off as u64 + record_size(l as u64) <= cap
                 }
                 Ok(Record::Padding(l)) => RECORD_HEADER + l as u64 == cap - off as u64,

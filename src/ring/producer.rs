@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Claim, Ring};
+use super::{block_limit, Block, Claim, Ring};
 use crate::error::Rejection;
 use crate::hooks::{self, Point};
 use crate::layout::{record_size, RX_DROPPED};
@@ -29,6 +29,25 @@ pub(crate) enum Fail {
     Disconnected,
     /// The message is refused.
     Rejected(Rejection),
+}
+
+/// What one claim carries: one message, or a block of them (a `Batch`).
+#[derive(Debug)]
+pub(crate) enum Payload<'p> {
+    /// One message's bytes.
+    One(&'p [u8]),
+    /// Staged records; cleared once committed.
+    Block(&'p mut Block),
+}
+
+impl Payload<'_> {
+    /// The payload length of the claim.
+    fn claim_len(&self) -> u64 {
+        match self {
+            Payload::One(b) => b.len() as u64,
+            Payload::Block(b) => b.claim_len(),
+        }
+    }
 }
 
 /// The sender's state that clones take turns with (see [`Producer::lock`]).
@@ -144,13 +163,17 @@ impl Producer {
     pub(crate) fn send<'a>(
         &'a self,
         mut local: Guard<'a, Local>,
-        payload: &[u8],
+        mut payload: Payload<'_>,
         deadline: Deadline,
     ) -> (Guard<'a, Local>, Result<(), Fail>) {
         let seg = self.ring.segment();
         let geo = seg.geometry();
-        let len = payload.len() as u64;
-        if len > geo.max_message {
+        let len = payload.claim_len();
+        let refused = match &payload {
+            Payload::One(_) => len > geo.max_message,
+            Payload::Block(b) => b.size() == 0 || b.size() > block_limit(geo.capacity),
+        };
+        if refused {
             let r = Rejection::TooLarge {
                 size: len,
                 max: geo.max_message,
@@ -165,17 +188,30 @@ impl Producer {
         loop {
             match self.ring.claim(slot, len, &mut local.cached_head) {
                 Claim::At(claimed) => {
-                    // `commit` wakes the receiver if it sleeps for this record.
-                    self.ring.commit(slot, claimed, payload);
+                    // The commit wakes the receiver if it sleeps for this
+                    // record (a block's first).
+                    let (messages, bytes) = match &mut payload {
+                        Payload::One(b) => {
+                            self.ring.commit(slot, claimed, b);
+                            (1, len)
+                        }
+                        Payload::Block(b) => {
+                            let counts = (b.messages(), b.payload_bytes());
+                            self.ring.commit_block(slot, claimed, b);
+                            counts
+                        }
+                    };
                     // One writer per slot (the local lock): no RMW needed.
                     // Statistics live in shared memory, which anyone may have
                     // overwritten: they wrap rather than trust it.
                     slot.sent_messages.store(
-                        slot.sent_messages.load(Ordering::Relaxed).wrapping_add(1),
+                        slot.sent_messages
+                            .load(Ordering::Relaxed)
+                            .wrapping_add(messages),
                         Ordering::Relaxed,
                     );
                     slot.sent_bytes.store(
-                        slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(len),
+                        slot.sent_bytes.load(Ordering::Relaxed).wrapping_add(bytes),
                         Ordering::Relaxed,
                     );
                     return (local, Ok(()));

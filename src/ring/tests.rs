@@ -190,3 +190,115 @@ fn resync_resumes_at_the_next_plausible_header() {
     // A live sender's claim stops it.
     assert_eq!(ring.resync(0, t, |p| p == 8), 8);
 }
+
+/// Stages `payloads` in a block, claims it and commits it; returns its
+/// position.
+fn send_block(ring: &Ring, payloads: &[&[u8]]) -> u64 {
+    let mut block = Block::default();
+    for p in payloads {
+        block.push(p);
+    }
+    let mut cached = ring.segment().header().rx.head.load(Ordering::Relaxed);
+    match ring.claim(slot(ring), block.claim_len(), &mut cached) {
+        Claim::At(c) => {
+            let pos = c.pos;
+            ring.commit_block(slot(ring), c, &mut block);
+            assert_eq!(block.size(), 0, "a committed block is cleared");
+            pos
+        }
+        other => panic!("no room: {other:?}"),
+    }
+}
+
+#[test]
+fn a_block_is_read_as_its_records_in_order() {
+    let ring = ring();
+    send(&ring, b"before");
+    let pos = send_block(&ring, &[b"one", b"", b"three-three", &[7u8; 100]]);
+    assert_eq!(pos, 16);
+    assert_eq!(slot(&ring).intent.load(Ordering::Relaxed), NO_INTENT);
+    let mut head = 0;
+    let mut got = Vec::new();
+    while let (_, Peek::Message(m)) = ring.peek(head, 0) {
+        head = m.end();
+        got.push(ring.with_payload(&m, |b| b.to_vec()));
+    }
+    let want: Vec<Vec<u8>> = vec![
+        b"before".to_vec(),
+        b"one".to_vec(),
+        vec![],
+        b"three-three".to_vec(),
+        vec![7u8; 100],
+    ];
+    assert_eq!(got, want);
+    assert_eq!(head, tail(&ring), "the block is exactly its records");
+}
+
+#[test]
+fn a_block_wraps_like_a_record() {
+    let ring = ring();
+    // Fill most of the lap, give it back, then send a block that does not
+    // fit before the end: it pads and starts the next lap.
+    let big = [1u8; 1000];
+    for _ in 0..4 {
+        send(&ring, &big);
+    }
+    let released = tail(&ring);
+    ring.release(0, released);
+    let pos = send_block(&ring, &[&[2u8; 40], &[3u8; 40]]);
+    assert_eq!(pos, CAP, "padded to the next lap");
+    let (m, bytes) = read(&ring, released, released);
+    assert_eq!((m.position(), bytes), (CAP, vec![2u8; 40]));
+    let (m, bytes) = read(&ring, m.end(), released);
+    assert_eq!(bytes, [3u8; 40]);
+    assert_eq!(m.end(), tail(&ring));
+}
+
+#[test]
+fn a_block_whose_sender_died_before_its_commit_is_skipped_whole() {
+    let ring = ring();
+    // What a sender that died after copying the block, before the commit,
+    // leaves: the first header `Claimed` with the whole block's length,
+    // the other records complete and committed.
+    let mut block = Block::default();
+    for p in [&b"aaaa"[..], b"bbbb", b"cccc"] {
+        block.push(p);
+    }
+    let size = block.size();
+    let Claim::At(c) = ring.claim(slot(&ring), block.claim_len(), &mut 0) else {
+        panic!("room");
+    };
+    assert_eq!(c.pos, 0);
+    ring.commit_block(slot(&ring), c, &mut block);
+    ring.word(0).store(
+        record_word(Record::Claimed((size - 8) as u32), 0),
+        Ordering::Relaxed,
+    );
+    let after = send(&ring, b"after");
+    assert_eq!(after, size);
+    assert_eq!(ring.peek(0, 0), (0, Peek::NotYet), "pending, not delivered");
+    assert_eq!(
+        ring.dead_claim_end(0, tail(&ring), |_| false),
+        Ok(Some(size)),
+        "skipped whole: none of its records is delivered"
+    );
+    assert_eq!(read(&ring, size, 0).1, b"after");
+    // Damaged before it instead: resync accepts the block's pending header
+    // as a place to resume.
+    let t = tail(&ring);
+    assert_eq!(ring.resync(0, t, |_| false), 16, "the second record");
+}
+
+#[test]
+fn a_pending_claim_longer_than_a_block_is_malformed() {
+    let ring = ring();
+    // Beyond both the maximum message (1024) and the block limit (1024 of
+    // a 4096-byte ring): not a length any sender claims.
+    let Claim::At(c) = ring.claim(slot(&ring), 2000, &mut 0) else {
+        panic!("room");
+    };
+    ring.word(0)
+        .store(record_word(Record::Claimed(2000), 0), Ordering::Relaxed);
+    assert!(ring.dead_claim_end(0, tail(&ring), |_| false).is_err());
+    drop(c);
+}
