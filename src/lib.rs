@@ -102,7 +102,6 @@ mod admin;
 mod alloc_probe;
 #[cfg(not(loom))]
 mod channel;
-#[cfg(not(loom))]
 mod codec;
 mod error;
 mod hooks;
@@ -139,9 +138,11 @@ pub use channel::{
     DEFAULT_MAX_SENDERS, DEFAULT_TICK,
 };
 #[cfg(not(loom))]
+pub use codec::Codec;
+#[cfg(not(loom))]
 pub use error::{
-    InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    CodecError, CodecErrorKind, InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection,
+    SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
 #[doc = include_str!("../README.md")]
