@@ -78,6 +78,17 @@
 //!   the spawned command; the child picks it up with [`Sender::open`]. A
 //!   worker that dies before (or after) opening counts as dropped.
 //!
+//! ## Codec
+//!
+//! Messages are encoded with postcard unless the channel is built with
+//! another [`Codec`] ([`Builder::codec`]; `Codec::Bincode`, bincode 2.x,
+//! needs the `bincode` feature, and enabling it changes no other channel).
+//! The codec is part of the channel's fingerprint, with the message type:
+//! an endpoint opened with another codec than the channel's is refused with
+//! [`OpenError::TypeMismatch`]. Both endpoints report their codec
+//! ([`Sender::codec`], [`Receiver::codec`]); encoding and decoding failures
+//! are a [`CodecError`].
+//!
 //! ## Failure model
 //!
 //! | event | receiver sees | senders see |

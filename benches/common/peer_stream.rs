@@ -3,7 +3,7 @@
 //! into one pipe interleave).
 //!
 //! A frame is a little-endian `u32` length and the body: the bytes, or the
-//! [`Msg`] encoded with bincode 2 (standard config, as shmpsc encodes).
+//! [`Msg`] encoded with postcard (shmpsc's default codec).
 //! Senders write through a 64 KiB `BufWriter` and flush at the end of a
 //! round (after every message in ping-pong). The receiver reads in large
 //! chunks into its own buffer and decodes frames in place; with several
@@ -16,7 +16,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use super::{seq_of, Inbox, Msg, Outbox, Spec, Transport, Wait, MAX_MESSAGE};
 
-const CONFIG: bincode::config::Configuration = bincode::config::standard();
 /// Receive buffer: room for the largest frame plus a large read.
 const READ_BUF: usize = 4 * MAX_MESSAGE as usize;
 /// Send buffer.
@@ -173,9 +172,9 @@ impl Inbox for StreamIn {
     fn recv_msg(&mut self) -> (u64, usize) {
         let (i, at, len) = self.next();
         let body = &self.readers[i].buf[at..at + len];
-        let (m, used): (Msg, usize) = bincode::serde::decode_from_slice(body, CONFIG)
-            .unwrap_or_else(|e| panic!("stream: decoding: {e}"));
-        assert_eq!(used, len, "stream: trailing bytes");
+        let (m, rest): (Msg, &[u8]) =
+            postcard::take_from_bytes(body).unwrap_or_else(|e| panic!("stream: decoding: {e}"));
+        assert!(rest.is_empty(), "stream: trailing bytes");
         (m.seq, m.payload.len())
     }
 
@@ -215,8 +214,7 @@ impl<W: Write> Outbox for StreamOut<W> {
     fn send_msg(&mut self, m: &Msg) {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        bincode::serde::encode_into_std_write(m, &mut buf, CONFIG)
-            .unwrap_or_else(|e| panic!("stream: encoding: {e}"));
+        let buf = postcard::to_extend(m, buf).unwrap_or_else(|e| panic!("stream: encoding: {e}"));
         self.frame(&buf);
         self.scratch = buf;
     }
