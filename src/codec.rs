@@ -617,7 +617,8 @@ mod present {
     }
 }
 
-#[cfg(test)]
+// Not under loom, whose build holds only the protocol (and no allocation probe).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use serde::Deserialize;
