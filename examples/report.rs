@@ -465,8 +465,8 @@ fn markdown(r: &Results) -> String {
          except crossbeam-channel, the in-process reference: threads of one process.\n\
          - A serde message of size S is a struct of integers (16 bytes) and a byte \
          payload of S - 16 bytes; the bytes path sends S raw bytes. Each peer uses its \
-         own codec: bincode 2 for shmpsc and the streams, bincode 1 inside ipmpsc and \
-         ipc-channel.\n\
+         own codec: postcard (shmpsc's default) for shmpsc and the streams, bincode 1 \
+         inside ipmpsc and ipc-channel.\n\
          - Shared-memory rings hold 8 MiB. The Unix socket and the pipe carry \
          length-prefixed frames through a 64 KiB `BufWriter`, read in large chunks; \
          with several senders the receiver `poll`s one socket (or FIFO) per sender.\n"

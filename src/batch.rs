@@ -277,7 +277,7 @@ impl<T: Serialize> Batch<'_, T> {
     /// ```
     pub fn send(&mut self, msg: T) -> Result<(), SendError<T>> {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let r = match codec::encode(&msg, &mut scratch) {
+        let r = match codec::encode(self.tx.codec(), &msg, &mut scratch) {
             Ok(len) => self.stage(&scratch[..len]),
             Err(e) => Err(Fail::Rejected(Rejection::Encode(e))),
         };

@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::batch::Batch;
-use crate::codec;
+use crate::codec::{self, Codec};
 use crate::error::{
-    OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    CodecError, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::layout::{fingerprint, Geometry};
 use crate::lock::Guard;
@@ -33,8 +33,10 @@ pub const DEFAULT_MAX_SENDERS: u32 = 64;
 /// its peer died.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(50);
 
-fn type_fingerprint<T>() -> u64 {
-    fingerprint(&[std::any::type_name::<T>(), codec::NAME])
+/// The fingerprint of a channel of `T` encoded with `codec`: endpoints that
+/// disagree on either are refused at open.
+fn type_fingerprint<T>(codec: Codec) -> u64 {
+    fingerprint(&[std::any::type_name::<T>(), codec.fingerprint_name()])
 }
 
 fn name_type<T>(e: OpenError) -> OpenError {
@@ -96,6 +98,7 @@ pub struct Builder {
     mode: u32,
     tick: Duration,
     trusted_owners: Vec<u32>,
+    codec: Codec,
 }
 
 impl Builder {
@@ -114,6 +117,7 @@ impl Builder {
             mode: 0o600,
             tick: DEFAULT_TICK,
             trusted_owners: Vec::new(),
+            codec: Codec::default(),
         }
     }
 
@@ -204,6 +208,31 @@ impl Builder {
         self
     }
 
+    /// The codec that messages are encoded with. Default
+    /// [`Codec::Postcard`]; `Codec::Bincode` needs the `bincode` feature.
+    ///
+    /// The receiver and every sender must use the same codec: it is part of
+    /// the channel's fingerprint, so a sender opened with another codec
+    /// than the receiver's (or a receiver taking over a channel made with
+    /// another) gets [`OpenError::TypeMismatch`]. Senders made from an
+    /// endpoint ([`Receiver::sender`], [`Sender::pass_to`], `clone`) use its
+    /// codec; the bytes methods ([`Sender::send_bytes`],
+    /// [`Receiver::recv_bytes_with`]) bypass it.
+    ///
+    /// ```
+    /// use shmpsc::{Builder, Codec};
+    /// let rx = Builder::new("doc-builder-codec").codec(Codec::Postcard).receiver::<u32>()?;
+    /// assert_eq!(rx.codec(), Codec::Postcard);
+    /// let tx = Builder::new("doc-builder-codec").codec(Codec::Postcard).open_sender::<u32>()?;
+    /// tx.send(7).unwrap();
+    /// assert_eq!(rx.recv(), Ok(7));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn codec(mut self, codec: Codec) -> Builder {
+        self.codec = codec;
+        self
+    }
+
     fn geometry(&self) -> Result<Geometry, OpenError> {
         let max_message = self
             .max_message
@@ -232,14 +261,16 @@ impl Builder {
     /// ```
     pub fn receiver<T: DeserializeOwned>(&self) -> Result<Receiver<T>, OpenError> {
         let geo = self.geometry()?;
-        let (seg, created) = Segment::create(&self.name, geo, self.mode, type_fingerprint::<T>())
-            .map_err(name_type::<T>)?;
+        let fp = type_fingerprint::<T>(self.codec);
+        let (seg, created) =
+            Segment::create(&self.name, geo, self.mode, fp).map_err(name_type::<T>)?;
         let consumer = Consumer::new(seg, self.tick).map_err(|bad| OpenError::Corrupt {
             name: self.name.clone(),
             reason: format!("its consumer cursors are unusable: {bad}"),
         })?;
         Ok(Receiver {
             consumer,
+            codec: self.codec,
             taken_over: created == Created::TakenOver,
             fork_generation: {
                 crate::sys::watch_forks();
@@ -275,14 +306,14 @@ impl Builder {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
-        let fp = type_fingerprint::<T>();
+        let fp = type_fingerprint::<T>(self.codec);
         if let Some(passed) = take_passed(&self.name) {
             if let Some(opened) = self.open_passed(passed, fp) {
                 return opened.map_err(name_type::<T>);
             }
         }
         let seg = Segment::open(&self.name, fp, &self.trusted_owners).map_err(name_type::<T>)?;
-        Sender::attach(seg, self.tick)
+        Sender::attach(seg, self.tick, self.codec)
     }
 
     /// Adopts the sender that the parent passed (see [`Sender::pass_to`]),
@@ -313,7 +344,7 @@ impl Builder {
         let byte = crate::layout::slot_lock_byte(passed.slot);
         Some(
             match Segment::open_inherited(&self.name, passed.fd, id, byte, fp) {
-                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick),
+                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick, self.codec),
                 // The descriptor is the passed channel's object but not the
                 // passed sender (which was adopted and dropped, or another
                 // open file description got the number): attach a sender
@@ -350,7 +381,7 @@ impl Builder {
                 )),
             });
         }
-        Sender::attach(seg, self.tick)
+        Sender::attach(seg, self.tick, self.codec)
     }
 }
 
@@ -397,6 +428,8 @@ fn take_passed(name: &str) -> Option<Passed> {
 /// What clones of a sender share: the producer, and who opened it.
 struct SenderInner {
     producer: Producer,
+    /// The channel's codec.
+    codec: Codec,
     /// The process that opened this sender, and its fork generation then:
     /// a copy of the sender made by `fork` sees another generation, and
     /// refuses to send (it shares the slot's intent word with the original).
@@ -519,7 +552,7 @@ impl<T: Serialize> Sender<T> {
         Builder::new(name).open_sender()
     }
 
-    fn attach(seg: Segment, tick: Duration) -> Result<Sender<T>, OpenError> {
+    fn attach(seg: Segment, tick: Duration, codec: Codec) -> Result<Sender<T>, OpenError> {
         // A remover (`shmpsc gc`) locks every endpoint byte of an unused
         // segment while it removes it: the receiver lock it holds is not a
         // receiver's.
@@ -529,13 +562,14 @@ impl<T: Serialize> Sender<T> {
             });
         }
         let (slot, _) = peers::acquire(&seg, false)?;
-        Ok(Sender::from_parts(seg, slot, tick))
+        Ok(Sender::from_parts(seg, slot, tick, codec))
     }
 
-    fn from_parts(seg: Segment, slot: usize, tick: Duration) -> Sender<T> {
+    fn from_parts(seg: Segment, slot: usize, tick: Duration, codec: Codec) -> Sender<T> {
         Sender {
             inner: Arc::new(SenderInner {
                 producer: Producer::new(seg, slot, tick),
+                codec,
                 opened_by: crate::sys::current_pid(),
                 fork_generation: {
                     crate::sys::watch_forks();
@@ -547,7 +581,12 @@ impl<T: Serialize> Sender<T> {
     }
 
     /// Attaches the sender that a parent passed with [`Sender::pass_to`].
-    fn adopt(seg: Segment, slot: usize, tick: Duration) -> Result<Sender<T>, OpenError> {
+    fn adopt(
+        seg: Segment,
+        slot: usize,
+        tick: Duration,
+        codec: Codec,
+    ) -> Result<Sender<T>, OpenError> {
         let bad = |why: &str| OpenError::Io {
             name: seg.name().to_owned(),
             op: "adopting the sender passed by the parent",
@@ -571,7 +610,7 @@ impl<T: Serialize> Sender<T> {
                 })
             }
         }
-        Ok(Sender::from_parts(seg, slot, tick))
+        Ok(Sender::from_parts(seg, slot, tick, codec))
     }
 
     /// Opens a sender for a child process and passes it with `cmd`: the
@@ -649,7 +688,7 @@ impl<T: Serialize> Sender<T> {
             .inner
             .producer
             .segment()
-            .reopen(type_fingerprint::<T>())?;
+            .reopen(type_fingerprint::<T>(self.inner.codec))?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
         let crate::sys::FileId { dev, ino } = seg.identity()?;
@@ -726,7 +765,7 @@ impl<T: Serialize> Sender<T> {
         // releases the lock while it waits for room, and clones that send
         // meanwhile encode into a buffer of their own.
         let mut buf = std::mem::take(&mut local.buf);
-        let len = match codec::encode(&msg, &mut buf) {
+        let len = match codec::encode(self.inner.codec, &msg, &mut buf) {
             Ok(len) => len,
             Err(e) => {
                 local.buf = buf;
@@ -846,6 +885,17 @@ impl<T> Sender<T> {
     pub fn max_message_size(&self) -> u64 {
         self.inner.producer.segment().geometry().max_message
     }
+
+    /// The codec this sender encodes messages with (see [`Builder::codec`]).
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::channel::<u8>("doc-sender-codec")?;
+    /// assert_eq!(tx.codec(), shmpsc::Codec::Postcard);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn codec(&self) -> Codec {
+        self.inner.codec
+    }
 }
 
 // ----------------------------------------------------------------- Receiver
@@ -870,6 +920,8 @@ impl<T> Sender<T> {
 /// ```
 pub struct Receiver<T> {
     consumer: Consumer,
+    /// The channel's codec.
+    codec: Codec,
     taken_over: bool,
     /// The fork generation when the receiver was made: a copy made by
     /// `fork` sees another one, receives nothing and leaves the channel
@@ -989,8 +1041,11 @@ impl<T> Receiver<T> {
     where
         T: Serialize,
     {
-        let seg = self.consumer.segment().reopen(type_fingerprint::<T>())?;
-        Sender::attach(seg, self.consumer.tick())
+        let seg = self
+            .consumer
+            .segment()
+            .reopen(type_fingerprint::<T>(self.codec))?;
+        Sender::attach(seg, self.consumer.tick(), self.codec)
     }
 
     /// The channel's name.
@@ -1014,6 +1069,17 @@ impl<T> Receiver<T> {
     /// ```
     pub fn was_taken_over(&self) -> bool {
         self.taken_over
+    }
+
+    /// The codec this receiver decodes messages with (see [`Builder::codec`]).
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpsc::channel::<u8>("doc-rx-codec")?;
+    /// assert_eq!(rx.codec(), shmpsc::Codec::Postcard);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     /// Number of messages in the ring, approximately while senders are active.
@@ -1059,7 +1125,7 @@ impl<T> Receiver<T> {
     fn recv_raw<R>(
         &self,
         deadline: Deadline,
-        f: impl FnOnce(&[u8]) -> Result<R, String>,
+        f: impl FnOnce(&[u8]) -> Result<R, CodecError>,
     ) -> Result<R, RecvFail> {
         if self.forked() {
             return Err(RecvFail::Disconnected);
@@ -1068,14 +1134,12 @@ impl<T> Receiver<T> {
         let r = self.consumer.lend(&msg, f);
         let (position, len) = (msg.position(), msg.len());
         self.consumer.finish(msg);
-        r.map_err(|reason| {
+        r.map_err(|e| {
             RecvFail::Invalid(self.consumer.undecodable(
                 position,
                 len,
-                format!(
-                    "could not be decoded as `{}`: {reason}",
-                    std::any::type_name::<T>()
-                ),
+                std::any::type_name::<T>(),
+                e,
             ))
         })
     }
@@ -1118,7 +1182,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv(&self) -> Result<T, RecvError> {
-        match self.recv_raw(Deadline::Never, codec::decode::<T>) {
+        match self.recv_raw(Deadline::Never, |b| codec::decode::<T>(self.codec, b)) {
             Ok(t) => Ok(t),
             Err(RecvFail::Invalid(i)) => Err(RecvError::Invalid(i)),
             Err(_) => Err(RecvError::Disconnected),
@@ -1135,7 +1199,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.recv_raw(Deadline::Now, codec::decode::<T>)
+        self.recv_raw(Deadline::Now, |b| codec::decode::<T>(self.codec, b))
             .map_err(TryRecvError::from_fail)
     }
 
@@ -1150,8 +1214,10 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_raw(Deadline::after(timeout), codec::decode::<T>)
-            .map_err(RecvTimeoutError::from_fail)
+        self.recv_raw(Deadline::after(timeout), |b| {
+            codec::decode::<T>(self.codec, b)
+        })
+        .map_err(RecvTimeoutError::from_fail)
     }
 
     /// Waits until `deadline` (monotonic clock) for a message.
@@ -1164,8 +1230,10 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
-        self.recv_raw(Deadline::At(deadline), codec::decode::<T>)
-            .map_err(RecvTimeoutError::from_fail)
+        self.recv_raw(Deadline::At(deadline), |b| {
+            codec::decode::<T>(self.codec, b)
+        })
+        .map_err(RecvTimeoutError::from_fail)
     }
 
     /// A blocking iterator over messages; it ends when the channel is

@@ -78,6 +78,17 @@
 //!   the spawned command; the child picks it up with [`Sender::open`]. A
 //!   worker that dies before (or after) opening counts as dropped.
 //!
+//! ## Codec
+//!
+//! Messages are encoded with postcard unless the channel is built with
+//! another [`Codec`] ([`Builder::codec`]; `Codec::Bincode`, bincode 2.x,
+//! needs the `bincode` feature, and enabling it changes no other channel).
+//! The codec is part of the channel's fingerprint, with the message type:
+//! an endpoint opened with another codec than the channel's is refused with
+//! [`OpenError::TypeMismatch`]. Both endpoints report their codec
+//! ([`Sender::codec`], [`Receiver::codec`]); encoding and decoding failures
+//! are a [`CodecError`].
+//!
 //! ## Failure model
 //!
 //! | event | receiver sees | senders see |
@@ -104,7 +115,6 @@ mod alloc_probe;
 mod batch;
 #[cfg(not(loom))]
 mod channel;
-#[cfg(not(loom))]
 mod codec;
 mod error;
 mod hooks;
@@ -143,9 +153,11 @@ pub use channel::{
     DEFAULT_MAX_SENDERS, DEFAULT_TICK,
 };
 #[cfg(not(loom))]
+pub use codec::Codec;
+#[cfg(not(loom))]
 pub use error::{
-    InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    CodecError, CodecErrorKind, InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection,
+    SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
 #[doc = include_str!("../README.md")]

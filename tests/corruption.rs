@@ -169,7 +169,8 @@ fn damaged_payload_is_reported_as_undecodable_and_skipped() {
     let (_name, tx, rx, raw) = setup("bad-payload");
     tx.send(1).unwrap();
     tx.send(2).unwrap();
-    // 0xFF starts no varint in bincode's encoding of a u64.
+    // 0xFF is a varint that goes on past the record's end (postcard's
+    // encoding of a u64; in bincode's it starts no varint).
     raw.set_u8(raw.data_at(8), 0xFF);
     let (e, text) = expect_invalid(&rx);
     assert_eq!(e.position(), 0);

@@ -17,8 +17,8 @@ use common::{
 use raw::{shm_path, Raw};
 use serde::{Serialize, Serializer};
 use shmpsc::{
-    Builder, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
-    Sender, TryRecvError, TrySendError,
+    Builder, Codec, CodecErrorKind, OpenError, RecvError, RecvTimeoutError, Rejection, SendError,
+    SendTimeoutError, Sender, TryRecvError, TrySendError,
 };
 
 const GUARD: Duration = Duration::from_secs(10);
@@ -37,19 +37,23 @@ fn run_role(role: &str) {
         },
         // Receives hostile encodings, then a valid message.
         "hostile_lengths" => {
-            let (tx, rx) = shmpsc::channel::<String>(&name).expect("create");
-            for (i, bytes) in hostile_length_prefixes().iter().enumerate() {
+            for (i, (codec, bytes)) in hostile_length_prefixes().iter().enumerate() {
+                let (tx, rx) = Builder::new(&format!("{name}-{i}"))
+                    .codec(*codec)
+                    .create::<String>()
+                    .expect("create");
                 tx.send_bytes(bytes).expect("send");
                 match rx.recv() {
                     Err(RecvError::Invalid(e)) => {
                         assert!(e.to_string().contains("could not be decoded"), "{e}");
+                        assert_eq!(e.codec_error().map(|e| e.codec()), Some(*codec));
                     }
                     other => panic!("case {i}: expected Invalid, got {other:?}"),
                 }
+                tx.send("fine".to_owned()).expect("send");
+                assert_eq!(rx.recv().as_deref(), Ok("fine"));
                 emit(format!("survived {i}"));
             }
-            tx.send("fine".to_owned()).expect("send");
-            assert_eq!(rx.recv().as_deref(), Ok("fine"));
             emit("done");
         }
         // In a /dev/shm of its own, 256 KiB: creations that do not fit fail
@@ -581,7 +585,12 @@ fn unencodable_message_is_rejected_and_the_channel_works_on() {
     let (tx, rx) = shmpsc::channel::<Unencodable>(&name).unwrap();
     match tx.send(Unencodable) {
         Err(SendError::Rejected(Unencodable, r @ Rejection::Encode(_))) => {
-            assert_says(&r, &["could not be encoded", "refuses to be encoded"]);
+            // postcard drops the words of a custom error; its kind stays.
+            assert_says(&r, &["could not be encoded", "postcard"]);
+            let Rejection::Encode(e) = r else {
+                unreachable!()
+            };
+            assert_eq!(e.kind(), CodecErrorKind::Custom);
         }
         other => panic!("expected Rejected(Encode), got {other:?}"),
     }
@@ -590,18 +599,40 @@ fn unencodable_message_is_rejected_and_the_channel_works_on() {
     assert_eq!(rx.recv(), Ok(Unencodable));
 }
 
-/// Encodings of a `String` (bincode 2, varint lengths) whose length prefix
-/// promises far more bytes than the record holds: any sender can send them.
-fn hostile_length_prefixes() -> Vec<Vec<u8>> {
-    [1u64 << 40, 1 << 62, u64::MAX]
-        .iter()
-        .map(|len| {
-            let mut b = vec![0xFD]; // a u64 follows
-            b.extend_from_slice(&len.to_le_bytes());
+/// Encodings of a `String`, in every codec of this build, whose length
+/// prefix promises far more bytes than the record holds: any sender can
+/// send them.
+fn hostile_length_prefixes() -> Vec<(Codec, Vec<u8>)> {
+    let codecs = [
+        Codec::Postcard,
+        #[cfg(feature = "bincode")]
+        Codec::Bincode,
+    ];
+    let mut cases = Vec::new();
+    for codec in codecs {
+        for len in [1u64 << 40, 1 << 62, u64::MAX] {
+            let mut b = Vec::new();
+            match codec {
+                #[cfg(feature = "bincode")]
+                Codec::Bincode => {
+                    b.push(0xFD); // a u64 follows
+                    b.extend_from_slice(&len.to_le_bytes());
+                }
+                // postcard: a varint, 7 bits a byte, low bits first.
+                _ => {
+                    let mut v = len;
+                    while v >= 0x80 {
+                        b.push(v as u8 | 0x80);
+                        v >>= 7;
+                    }
+                    b.push(v as u8);
+                }
+            }
             b.extend_from_slice(b"abc");
-            b
-        })
-        .collect()
+            cases.push((codec, b));
+        }
+    }
+    cases
 }
 
 #[test]

@@ -120,8 +120,9 @@ impl Peer {
 /// How messages are made and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Path {
-    /// A [`Msg`] through serde: each peer's own codec, bincode 2 for shmpsc
-    /// and the streams, bincode 1 inside ipmpsc and ipc-channel.
+    /// A [`Msg`] through serde: each peer's own codec, postcard (shmpsc's
+    /// default) for shmpsc and the streams, bincode 1 inside ipmpsc and
+    /// ipc-channel.
     Serde,
     /// Raw bytes: `send_bytes`/`recv_bytes_with` in shmpsc, byte channels or
     /// bare frames elsewhere.

@@ -2,8 +2,8 @@
 //! socket, and a pipe (one named FIFO per sender, since writes from several
 //! processes into one pipe interleave).
 //!
-//! A frame's body is the bytes, or the [`Msg`] encoded with bincode 2
-//! (standard config, as shmpsc encodes). Senders flush at the end of a
+//! A frame's body is the bytes, or the [`Msg`] encoded with postcard
+//! (shmpsc's default codec). Senders flush at the end of a
 //! round (after every message in ping-pong).
 
 use std::fs::{File, OpenOptions};
@@ -13,8 +13,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use super::stream::{StreamIn, StreamOut};
 use super::{seq_of, Inbox, Msg, Outbox, Spec, Transport, Wait, MAX_MESSAGE};
-
-const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 fn stream_in(fds: Vec<OwnedFd>, socket: bool, spin: bool) -> StreamIn {
     StreamIn::new(fds, socket, spin, MAX_MESSAGE as usize)
@@ -29,9 +27,9 @@ impl Inbox for StreamIn {
     #[inline]
     fn recv_msg(&mut self) -> (u64, usize) {
         let body = next(self);
-        let (m, used): (Msg, usize) = bincode::serde::decode_from_slice(body, CONFIG)
-            .unwrap_or_else(|e| panic!("stream: decoding: {e}"));
-        assert_eq!(used, body.len(), "stream: trailing bytes");
+        let (m, rest): (Msg, &[u8]) =
+            postcard::take_from_bytes(body).unwrap_or_else(|e| panic!("stream: decoding: {e}"));
+        assert!(rest.is_empty(), "stream: trailing bytes");
         (m.seq, m.payload.len())
     }
 
@@ -47,8 +45,7 @@ impl<W: Write> Outbox for StreamOut<W> {
     fn send_msg(&mut self, m: &Msg) {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        bincode::serde::encode_into_std_write(m, &mut buf, CONFIG)
-            .unwrap_or_else(|e| panic!("stream: encoding: {e}"));
+        let buf = postcard::to_extend(m, buf).unwrap_or_else(|e| panic!("stream: encoding: {e}"));
         let sent = self.frame(&buf);
         self.scratch = buf;
         sent.unwrap_or_else(|e| panic!("stream write: {e}"));

@@ -78,7 +78,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OpenError, ReceiverState, Rejection, Sender, TrySendError};
+use crate::{Builder, Codec, OpenError, ReceiverState, Rejection, Sender, TrySendError};
 
 #[cfg(feature = "log")]
 mod log;
@@ -392,6 +392,9 @@ pub const MAX_FORK_DEPTH: usize = 16;
 /// half-made, never locked) when it starts.
 struct Shared {
     name: String,
+    /// The channel's codec: the sender's for a sink made from one, the
+    /// default otherwise. Reconnections open senders with it.
+    codec: Codec,
     /// The fork generation of the process that made the sink.
     home: u64,
     /// The connection of each process, by fork generation below `home`.
@@ -604,7 +607,7 @@ impl Shared {
             state.last_attempt = Some(Instant::now());
             drop(state);
             at_attempt(&self.name);
-            let opened = open_if_ready(&self.name);
+            let opened = open_if_ready(&self.name, self.codec);
             state = proc.lock();
             let Ok(tx) = opened else { continue };
             if state.closed {
@@ -620,30 +623,31 @@ impl Shared {
     }
 }
 
-/// Opens a sender on the channel `name` if it is ready now. Unlike
+/// Opens a sender with `codec` on the channel `name` if it is ready now. Unlike
 /// [`Sender::open`], does not wait for a channel that its creator is still
 /// setting up: fails at once, as [`inspect`](crate::inspect) does.
 ///
 /// What remains is a window between the check and the opening: if the
 /// channel is removed and created anew in it, the opening waits for the
 /// new creator to finish setting it up (microseconds, at most a second).
-fn open_if_ready(name: &str) -> Result<Sender<LogRecord>, OpenError> {
+fn open_if_ready(name: &str, codec: Codec) -> Result<Sender<LogRecord>, OpenError> {
     let info = crate::inspect(name)?;
     if info.receiver != ReceiverState::Alive {
         return Err(OpenError::ReceiverGone {
             name: name.to_owned(),
         });
     }
-    Sender::open(name)
+    Builder::new(name).codec(codec).open_sender()
 }
 
 impl LogSink {
-    fn with(name: &str, sender: Option<Sender<LogRecord>>) -> LogSink {
+    fn with(name: &str, codec: Codec, sender: Option<Sender<LogRecord>>) -> LogSink {
         // A child made by `fork` must see another generation (see `Shared`).
         crate::sys::watch_forks();
         let connected = sender.is_some();
         let shared = Arc::new(Shared {
             name: name.to_owned(),
+            codec,
             home: crate::sys::fork_generation(),
             procs: std::array::from_fn(|_| OnceLock::new()),
             epoch: Instant::now(),
@@ -685,7 +689,8 @@ impl LogSink {
     /// assert_eq!(sink.dropped(), 1);
     /// ```
     pub fn new(name: &str) -> LogSink {
-        LogSink::with(name, open_if_ready(name).ok())
+        let codec = Codec::default();
+        LogSink::with(name, codec, open_if_ready(name, codec).ok())
     }
 
     /// A sink for the channel `name`, which must be open now: fails like
@@ -705,11 +710,19 @@ impl LogSink {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn connect(name: &str) -> Result<LogSink, OpenError> {
-        Ok(LogSink::with(name, Some(Sender::open(name)?)))
+        Ok(LogSink::with(
+            name,
+            Codec::default(),
+            Some(Sender::open(name)?),
+        ))
     }
 
-    /// A sink that sends through `sender` (and reopens its channel by name
-    /// when its receiver is gone).
+    /// A sink that sends through `sender` (and reopens its channel by name,
+    /// with the sender's [codec](Sender::codec), when its receiver is gone).
+    ///
+    /// [`LogSink::new`] and [`LogSink::connect`] open senders with the
+    /// default codec (postcard); for a daemon whose channel uses another
+    /// one ([`Builder::codec`]), make the sink from a sender opened with it.
     ///
     /// ```
     /// use shmpsc::logging::{LogRecord, LogSink};
@@ -720,7 +733,7 @@ impl LogSink {
     /// ```
     pub fn from_sender(sender: Sender<LogRecord>) -> LogSink {
         let name = sender.name().to_owned();
-        LogSink::with(&name, Some(sender))
+        LogSink::with(&name, sender.codec(), Some(sender))
     }
 
     /// The channel's name.

@@ -16,7 +16,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::{Malformed, Message, Peek, Ring};
-use crate::error::InvalidMessage;
+use crate::error::{CodecError, InvalidMessage};
 use crate::layout::RX_DROPPED;
 use crate::peers;
 use crate::segment::Segment;
@@ -269,13 +269,20 @@ impl Consumer {
     /// Counts a message that was received but could not be decoded, and
     /// describes it.
     #[cold]
-    pub(crate) fn undecodable(&self, position: u64, len: u64, reason: String) -> InvalidMessage {
+    pub(crate) fn undecodable(
+        &self,
+        position: u64,
+        len: u64,
+        type_name: &str,
+        error: CodecError,
+    ) -> InvalidMessage {
         let rx = &self.ring.segment().header().rx;
         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
         InvalidMessage {
             position,
             len,
-            reason,
+            reason: format!("could not be decoded as `{type_name}`"),
+            codec_error: Some(error),
         }
     }
 
@@ -412,6 +419,7 @@ impl Consumer {
                  position {end}",
                 end - head
             ),
+            codec_error: None,
         })
     }
 
@@ -439,6 +447,7 @@ impl Consumer {
                 "cannot be reached: the producers' claim cursor {bad}, so the channel was \
                  written by something that breaks the protocol and is closed; create it again"
             ),
+            codec_error: None,
         })
     }
 
