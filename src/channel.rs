@@ -537,8 +537,11 @@ impl<T: Serialize> Sender<T> {
     /// sending from both sides could lose messages. The child should open
     /// its own sender with `Sender::open` (or be spawned with
     /// [`Sender::pass_to`]). Dropping the copy leaves the original alone.
-    /// The fork is noticed through a `pthread_atfork` handler: a child made
-    /// by a raw `clone`/`fork` syscall that bypasses libc is not detected.
+    /// The copy holds no reference to the sender's liveness lock: if this
+    /// process is killed, its sender counts as dead even while the child
+    /// lives. The fork is noticed through a `pthread_atfork` handler: a
+    /// child made by a raw `clone`/`fork` syscall that bypasses libc is not
+    /// detected (and keeps the sender alive).
     ///
     /// ```
     /// let (_tx, rx) = shmpsc::channel::<String>("doc-open")?;
@@ -907,7 +910,10 @@ impl<T> Sender<T> {
 ///
 /// A copy of a receiver made by `fork` (without `exec`) is not a receiver:
 /// it receives nothing (`Disconnected`), so that no message is delivered in
-/// two processes, and dropping it leaves the channel to the original.
+/// two processes, and dropping it leaves the channel to the original. It
+/// holds no reference to the receiver's liveness lock: if the original's
+/// process is killed, senders see `Disconnected` and a new receiver can
+/// take over, even while the child lives.
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u32>("doc-receiver-type")?;

@@ -98,6 +98,12 @@
 //! | sender stopped (`SIGSTOP`) mid-claim | waits for it; nothing skipped | — |
 //! | receiver dropped | — | `Disconnected` at once, blocked senders wake |
 //! | receiver killed | a new receiver on the name takes over every committed message | blocked senders get `Disconnected` within one tick |
+//!
+//! A process that `fork`ed without `exec` counts as dead when it is killed,
+//! even while its child lives: the child's copies of its endpoints hold no
+//! lock (they refuse to send and receive nothing). See "Failure model" in
+//! the README for how, and for the few cases this does not cover (a raw
+//! `clone` system call, no `/proc`, more than 512 endpoints in a process).
 #![deny(missing_docs, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

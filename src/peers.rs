@@ -180,11 +180,15 @@ pub(crate) fn claim_spawned(seg: &Segment, slot: usize, generation: u32, who: Pr
 #[allow(unsafe_code)]
 pub(crate) fn hand_to_child(
     cmd: &mut std::process::Command,
-    seg: Segment,
+    mut seg: Segment,
     slot: usize,
     generation: u32,
 ) -> i32 {
     use std::os::fd::AsRawFd;
+    // The child must inherit this open file description itself (it holds
+    // the passed slot's lock): not the lock-free one that children forked
+    // from this process get for its other endpoints.
+    seg.keep_in_forks();
     let raw = seg.file().as_raw_fd();
     // SAFETY: `seg` owns `raw` and moves into the command with it;
     // `claim_spawned` makes only atomic loads, stores and one

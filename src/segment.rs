@@ -87,7 +87,10 @@ pub(crate) enum Created {
 pub(crate) struct Segment {
     name: String,
     path: String,
-    file: File,
+    /// This endpoint's open file description, registered so that a child
+    /// made by `fork` lets go of it and of `map` (see `sys::EndpointFile`).
+    /// Declared before `map`: it is unregistered before `map` is unmapped.
+    file: sys::EndpointFile,
     map: MmapRaw,
     geo: Geometry,
     /// A private copy of the header and slots (see [`Segment::inspect`]).
@@ -187,12 +190,15 @@ impl Segment {
         fingerprint: u64,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
         match sys::shm_open_existing(path) {
-            Ok(file) => return Segment::try_take_over(name, path, file, geo, mode, fingerprint),
+            Ok(file) => {
+                let file = sys::EndpointFile::new(file);
+                return Segment::try_take_over(name, path, file, geo, mode, fingerprint);
+            }
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(open_errno(name, "opening", e)),
         }
         let file = match sys::shm_create_unnamed(mode) {
-            Ok(file) => file,
+            Ok(file) => sys::EndpointFile::new(file),
             Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
                 return Segment::try_create_named(name, path, geo, mode, fingerprint)
             }
@@ -239,7 +245,7 @@ impl Segment {
         fingerprint: u64,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
         let file = match sys::shm_create(path, mode) {
-            Ok(file) => file,
+            Ok(file) => sys::EndpointFile::new(file),
             Err(Errno::EEXIST) => return Ok(None),
             Err(e) => return Err(open_errno(name, "creating", e)),
         };
@@ -342,7 +348,7 @@ impl Segment {
     fn try_take_over(
         name: &str,
         path: &str,
-        file: File,
+        file: sys::EndpointFile,
         geo: Geometry,
         mode: u32,
         fingerprint: u64,
@@ -409,7 +415,7 @@ impl Segment {
     fn initialise(
         name: &str,
         path: &str,
-        file: File,
+        file: sys::EndpointFile,
         geo: Geometry,
         fingerprint: u64,
     ) -> Result<Segment, OpenError> {
@@ -460,7 +466,12 @@ impl Segment {
 
     /// Maps `size` bytes of the file. The geometry is a placeholder until
     /// validated.
-    fn map(name: &str, path: &str, file: File, size: u64) -> Result<Segment, OpenError> {
+    fn map(
+        name: &str,
+        path: &str,
+        file: sys::EndpointFile,
+        size: u64,
+    ) -> Result<Segment, OpenError> {
         if size < std::mem::size_of::<Header>() as u64 || size > isize::MAX as u64 {
             return Err(OpenError::Corrupt {
                 name: name.to_owned(),
@@ -469,8 +480,9 @@ impl Segment {
         }
         let map = MmapOptions::new()
             .len(size as usize)
-            .map_raw(&file)
+            .map_raw(&*file)
             .map_err(|e| io_err(name, "mapping", e))?;
+        file.mapped_at(map.as_mut_ptr(), size as usize);
         let geo = Geometry {
             capacity: 0,
             max_message: 0,
@@ -497,7 +509,7 @@ impl Segment {
     fn open_checked(
         name: &str,
         path: &str,
-        file: File,
+        file: sys::EndpointFile,
         fingerprint: impl Into<Option<u64>>,
         trust: Trust<'_>,
     ) -> Result<Segment, OpenError> {
@@ -535,10 +547,12 @@ impl Segment {
     ) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        let file = sys::EndpointFile::new(file);
         let give_up = Instant::now() + Duration::from_secs(1);
         loop {
             let attempt = file
                 .try_clone()
+                .map(sys::EndpointFile::new)
                 .map_err(|e| io_err(name, "duplicating", e))?;
             match Segment::open_checked(name, &path, attempt, fingerprint, Trust::Owners(trusted)) {
                 Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
@@ -562,7 +576,7 @@ impl Segment {
     /// removed and given to another channel since this endpoint attached.
     pub(crate) fn reopen(&self, fingerprint: u64) -> Result<Segment, OpenError> {
         let file = match sys::reopen_same(&self.file) {
-            Ok(file) => file,
+            Ok(file) => sys::EndpointFile::new(file),
             // No /proc: by name, if the name still refers to our object.
             Err(Errno::ENOENT) => {
                 let file = sys::shm_open_existing(&self.path)
@@ -578,7 +592,7 @@ impl Segment {
                         ),
                     ));
                 }
-                file
+                sys::EndpointFile::new(file)
             }
             Err(e) => return Err(open_errno(&self.name, "opening", e)),
         };
@@ -634,6 +648,7 @@ impl Segment {
         }
         let file =
             sys::adopt_inherited(raw, &expect, lock_byte).map_err(|e| io_err(name, OP, e))?;
+        let file = sys::EndpointFile::new(file);
         let seg = Segment::open_checked(name, &path, file, fingerprint, Trust::Known)?;
         seg.reserve()?;
         Ok(seg)
@@ -685,7 +700,8 @@ impl Segment {
         Ok(Segment {
             name: name.to_owned(),
             path,
-            file,
+            // A snapshot holds no lock: forked children may keep it.
+            file: sys::EndpointFile::unregistered(file),
             map: copy.into(),
             geo,
             snapshot: true,
@@ -723,6 +739,9 @@ impl Segment {
     ) -> Result<(), OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        // It takes every endpoint byte for a moment: a child forked
+        // meanwhile must not keep them.
+        let file = sys::EndpointFile::new(file);
         crate::hooks::at(crate::hooks::Point::RemoveOpened);
         let st = sys::file_stat(&file).map_err(|e| io_err(name, "inspecting", e))?;
         if !st.regular {
@@ -795,6 +814,14 @@ impl Segment {
         &self.file
     }
 
+    /// Lets children forked from this process from now on keep this
+    /// segment's open file description, and its locks (see
+    /// `sys::EndpointFile`): for the sender that `Sender::pass_to` hands to
+    /// a child through `fork` and `exec`.
+    pub(crate) fn keep_in_forks(&mut self) {
+        self.file.keep_in_forks();
+    }
+
     /// The validated geometry.
     pub(crate) fn geometry(&self) -> &Geometry {
         &self.geo
@@ -832,7 +859,7 @@ impl Segment {
         let seg = Segment {
             name: "anonymous".to_owned(),
             path: String::new(),
-            file: File::open("/dev/null").expect("/dev/null"),
+            file: sys::EndpointFile::unregistered(File::open("/dev/null").expect("/dev/null")),
             map: map.into(),
             geo,
             snapshot: false,

@@ -768,23 +768,310 @@ pub(crate) fn membarrier_global() -> bool {
 static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 extern "C" fn forked_child() {
-    // Async-signal-safe: one atomic add, no lock, no allocation.
+    // Async-signal-safe: one atomic add, no lock, no allocation, then
+    // `detach_endpoints_in_child` (open, fstat, dup3, close).
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    detach_endpoints_in_child();
 }
 
 /// Arranges (once per process) for [`fork_generation`] to change in every
 /// child that `fork` (or anything built on libc's `fork`) creates from now
-/// on. Returns whether the handler is in place.
+/// on, and for such a child to let go of this process's endpoint
+/// descriptors (see [`EndpointFile`]). Returns whether the handler is in
+/// place.
 pub(crate) fn watch_forks() -> bool {
     static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *REGISTERED.get_or_init(|| {
+        // The stand-in for a descriptor that cannot be reopened in a child
+        // (see `detach_endpoints_in_child`): opened before any endpoint is
+        // registered, close-on-exec, never closed.
+        if let Ok(fd) = nix::fcntl::open(
+            "/dev/null",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            DEV_NULL.store(
+                std::os::fd::IntoRawFd::into_raw_fd(fd),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
         // SAFETY: registers a handler that libc runs in the child after
-        // `fork`; the handler only does an atomic add (async-signal-safe)
-        // on a static that lives as long as the process.
+        // `fork`; the handler makes only async-signal-safe calls (an atomic
+        // add, then open, fstat, dup3 and close on numbers and a stack
+        // buffer, see `detach_endpoints_in_child`) on statics that live as
+        // long as the process.
         unsafe {
             libc::pthread_atfork(None, None, Some(forked_child as unsafe extern "C" fn())) == 0
         }
     })
+}
+
+/// How many endpoint descriptors a process can register (see
+/// [`EndpointFile`]); the ones opened beyond that are not detached in
+/// forked children.
+const ENDPOINT_REGISTRY_LEN: usize = 512;
+/// A registry entry that holds no descriptor.
+const ENTRY_FREE: i32 = -1;
+/// A registry entry being filled in by [`EndpointFile::new`].
+const ENTRY_BUSY: i32 = -2;
+
+/// One registered endpoint descriptor: its number, the object (device
+/// and inode) it referred to when registered, and the shared mapping of it
+/// (`len` 0: none yet).
+struct RegistryEntry {
+    fd: std::sync::atomic::AtomicI32,
+    dev: std::sync::atomic::AtomicU64,
+    ino: std::sync::atomic::AtomicU64,
+    addr: std::sync::atomic::AtomicUsize,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+/// The descriptors whose open file descriptions hold (or will hold) this
+/// process's endpoint locks. Fixed size and atomics only, so that the
+/// `fork` child handler can read it without a lock or an allocation.
+static ENDPOINT_REGISTRY: [RegistryEntry; ENDPOINT_REGISTRY_LEN] = [const {
+    RegistryEntry {
+        fd: std::sync::atomic::AtomicI32::new(ENTRY_FREE),
+        dev: std::sync::atomic::AtomicU64::new(0),
+        ino: std::sync::atomic::AtomicU64::new(0),
+        addr: std::sync::atomic::AtomicUsize::new(0),
+        len: std::sync::atomic::AtomicUsize::new(0),
+    }
+}; ENDPOINT_REGISTRY_LEN];
+
+/// `/dev/null`, opened by [`watch_forks`]; -1 if it could not be.
+static DEV_NULL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The open file description of an endpoint of this process (its locks
+/// say that the endpoint lives), registered so that a child made by `fork`
+/// (without `exec`) lets go of it.
+///
+/// `fork` gives the child a reference to every open file description of
+/// the parent, through its descriptors and through its shared mappings
+/// (a mapping holds the description it was made from), and the kernel
+/// releases an open-file-description lock only when the last reference
+/// goes: a child that kept the parent's endpoint descriptors or mappings
+/// would keep a killed parent's sender or receiver alive for as long as
+/// the child lives. So the `fork` child handler gives each registered
+/// descriptor number, in the child, a new open file description of the
+/// same object (reopened through `/proc/self/fd`), which holds no lock,
+/// and maps the same object through it over the registered mapping
+/// ([`EndpointFile::mapped_at`]): the child sees the same shared memory
+/// at the same address, through a description of its own. The number
+/// stays open (whatever owns it in the child closes it once, as before),
+/// and the child's copy of the endpoint (which refuses to send or
+/// receive) can still look at the channel. Where the object cannot be
+/// reopened (no `/proc`), the number gets `/dev/null` and the mapping
+/// private zeroed memory of the same size: the copy then sees an empty
+/// segment, which it neither sends nor receives through anyway.
+///
+/// Limits: [`ENDPOINT_REGISTRY_LEN`] descriptors per process (further ones
+/// are not registered: a forked child keeps them, as before); a child made
+/// by a raw `clone`/`fork` syscall that bypasses libc runs no handler; and
+/// a `fork` in another thread between the `open` of an endpoint's object
+/// and its registration here, or between its `mmap` and
+/// [`EndpointFile::mapped_at`] (a few instructions each), leaves that
+/// child a reference.
+#[derive(Debug)]
+pub(crate) struct EndpointFile {
+    // Dropped before `file`: the number is unregistered while it is still
+    // open, so a child never replaces a number that was reused meanwhile.
+    entry: RegistryGuard,
+    file: File,
+}
+
+/// The registry entry of an [`EndpointFile`]; `None` if it has none.
+#[derive(Debug)]
+struct RegistryGuard(Option<usize>);
+
+impl Drop for RegistryGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(i) = self.0.take() {
+            ENDPOINT_REGISTRY[i].len.store(0, SeqCst);
+            ENDPOINT_REGISTRY[i].fd.store(ENTRY_FREE, SeqCst);
+        }
+    }
+}
+
+impl EndpointFile {
+    /// Registers `file` (just opened, before any lock is taken on it) as
+    /// an endpoint's open file description. If the registry is full, or
+    /// `fstat` fails, it is not registered (see [`EndpointFile`]).
+    pub(crate) fn new(file: File) -> EndpointFile {
+        use std::sync::atomic::Ordering::SeqCst;
+        watch_forks();
+        let Ok(st) = fstat(file.as_fd()) else {
+            return EndpointFile::unregistered(file);
+        };
+        let entry = ENDPOINT_REGISTRY.iter().position(|e| {
+            e.fd.compare_exchange(ENTRY_FREE, ENTRY_BUSY, SeqCst, SeqCst)
+                .is_ok()
+        });
+        if let Some(i) = entry {
+            let e = &ENDPOINT_REGISTRY[i];
+            e.dev.store(st.st_dev, SeqCst);
+            e.ino.store(st.st_ino, SeqCst);
+            e.len.store(0, SeqCst);
+            // SYNC POINT: a child forked after this store sees the number
+            // with its object (the child handler loads `fd` first).
+            e.fd.store(file.as_raw_fd(), SeqCst);
+        }
+        EndpointFile {
+            entry: RegistryGuard(entry),
+            file,
+        }
+    }
+
+    /// `file`, not registered: forked children keep its open file
+    /// description (a snapshot that holds no lock, a unit test's stand-in).
+    pub(crate) fn unregistered(file: File) -> EndpointFile {
+        EndpointFile {
+            entry: RegistryGuard(None),
+            file,
+        }
+    }
+
+    /// Registers the shared mapping of this file's object at `addr`, `len`
+    /// bytes from offset 0 (read and write), which the caller made right
+    /// after opening it and keeps until this file is dropped (a
+    /// `Segment`'s mapping: its fields drop this file first): a forked
+    /// child maps the object over it again, through its own description.
+    pub(crate) fn mapped_at(&self, addr: *mut u8, len: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(i) = self.entry.0 {
+            let e = &ENDPOINT_REGISTRY[i];
+            e.addr.store(addr as usize, SeqCst);
+            // SYNC POINT: the child handler loads `len` before `addr`.
+            e.len.store(len, SeqCst);
+        }
+    }
+
+    /// Unregisters the descriptor: from now on, children forked from this
+    /// process keep its open file description, and its locks. For the
+    /// descriptor that `Sender::pass_to` hands to a spawned child, which
+    /// must reach that child (through `fork`, then `exec`) unchanged.
+    pub(crate) fn keep_in_forks(&mut self) {
+        drop(std::mem::replace(&mut self.entry, RegistryGuard(None)));
+    }
+}
+
+impl AsFd for EndpointFile {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl std::ops::Deref for EndpointFile {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        &self.file
+    }
+}
+
+/// Runs in a child made by `fork`: gives every registered endpoint
+/// descriptor number a new open file description of its object (or
+/// `/dev/null`), and maps the object again over its registered mapping
+/// through that description (or private zeroed memory), so that the child
+/// holds no reference to the parent's endpoint locks (see
+/// [`EndpointFile`]). A number is replaced only if it still refers to the
+/// object it was registered with (device and inode).
+///
+/// The child of a multi-threaded process may only make async-signal-safe
+/// calls: atomic loads, and `fstat`, `open`, `dup3`, `mmap` and `close` on
+/// numbers and a path built in a stack buffer (glibc's `mmap` is the bare
+/// system call); no allocation, no lock, no panic.
+fn detach_endpoints_in_child() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for e in &ENDPOINT_REGISTRY {
+        let fd = e.fd.load(SeqCst);
+        if fd < 0 {
+            continue;
+        }
+        let (dev, ino) = (e.dev.load(SeqCst), e.ino.load(SeqCst));
+        // SAFETY: `st` is written by fstat before it is read (checked by
+        // its return value); fstat on a number that is not open fails.
+        let same = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &mut st) == 0 && st.st_dev == dev && st.st_ino == ino
+        };
+        if !same {
+            continue;
+        }
+        let mut path = [0u8; 32];
+        let fresh = match proc_fd_path(fd, &mut path) {
+            // SAFETY: `path` is NUL-terminated (built by `proc_fd_path`)
+            // and lives across the call; open only reads it.
+            Some(()) => unsafe {
+                libc::open(
+                    path.as_ptr().cast(),
+                    libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+                )
+            },
+            None => -1,
+        };
+        let with = if fresh >= 0 {
+            fresh
+        } else {
+            DEV_NULL.load(SeqCst)
+        };
+        if with >= 0 {
+            // SAFETY: dup3 on two numbers: `fd` (open, checked above) now
+            // refers to what `with` refers to; nothing is read or written
+            // through memory. The old open file description loses this
+            // child's reference, which is the point.
+            unsafe { libc::dup3(with, fd, libc::O_CLOEXEC) };
+        }
+        let len = e.len.load(SeqCst);
+        let addr = e.addr.load(SeqCst) as *mut libc::c_void;
+        if len != 0 {
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            // SAFETY: `addr` and `len` are the registered mapping of this
+            // object, which the parent kept while it was registered (it is
+            // unregistered before it is unmapped), so the child has it too:
+            // MAP_FIXED replaces exactly that mapping, with the same object
+            // through the child's new description (the same pages, so every
+            // reference into it stays valid), or with zeroed private memory
+            // of the same size. Nothing else lives in that range.
+            unsafe {
+                let same = fresh >= 0
+                    && libc::mmap(addr, len, rw, libc::MAP_SHARED | libc::MAP_FIXED, fresh, 0)
+                        != libc::MAP_FAILED;
+                if !same {
+                    let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                    libc::mmap(addr, len, rw, anon, -1, 0);
+                }
+            }
+        }
+        if fresh >= 0 {
+            // SAFETY: closes the descriptor opened above, which nothing
+            // else owns (`fd` keeps its own reference to the description).
+            unsafe { libc::close(fresh) };
+        }
+    }
+}
+
+/// Writes `/proc/self/fd/<fd>` and a NUL into `buf`, without allocating.
+fn proc_fd_path(fd: i32, buf: &mut [u8; 32]) -> Option<()> {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut digits = [0u8; 10];
+    let mut n = u32::try_from(fd).ok()?;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    for (k, d) in digits[..len].iter().rev().enumerate() {
+        buf[PREFIX.len() + k] = *d;
+    }
+    buf[PREFIX.len() + len] = 0;
+    Some(())
 }
 
 /// The process's fork generation: a different value in a child created by
@@ -883,6 +1170,113 @@ mod tests {
             adopt_inherited(raw, &named, byte).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    /// A fresh nameless shared-memory object of 4 KiB.
+    fn nameless_object(tag: &str) -> File {
+        let path = format!("/shmpsc-sys-{tag}-{}", std::process::id());
+        let file = shm_create(&path, 0o600).unwrap();
+        let _ = shm_remove(&path);
+        shm_allocate(&file, 4096).unwrap();
+        file
+    }
+
+    /// In a child made by `fork`: a registered endpoint's number refers to
+    /// a new open file description of the same object (the parent's lock
+    /// is another's there), and its mapping shows the same memory; a
+    /// descriptor kept in forks, and a registered number that another
+    /// object's description took over since, are left alone (their locks
+    /// are the child's own there). And the parent's lock goes with the
+    /// parent's descriptor and mapping while the child still lives.
+    #[test]
+    fn a_forked_child_lets_go_of_registered_endpoints() {
+        let endpoint = EndpointFile::new(nameless_object("fork-endpoint"));
+        let map = memmap2::MmapOptions::new()
+            .len(4096)
+            .map_raw(&*endpoint)
+            .unwrap();
+        endpoint.mapped_at(map.as_mut_ptr(), 4096);
+        let word = map.as_mut_ptr().cast::<u64>();
+        // SAFETY: the mapping is 4096 bytes, page-aligned, and ours.
+        unsafe { word.write_volatile(0x5eed) };
+        let probe = reopen_same(&endpoint).unwrap();
+        let mut kept = EndpointFile::new(nameless_object("fork-kept"));
+        kept.keep_in_forks();
+        let moved = EndpointFile::new(nameless_object("fork-moved"));
+        let other = nameless_object("fork-other");
+        // SAFETY: `moved` owns its number, which now refers to `other`'s
+        // open file description; only `moved` closes it.
+        assert!(unsafe { libc::dup2(other.as_raw_fd(), moved.as_raw_fd()) } >= 0);
+        for (f, byte) in [(&endpoint, 1), (&kept, 2), (&moved, 3)] {
+            assert!(ofd_try_lock(f, byte).unwrap());
+        }
+        let id = file_stat(&endpoint).unwrap().id;
+        // `done`: the child's checks, to the parent; `go`: the parent
+        // closes it to let the child leave.
+        let (mut done, mut go) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: each call writes two descriptors into its array.
+        unsafe {
+            assert_eq!(libc::pipe2(done.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            assert_eq!(libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        }
+        // SAFETY: the child makes only async-signal-safe calls (fcntl,
+        // fstat, read on numbers and stack buffers, no allocation) and
+        // leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let checks = [
+                ofd_is_locked(&endpoint, 1).ok() == Some(true),
+                borrowed_identity(endpoint.as_raw_fd()) == Some(id),
+                // SAFETY: the remapped page, as in the parent.
+                unsafe { word.read_volatile() } == 0x5eed,
+                ofd_is_locked(&kept, 2).ok() == Some(false),
+                ofd_is_locked(&moved, 3).ok() == Some(false),
+            ];
+            let failed = checks.iter().position(|ok| !ok).map_or(0, |i| i + 1) as u8;
+            let mut byte = 0u8;
+            // SAFETY: writes and reads bytes we own on the pipes' ends;
+            // waits for the parent to close `go`, then leaves at once.
+            unsafe {
+                libc::close(go[1]);
+                libc::write(done[1], (&failed as *const u8).cast(), 1);
+                libc::read(go[0], (&mut byte as *mut u8).cast(), 1);
+                libc::_exit(0)
+            }
+        }
+        let mut failed = 0xffu8;
+        // SAFETY: reads one byte into `failed`, closes our ends of `done`.
+        unsafe {
+            libc::close(done[1]);
+            libc::read(done[0], (&mut failed as *mut u8).cast(), 1);
+            libc::close(done[0]);
+        }
+        // The child lives (it waits on `go`): the lock goes with the
+        // parent's own references.
+        drop(map);
+        drop(endpoint);
+        let released = !ofd_is_locked(&probe, 1).unwrap();
+        let mut status = 0;
+        // SAFETY: closes our ends of `go` (the child then leaves) and waits
+        // for the child made above; `status` is ours.
+        unsafe {
+            libc::close(go[1]);
+            libc::close(go[0]);
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        }
+        assert_eq!(failed, 0, "check number {failed} failed in the child");
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert!(released, "the forked child kept the endpoint's lock");
+    }
+
+    #[test]
+    fn proc_fd_paths() {
+        let mut buf = [0u8; 32];
+        proc_fd_path(0, &mut buf).unwrap();
+        assert_eq!(&buf[..17], b"/proc/self/fd/0\0\0");
+        proc_fd_path(i32::MAX, &mut buf).unwrap();
+        assert_eq!(&buf[..25], b"/proc/self/fd/2147483647\0");
+        assert!(proc_fd_path(-1, &mut buf).is_none());
     }
 
     #[test]
