@@ -173,9 +173,9 @@ impl<'a, T> Batch<'a, T> {
     /// copy, one commit. Blocks while the ring has no room for the block.
     ///
     /// ```
-    /// let (tx, rx) = shmpsc::channel::<&str>("doc-batch-flush")?;
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-batch-flush")?;
     /// let mut batch = tx.batch();
-    /// batch.send("a").unwrap();
+    /// batch.send("a".to_string()).unwrap();
     /// batch.flush().unwrap();
     /// assert_eq!(rx.try_recv().as_deref(), Ok("a"));
     /// # Ok::<(), shmpsc::OpenError>(())

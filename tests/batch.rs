@@ -25,6 +25,7 @@ fn run_role(role: &str) {
         // after the second flush.
         "batches" => {
             let tx = Sender::<u64>::open(&name).expect("open");
+            emit("opened");
             let first: u64 = param("first");
             let second: u64 = param("second");
             let stop_after: u64 = param("stop_after");
@@ -78,6 +79,7 @@ fn crash_case(test: &str, hook: Option<&str>, stop_after: u64, second: u64) -> V
         spawn.command().env("SHMPSC_TEST_HOOK", h);
     }
     let mut c = spawn.spawn();
+    c.expect_event("opened");
     match hook {
         // Killed by its hook inside the second flush.
         Some(_) => {
@@ -152,6 +154,8 @@ fn killed_while_a_batch_fills_the_ring_loses_only_the_unfinished_block() {
         .param("stop_after", 2);
     spawn.command().env("SHMPSC_TEST_HOOK", "payload:40:kill");
     let mut c = spawn.spawn();
+    // Until a sender is attached, a receive finds the channel disconnected.
+    c.expect_event("opened");
     let mut got = Vec::new();
     // Drain until the sender is gone and nothing is left.
     loop {
