@@ -13,10 +13,10 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::codec;
 use crate::error::{
-    OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    OpenError, OpenErrorKind, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
-use crate::layout::{fingerprint, Geometry};
+use crate::layout::{fingerprint, Geometry, MessageType};
 use crate::lock::Guard;
 use crate::peers;
 use crate::ring::consumer::{Consumer, Fail as RecvFail};
@@ -33,17 +33,11 @@ pub const DEFAULT_MAX_SENDERS: u32 = 64;
 /// its peer died.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(50);
 
-fn type_fingerprint<T>() -> u64 {
-    fingerprint(&[std::any::type_name::<T>(), codec::NAME])
-}
-
-fn name_type<T>(e: OpenError) -> OpenError {
-    match e {
-        OpenError::TypeMismatch { name, .. } => OpenError::TypeMismatch {
-            name,
-            expected: std::any::type_name::<T>(),
-        },
-        e => e,
+/// What a channel of `T` carries, with this build's codec.
+fn message_type<T>() -> MessageType {
+    MessageType {
+        name: std::any::type_name::<T>(),
+        codec: codec::NAME,
     }
 }
 
@@ -55,7 +49,7 @@ fn name_type<T>(e: OpenError) -> OpenError {
 /// number of senders and permissions.
 ///
 /// If a channel of this name exists and its receiver is alive, this fails
-/// with [`OpenError::AlreadyExists`]. If its receiver died, the new receiver
+/// with [`OpenErrorKind::AlreadyExists`]. If its receiver died, the new receiver
 /// takes the channel over, with every message still in it.
 ///
 /// ```
@@ -208,12 +202,8 @@ impl Builder {
         let max_message = self
             .max_message
             .unwrap_or((self.capacity / 4).min(crate::layout::MAX_MESSAGE));
-        Geometry::new(self.capacity, max_message, self.max_senders).map_err(|reason| {
-            OpenError::InvalidConfig {
-                name: self.name.clone(),
-                reason,
-            }
-        })
+        Geometry::new(self.capacity, max_message, self.max_senders)
+            .map_err(|reason| OpenError::new(&self.name, OpenErrorKind::InvalidConfig { reason }))
     }
 
     /// Creates the channel (or takes over one whose receiver died) and
@@ -232,11 +222,14 @@ impl Builder {
     /// ```
     pub fn receiver<T: DeserializeOwned>(&self) -> Result<Receiver<T>, OpenError> {
         let geo = self.geometry()?;
-        let (seg, created) = Segment::create(&self.name, geo, self.mode, type_fingerprint::<T>())
-            .map_err(name_type::<T>)?;
-        let consumer = Consumer::new(seg, self.tick).map_err(|bad| OpenError::Corrupt {
-            name: self.name.clone(),
-            reason: format!("its consumer cursors are unusable: {bad}"),
+        let (seg, created) = Segment::create(&self.name, geo, self.mode, message_type::<T>())?;
+        let consumer = Consumer::new(seg, self.tick).map_err(|bad| {
+            OpenError::new(
+                &self.name,
+                OpenErrorKind::Corrupt {
+                    reason: format!("its consumer cursors are unusable: {bad}"),
+                },
+            )
         })?;
         Ok(Receiver {
             consumer,
@@ -275,13 +268,13 @@ impl Builder {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
-        let fp = type_fingerprint::<T>();
+        let ty = message_type::<T>();
         if let Some(passed) = take_passed(&self.name) {
-            if let Some(opened) = self.open_passed(passed, fp) {
-                return opened.map_err(name_type::<T>);
+            if let Some(opened) = self.open_passed(passed, ty) {
+                return opened;
             }
         }
-        let seg = Segment::open(&self.name, fp, &self.trusted_owners).map_err(name_type::<T>)?;
+        let seg = Segment::open(&self.name, ty, &self.trusted_owners)?;
         Sender::attach(seg, self.tick)
     }
 
@@ -296,14 +289,14 @@ impl Builder {
     fn open_passed<T: Serialize>(
         &self,
         passed: Passed,
-        fp: u64,
+        ty: MessageType,
     ) -> Option<Result<Sender<T>, OpenError>> {
         let found = crate::sys::borrowed_identity(passed.fd)?;
         let id = match passed.id {
             Some(id) => id,
             // A variable without the object's identity (written by an older
             // shmpsc): the object the name refers to now stands in for it.
-            None => Segment::open(&self.name, fp, &self.trusted_owners)
+            None => Segment::open(&self.name, ty, &self.trusted_owners)
                 .and_then(|seg| seg.identity())
                 .ok()?,
         };
@@ -312,19 +305,21 @@ impl Builder {
         }
         let byte = crate::layout::slot_lock_byte(passed.slot);
         Some(
-            match Segment::open_inherited(&self.name, passed.fd, id, byte, fp) {
+            match Segment::open_inherited(&self.name, passed.fd, id, byte, ty) {
                 Ok(seg) => Sender::adopt(seg, passed.slot, self.tick),
                 // The descriptor is the passed channel's object but not the
                 // passed sender (which was adopted and dropped, or another
                 // open file description got the number): attach a sender
                 // of our own to that channel, by name only while the name
                 // still refers to it.
-                Err(OpenError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::InvalidInput =>
-                {
-                    self.attach_to(id, fp, &source)
-                }
-                Err(e) => Err(e),
+                Err(e) => match e.kind() {
+                    OpenErrorKind::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::InvalidInput =>
+                    {
+                        self.attach_to(id, ty, source)
+                    }
+                    _ => Err(e),
+                },
             },
         )
     }
@@ -334,21 +329,21 @@ impl Builder {
     fn attach_to<T: Serialize>(
         &self,
         id: crate::sys::FileId,
-        fp: u64,
+        ty: MessageType,
         not_passed: &std::io::Error,
     ) -> Result<Sender<T>, OpenError> {
-        let seg = Segment::open(&self.name, fp, &self.trusted_owners)?;
+        let seg = Segment::open(&self.name, ty, &self.trusted_owners)?;
         if seg.identity()? != id {
-            return Err(OpenError::Io {
-                name: self.name.clone(),
-                op: "opening the sender passed by the parent",
-                source: std::io::Error::other(format!(
+            return Err(OpenError::io(
+                &self.name,
+                "opening the sender passed by the parent",
+                std::io::Error::other(format!(
                     "{not_passed}, and the channel's name now refers to another channel, \
                      so no sender was attached there (its messages would go to another \
                      receiver); pass this process a sender of the new channel, or call \
                      Sender::open again to attach a sender to it by name"
                 )),
-            });
+            ));
         }
         Sender::attach(seg, self.tick)
     }
@@ -493,10 +488,10 @@ impl<T: Serialize> Sender<T> {
     /// Attaches a new sender to the channel `name`, created by a receiver in
     /// this or another process.
     ///
-    /// Fails with [`OpenError::NotFound`] if no such channel exists,
-    /// [`OpenError::ReceiverGone`] if its receiver was dropped or died,
-    /// [`OpenError::TypeMismatch`] if it carries another message type, and
-    /// [`OpenError::TooManySenders`] if every slot is held by a live sender.
+    /// Fails with [`OpenErrorKind::NotFound`] if no such channel exists,
+    /// [`OpenErrorKind::ReceiverGone`] if its receiver was dropped or died,
+    /// [`OpenErrorKind::TypeMismatch`] if it carries another message type, and
+    /// [`OpenErrorKind::TooManySenders`] if every slot is held by a live sender.
     ///
     /// A sender belongs to the process that opened it. A child created by
     /// `fork` (without `exec`) gets a copy that refuses to send
@@ -524,9 +519,7 @@ impl<T: Serialize> Sender<T> {
         // segment while it removes it: the receiver lock it holds is not a
         // receiver's.
         if !peers::receiver_alive(&seg) || peers::being_removed(&seg) {
-            return Err(OpenError::ReceiverGone {
-                name: seg.name().to_owned(),
-            });
+            return Err(OpenError::new(seg.name(), OpenErrorKind::ReceiverGone));
         }
         let (slot, _) = peers::acquire(&seg, false)?;
         Ok(Sender::from_parts(seg, slot, tick))
@@ -548,10 +541,12 @@ impl<T: Serialize> Sender<T> {
 
     /// Attaches the sender that a parent passed with [`Sender::pass_to`].
     fn adopt(seg: Segment, slot: usize, tick: Duration) -> Result<Sender<T>, OpenError> {
-        let bad = |why: &str| OpenError::Io {
-            name: seg.name().to_owned(),
-            op: "adopting the sender passed by the parent",
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+        let bad = |why: &str| {
+            OpenError::io(
+                seg.name(),
+                "adopting the sender passed by the parent",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+            )
         };
         // Only one process adopts a passed sender (the slot records it, and
         // shows our pid from now on). Another one that inherited the
@@ -564,11 +559,10 @@ impl<T: Serialize> Sender<T> {
                 return Err(bad("the slot's lock is held by another sender"))
             }
             Err(peers::AdoptRefused::Taken(by)) => {
-                return Err(OpenError::PassedSenderTaken {
-                    name: seg.name().to_owned(),
-                    slot,
-                    by,
-                })
+                return Err(OpenError::new(
+                    seg.name(),
+                    OpenErrorKind::PassedSenderTaken { slot, by },
+                ))
             }
         }
         Ok(Sender::from_parts(seg, slot, tick))
@@ -595,7 +589,7 @@ impl<T: Serialize> Sender<T> {
     /// Spawn `cmd` once per call. Only one process adopts a passed sender:
     /// the first to open it. Another process that inherited it (a second
     /// process spawned from the same `Command`, or one forked from the
-    /// first) gets [`OpenError::PassedSenderTaken`] from `Sender::open`,
+    /// first) gets [`OpenErrorKind::PassedSenderTaken`] from `Sender::open`,
     /// which says to call `pass_to` again before each spawn; a second
     /// `Sender::open` there attaches a sender of its own. The process that
     /// adopts may be a descendant of the spawned one (a wrapper such as
@@ -645,11 +639,7 @@ impl<T: Serialize> Sender<T> {
     /// # let _ = (total, children); Ok(()) }
     /// ```
     pub fn pass_to(&self, cmd: &mut std::process::Command) -> Result<(), OpenError> {
-        let seg = self
-            .inner
-            .producer
-            .segment()
-            .reopen(type_fingerprint::<T>())?;
+        let seg = self.inner.producer.segment().reopen(message_type::<T>())?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
         let crate::sys::FileId { dev, ino } = seg.identity()?;
@@ -989,7 +979,7 @@ impl<T> Receiver<T> {
     where
         T: Serialize,
     {
-        let seg = self.consumer.segment().reopen(type_fingerprint::<T>())?;
+        let seg = self.consumer.segment().reopen(message_type::<T>())?;
         Sender::attach(seg, self.consumer.tick())
     }
 

@@ -144,8 +144,8 @@ pub use channel::{
 };
 #[cfg(not(loom))]
 pub use error::{
-    InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    InvalidMessage, OpenError, OpenErrorKind, RecvError, RecvTimeoutError, Rejection, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
 
 #[doc = include_str!("../README.md")]
