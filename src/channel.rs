@@ -20,7 +20,7 @@ use crate::layout::{fingerprint, Geometry, MessageType};
 use crate::lock::Guard;
 use crate::peers;
 use crate::ring::consumer::{Consumer, Fail as RecvFail};
-use crate::ring::producer::{Fail as SendFail, Local, Payload, Producer};
+use crate::ring::producer::{Local, Payload, Producer};
 use crate::segment::{Created, Segment};
 use crate::wait::Deadline;
 
@@ -411,12 +411,13 @@ impl SenderInner {
     /// local lock (a thread of the parent may have held it at the fork, and
     /// that holder does not exist in the child), then takes the lock.
     #[inline]
-    fn begin(&self) -> Result<Guard<'_, Local>, SendFail> {
+    fn begin(&self) -> Result<Guard<'_, Local>, SendTimeoutError<()>> {
         if self.forked() {
-            return Err(SendFail::Rejected(Rejection::Forked {
+            let forked = Rejection::Forked {
                 opened_by: self.opened_by,
                 current: crate::sys::current_pid(),
-            }));
+            };
+            return Err(SendTimeoutError::Rejected((), forked));
         }
         Ok(self.producer.lock())
     }
@@ -666,10 +667,7 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
         self.send_encoded(msg, Deadline::Never)
-            .map_err(|(t, f)| match f {
-                SendFail::Rejected(r) => SendError::Rejected(t, r),
-                _ => SendError::Disconnected(t),
-            })
+            .map_err(SendTimeoutError::into_send)
     }
 
     /// Sends a message if the ring has room now.
@@ -682,11 +680,7 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.send_encoded(msg, Deadline::Now)
-            .map_err(|(t, f)| match f {
-                SendFail::Rejected(r) => TrySendError::Rejected(t, r),
-                SendFail::Full | SendFail::Timeout => TrySendError::Full(t),
-                SendFail::Disconnected => TrySendError::Disconnected(t),
-            })
+            .map_err(SendTimeoutError::into_try_send)
     }
 
     /// Sends a message, waiting at most `timeout` for room.
@@ -700,17 +694,14 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_encoded(msg, Deadline::after(timeout))
-            .map_err(|(t, f)| match f {
-                SendFail::Rejected(r) => SendTimeoutError::Rejected(t, r),
-                SendFail::Full | SendFail::Timeout => SendTimeoutError::Timeout(t),
-                SendFail::Disconnected => SendTimeoutError::Disconnected(t),
-            })
     }
 
-    fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
+    /// Encodes and sends `msg`; the error is the richest one, which the
+    /// public sends map down to theirs.
+    fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), SendTimeoutError<T>> {
         let mut local = match self.inner.begin() {
             Ok(local) => local,
-            Err(f) => return Err((msg, f)),
+            Err(e) => return Err(e.carrying(msg)),
         };
         // The buffer is taken out while the message is in it: `Producer::send`
         // releases the lock while it waits for room, and clones that send
@@ -720,7 +711,7 @@ impl<T: Serialize> Sender<T> {
             Ok(len) => len,
             Err(e) => {
                 local.buf = buf;
-                return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
+                return Err(SendTimeoutError::Rejected(msg, Rejection::Encode(e)));
             }
         };
         let (mut local, r) = self
@@ -728,7 +719,7 @@ impl<T: Serialize> Sender<T> {
             .producer
             .send(local, Payload::One(&buf[..len]), deadline);
         local.buf = buf;
-        r.map_err(|f| (msg, f))
+        r.map_err(|e| e.carrying(msg))
     }
 }
 
@@ -744,18 +735,8 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
-        self.inner
-            .begin()
-            .and_then(|local| {
-                self.inner
-                    .producer
-                    .send(local, Payload::One(bytes), Deadline::Never)
-                    .1
-            })
-            .map_err(|f| match f {
-                SendFail::Rejected(r) => SendError::Rejected(bytes, r),
-                _ => SendError::Disconnected(bytes),
-            })
+        self.send_raw(bytes, Deadline::Never)
+            .map_err(SendTimeoutError::into_send)
     }
 
     /// Sends bytes if the ring has room now.
@@ -767,19 +748,19 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        self.inner
-            .begin()
-            .and_then(|local| {
-                self.inner
-                    .producer
-                    .send(local, Payload::One(bytes), Deadline::Now)
-                    .1
-            })
-            .map_err(|f| match f {
-                SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
-                SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
-                SendFail::Disconnected => TrySendError::Disconnected(bytes),
-            })
+        self.send_raw(bytes, Deadline::Now)
+            .map_err(SendTimeoutError::into_try_send)
+    }
+
+    /// Sends `bytes` as they are; the error is the richest one, which the
+    /// public sends map down to theirs.
+    fn send_raw<'a>(
+        &self,
+        bytes: &'a [u8],
+        deadline: Deadline,
+    ) -> Result<(), SendTimeoutError<&'a [u8]>> {
+        self.send_payload(Payload::One(bytes), deadline)
+            .map_err(|e| e.carrying(bytes))
     }
 
     /// A batch: messages staged in this process and sent together at
@@ -810,7 +791,7 @@ impl<T> Sender<T> {
         &self,
         payload: Payload<'_>,
         deadline: Deadline,
-    ) -> Result<(), SendFail> {
+    ) -> Result<(), SendTimeoutError<()>> {
         let local = self.inner.begin()?;
         self.inner.producer.send(local, payload, deadline).1
     }

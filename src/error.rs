@@ -222,6 +222,41 @@ impl<T> SendTimeoutError<T> {
     pub fn is_timeout(&self) -> bool {
         matches!(self, SendTimeoutError::Timeout(_))
     }
+
+    /// The error of a send without a deadline, which cannot time out
+    /// (crossbeam maps its flavors' errors down the same way).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn into_send(self) -> SendError<T> {
+        match self {
+            SendTimeoutError::Disconnected(t) => SendError::Disconnected(t),
+            SendTimeoutError::Rejected(t, r) => SendError::Rejected(t, r),
+            SendTimeoutError::Timeout(_) => unreachable!("a send without a deadline timed out"),
+        }
+    }
+
+    /// The error of a send whose deadline is now: no room before it means
+    /// that the ring is full.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn into_try_send(self) -> TrySendError<T> {
+        match self {
+            SendTimeoutError::Timeout(t) => TrySendError::Full(t),
+            SendTimeoutError::Disconnected(t) => TrySendError::Disconnected(t),
+            SendTimeoutError::Rejected(t, r) => TrySendError::Rejected(t, r),
+        }
+    }
+}
+
+impl SendTimeoutError<()> {
+    /// The same error, handing `msg` back: the ring reports errors without
+    /// the message, which its caller holds.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn carrying<T>(self, msg: T) -> SendTimeoutError<T> {
+        match self {
+            SendTimeoutError::Timeout(()) => SendTimeoutError::Timeout(msg),
+            SendTimeoutError::Disconnected(()) => SendTimeoutError::Disconnected(msg),
+            SendTimeoutError::Rejected((), r) => SendTimeoutError::Rejected(msg, r),
+        }
+    }
 }
 
 impl<T> From<SendError<T>> for TrySendError<T> {
