@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::atomic::Ordering;
 
-use crate::error::OpenError;
+use crate::error::{OpenError, OpenErrorKind};
 use crate::peers;
 use crate::segment::{Segment, WaitBudget, PREFIX};
 use crate::sys;
@@ -85,7 +85,7 @@ impl ChannelInfo {
 ///
 /// ```
 /// let err = shmpsc::inspect("doc-inspect-missing").unwrap_err();
-/// assert!(matches!(err, shmpsc::OpenError::NotFound { .. }));
+/// assert!(matches!(err.kind(), shmpsc::OpenErrorKind::NotFound));
 /// ```
 pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
     let seg = Segment::inspect(name)?;
@@ -148,18 +148,19 @@ pub fn list() -> io::Result<Vec<String>> {
 }
 
 /// Removes the channel `name` if no live process uses it (its receiver and
-/// every sender are dropped or dead). Fails with [`OpenError::InUse`]
-/// otherwise, with [`OpenError::NotFound`] if the name is gone (or now
+/// every sender are dropped or dead). Fails with [`OpenErrorKind::InUse`]
+/// otherwise, with [`OpenErrorKind::NotFound`] if the name is gone (or now
 /// refers to another object than the one checked: a channel created since
-/// is never removed), with [`OpenError::Untrusted`] for an entry that is
-/// not a regular file, and with [`OpenError::Io`] (of kind
+/// is never removed), with [`OpenErrorKind::Untrusted`] for an entry that is
+/// not a regular file, and with [`OpenErrorKind::Io`] (of kind
 /// [`io::ErrorKind::TimedOut`]) if its remover lock stays held for a second
 /// (by another removal, or by another program). A channel being created is
 /// not visible under its name until it is ready, so it cannot be removed.
 ///
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
-/// assert!(matches!(shmpsc::remove("doc-remove"), Err(shmpsc::OpenError::InUse { .. })));
+/// let err = shmpsc::remove("doc-remove").unwrap_err();
+/// assert!(matches!(err.kind(), shmpsc::OpenErrorKind::InUse));
 /// drop((tx, rx));
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
@@ -175,10 +176,10 @@ pub struct Sweep {
     /// Names of the channels removed.
     pub removed: Vec<String>,
     /// Entries not removed although no live endpoint was seen on them (or
-    /// that could not be looked at), with why: another user's channel this
-    /// user may not open, a symlink, a directory, a name that cannot be a
-    /// channel, an error.
-    pub skipped: Vec<(String, OpenError)>,
+    /// that could not be looked at), each as the error that says why (and
+    /// names the entry): another user's channel this user may not open, a
+    /// symlink, a directory, a name that cannot be a channel, an error.
+    pub skipped: Vec<OpenError>,
 }
 
 /// Removes every channel whose name starts with `prefix` (`""` for all)
@@ -193,8 +194,8 @@ pub struct Sweep {
 ///
 /// ```no_run
 /// let sweep = shmpsc::sweep("")?;
-/// for (name, why) in &sweep.skipped {
-///     eprintln!("left {name:?} alone: {why}");
+/// for why in &sweep.skipped {
+///     eprintln!("left {:?} alone: {why}", why.name());
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -211,8 +212,8 @@ pub fn sweep(prefix: &str) -> io::Result<Sweep> {
         }
         match Segment::remove_if_unused_within(&name, &mut budget) {
             Ok(()) => out.removed.push(name),
-            Err(OpenError::InUse { .. }) | Err(OpenError::NotFound { .. }) => {}
-            Err(e) => out.skipped.push((name, e)),
+            Err(e) if matches!(e.kind(), OpenErrorKind::InUse | OpenErrorKind::NotFound) => {}
+            Err(e) => out.skipped.push(e),
         }
     }
     Ok(out)

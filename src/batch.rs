@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::channel::Sender;
 use crate::codec;
-use crate::error::{Rejection, SendError};
+use crate::error::{Rejection, SendError, SendTimeoutError};
 use crate::layout::record_size;
-use crate::ring::producer::{Fail, Payload};
+use crate::ring::producer::Payload;
 use crate::ring::{block_limit, Block};
 use crate::wait::Deadline;
 
@@ -163,10 +163,7 @@ impl<'a, T> Batch<'a, T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'b>(&mut self, bytes: &'b [u8]) -> Result<(), SendError<&'b [u8]>> {
-        self.stage(bytes).map_err(|f| match f {
-            Fail::Rejected(r) => SendError::Rejected(bytes, r),
-            _ => SendError::Disconnected(bytes),
-        })
+        self.stage(bytes).map_err(|e| e.carrying(bytes).into_send())
     }
 
     /// Makes every staged message visible to the receiver: one claim, one
@@ -190,10 +187,10 @@ impl<'a, T> Batch<'a, T> {
             .send_payload(Payload::Block(&mut self.block), Deadline::Never);
         // Sent (and cleared), or never to be sent.
         self.block.clear();
-        r.map_err(|f| FlushError {
+        r.map_err(|e| FlushError {
             lost,
-            rejected: match f {
-                Fail::Rejected(r) => Some(r),
+            rejected: match e {
+                SendTimeoutError::Rejected((), r) => Some(r),
                 _ => None,
             },
         })
@@ -226,11 +223,12 @@ impl<'a, T> Batch<'a, T> {
     }
 
     /// Stages one encoded message (see [`Batch::send_bytes`]).
-    fn stage(&mut self, bytes: &[u8]) -> Result<(), Fail> {
+    fn stage(&mut self, bytes: &[u8]) -> Result<(), SendTimeoutError<()>> {
         let max = self.tx.max_message_size();
         let len = bytes.len() as u64;
         if len > max {
-            return Err(Fail::Rejected(Rejection::TooLarge { size: len, max }));
+            let too_large = Rejection::TooLarge { size: len, max };
+            return Err(SendTimeoutError::Rejected((), too_large));
         }
         let size = record_size(len);
         if self.block.size() + size > self.limit {
@@ -246,7 +244,7 @@ impl<'a, T> Batch<'a, T> {
 
     /// A flush on the way to staging a message: its failure is the
     /// message's.
-    fn flush_for_stage(&mut self) -> Result<(), Fail> {
+    fn flush_for_stage(&mut self) -> Result<(), SendTimeoutError<()>> {
         if self.block.messages() == 0 {
             return Ok(());
         }
@@ -279,13 +277,10 @@ impl<T: Serialize> Batch<'_, T> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let r = match codec::encode(self.tx.codec(), &msg, &mut scratch) {
             Ok(len) => self.stage(&scratch[..len]),
-            Err(e) => Err(Fail::Rejected(Rejection::Encode(e))),
+            Err(e) => Err(SendTimeoutError::Rejected((), Rejection::Encode(e))),
         };
         self.scratch = scratch;
-        r.map_err(|f| match f {
-            Fail::Rejected(r) => SendError::Rejected(msg, r),
-            _ => SendError::Disconnected(msg),
-        })
+        r.map_err(|e| e.carrying(msg).into_send())
     }
 }
 

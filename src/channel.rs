@@ -13,14 +13,14 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::codec::{self, Codec};
 use crate::error::{
-    CodecError, OpenError, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    CodecError, OpenError, OpenErrorKind, RecvError, RecvTimeoutError, Rejection, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
-use crate::layout::{fingerprint, Geometry};
+use crate::layout::{fingerprint, Geometry, MessageType};
 use crate::lock::Guard;
 use crate::peers;
 use crate::ring::consumer::{Consumer, Fail as RecvFail};
-use crate::ring::producer::{Fail as SendFail, Local, Payload, Producer};
+use crate::ring::producer::{Local, Payload, Producer};
 use crate::segment::{Created, Segment};
 use crate::wait::Deadline;
 
@@ -33,19 +33,12 @@ pub const DEFAULT_MAX_SENDERS: u32 = 64;
 /// its peer died.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(50);
 
-/// The fingerprint of a channel of `T` encoded with `codec`: endpoints that
+/// What a channel of `T` encoded with `codec` carries: endpoints that
 /// disagree on either are refused at open.
-fn type_fingerprint<T>(codec: Codec) -> u64 {
-    fingerprint(&[std::any::type_name::<T>(), codec.fingerprint_name()])
-}
-
-fn name_type<T>(e: OpenError) -> OpenError {
-    match e {
-        OpenError::TypeMismatch { name, .. } => OpenError::TypeMismatch {
-            name,
-            expected: std::any::type_name::<T>(),
-        },
-        e => e,
+fn message_type<T>(codec: Codec) -> MessageType {
+    MessageType {
+        name: std::any::type_name::<T>(),
+        codec: codec.fingerprint_name(),
     }
 }
 
@@ -57,7 +50,7 @@ fn name_type<T>(e: OpenError) -> OpenError {
 /// number of senders and permissions.
 ///
 /// If a channel of this name exists and its receiver is alive, this fails
-/// with [`OpenError::AlreadyExists`]. If its receiver died, the new receiver
+/// with [`OpenErrorKind::AlreadyExists`]. If its receiver died, the new receiver
 /// takes the channel over, with every message still in it.
 ///
 /// ```
@@ -237,12 +230,8 @@ impl Builder {
         let max_message = self
             .max_message
             .unwrap_or((self.capacity / 4).min(crate::layout::MAX_MESSAGE));
-        Geometry::new(self.capacity, max_message, self.max_senders).map_err(|reason| {
-            OpenError::InvalidConfig {
-                name: self.name.clone(),
-                reason,
-            }
-        })
+        Geometry::new(self.capacity, max_message, self.max_senders)
+            .map_err(|reason| OpenError::new(&self.name, OpenErrorKind::InvalidConfig { reason }))
     }
 
     /// Creates the channel (or takes over one whose receiver died) and
@@ -261,12 +250,15 @@ impl Builder {
     /// ```
     pub fn receiver<T: DeserializeOwned>(&self) -> Result<Receiver<T>, OpenError> {
         let geo = self.geometry()?;
-        let fp = type_fingerprint::<T>(self.codec);
         let (seg, created) =
-            Segment::create(&self.name, geo, self.mode, fp).map_err(name_type::<T>)?;
-        let consumer = Consumer::new(seg, self.tick).map_err(|bad| OpenError::Corrupt {
-            name: self.name.clone(),
-            reason: format!("its consumer cursors are unusable: {bad}"),
+            Segment::create(&self.name, geo, self.mode, message_type::<T>(self.codec))?;
+        let consumer = Consumer::new(seg, self.tick).map_err(|bad| {
+            OpenError::new(
+                &self.name,
+                OpenErrorKind::Corrupt {
+                    reason: format!("its consumer cursors are unusable: {bad}"),
+                },
+            )
         })?;
         Ok(Receiver {
             consumer,
@@ -306,13 +298,13 @@ impl Builder {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
-        let fp = type_fingerprint::<T>(self.codec);
+        let ty = message_type::<T>(self.codec);
         if let Some(passed) = take_passed(&self.name) {
-            if let Some(opened) = self.open_passed(passed, fp) {
-                return opened.map_err(name_type::<T>);
+            if let Some(opened) = self.open_passed(passed, ty) {
+                return opened;
             }
         }
-        let seg = Segment::open(&self.name, fp, &self.trusted_owners).map_err(name_type::<T>)?;
+        let seg = Segment::open(&self.name, ty, &self.trusted_owners)?;
         Sender::attach(seg, self.tick, self.codec)
     }
 
@@ -327,14 +319,14 @@ impl Builder {
     fn open_passed<T: Serialize>(
         &self,
         passed: Passed,
-        fp: u64,
+        ty: MessageType,
     ) -> Option<Result<Sender<T>, OpenError>> {
         let found = crate::sys::borrowed_identity(passed.fd)?;
         let id = match passed.id {
             Some(id) => id,
             // A variable without the object's identity (written by an older
             // shmpsc): the object the name refers to now stands in for it.
-            None => Segment::open(&self.name, fp, &self.trusted_owners)
+            None => Segment::open(&self.name, ty, &self.trusted_owners)
                 .and_then(|seg| seg.identity())
                 .ok()?,
         };
@@ -343,19 +335,21 @@ impl Builder {
         }
         let byte = crate::layout::slot_lock_byte(passed.slot);
         Some(
-            match Segment::open_inherited(&self.name, passed.fd, id, byte, fp) {
+            match Segment::open_inherited(&self.name, passed.fd, id, byte, ty) {
                 Ok(seg) => Sender::adopt(seg, passed.slot, self.tick, self.codec),
                 // The descriptor is the passed channel's object but not the
                 // passed sender (which was adopted and dropped, or another
                 // open file description got the number): attach a sender
                 // of our own to that channel, by name only while the name
                 // still refers to it.
-                Err(OpenError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::InvalidInput =>
-                {
-                    self.attach_to(id, fp, &source)
-                }
-                Err(e) => Err(e),
+                Err(e) => match e.kind() {
+                    OpenErrorKind::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::InvalidInput =>
+                    {
+                        self.attach_to(id, ty, source)
+                    }
+                    _ => Err(e),
+                },
             },
         )
     }
@@ -365,21 +359,21 @@ impl Builder {
     fn attach_to<T: Serialize>(
         &self,
         id: crate::sys::FileId,
-        fp: u64,
+        ty: MessageType,
         not_passed: &std::io::Error,
     ) -> Result<Sender<T>, OpenError> {
-        let seg = Segment::open(&self.name, fp, &self.trusted_owners)?;
+        let seg = Segment::open(&self.name, ty, &self.trusted_owners)?;
         if seg.identity()? != id {
-            return Err(OpenError::Io {
-                name: self.name.clone(),
-                op: "opening the sender passed by the parent",
-                source: std::io::Error::other(format!(
+            return Err(OpenError::io(
+                &self.name,
+                "opening the sender passed by the parent",
+                std::io::Error::other(format!(
                     "{not_passed}, and the channel's name now refers to another channel, \
                      so no sender was attached there (its messages would go to another \
                      receiver); pass this process a sender of the new channel, or call \
                      Sender::open again to attach a sender to it by name"
                 )),
-            });
+            ));
         }
         Sender::attach(seg, self.tick, self.codec)
     }
@@ -449,12 +443,13 @@ impl SenderInner {
     /// local lock (a thread of the parent may have held it at the fork, and
     /// that holder does not exist in the child), then takes the lock.
     #[inline]
-    fn begin(&self) -> Result<Guard<'_, Local>, SendFail> {
+    fn begin(&self) -> Result<Guard<'_, Local>, SendTimeoutError<()>> {
         if self.forked() {
-            return Err(SendFail::Rejected(Rejection::Forked {
+            let forked = Rejection::Forked {
                 opened_by: self.opened_by,
                 current: crate::sys::current_pid(),
-            }));
+            };
+            return Err(SendTimeoutError::Rejected((), forked));
         }
         Ok(self.producer.lock())
     }
@@ -526,10 +521,10 @@ impl<T: Serialize> Sender<T> {
     /// Attaches a new sender to the channel `name`, created by a receiver in
     /// this or another process.
     ///
-    /// Fails with [`OpenError::NotFound`] if no such channel exists,
-    /// [`OpenError::ReceiverGone`] if its receiver was dropped or died,
-    /// [`OpenError::TypeMismatch`] if it carries another message type, and
-    /// [`OpenError::TooManySenders`] if every slot is held by a live sender.
+    /// Fails with [`OpenErrorKind::NotFound`] if no such channel exists,
+    /// [`OpenErrorKind::ReceiverGone`] if its receiver was dropped or died,
+    /// [`OpenErrorKind::TypeMismatch`] if it carries another message type, and
+    /// [`OpenErrorKind::TooManySenders`] if every slot is held by a live sender.
     ///
     /// A sender belongs to the process that opened it. A child created by
     /// `fork` (without `exec`) gets a copy that refuses to send
@@ -560,9 +555,7 @@ impl<T: Serialize> Sender<T> {
         // segment while it removes it: the receiver lock it holds is not a
         // receiver's.
         if !peers::receiver_alive(&seg) || peers::being_removed(&seg) {
-            return Err(OpenError::ReceiverGone {
-                name: seg.name().to_owned(),
-            });
+            return Err(OpenError::new(seg.name(), OpenErrorKind::ReceiverGone));
         }
         let (slot, _) = peers::acquire(&seg, false)?;
         Ok(Sender::from_parts(seg, slot, tick, codec))
@@ -590,10 +583,12 @@ impl<T: Serialize> Sender<T> {
         tick: Duration,
         codec: Codec,
     ) -> Result<Sender<T>, OpenError> {
-        let bad = |why: &str| OpenError::Io {
-            name: seg.name().to_owned(),
-            op: "adopting the sender passed by the parent",
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+        let bad = |why: &str| {
+            OpenError::io(
+                seg.name(),
+                "adopting the sender passed by the parent",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+            )
         };
         // Only one process adopts a passed sender (the slot records it, and
         // shows our pid from now on). Another one that inherited the
@@ -606,11 +601,10 @@ impl<T: Serialize> Sender<T> {
                 return Err(bad("the slot's lock is held by another sender"))
             }
             Err(peers::AdoptRefused::Taken(by)) => {
-                return Err(OpenError::PassedSenderTaken {
-                    name: seg.name().to_owned(),
-                    slot,
-                    by,
-                })
+                return Err(OpenError::new(
+                    seg.name(),
+                    OpenErrorKind::PassedSenderTaken { slot, by },
+                ))
             }
         }
         Ok(Sender::from_parts(seg, slot, tick, codec))
@@ -637,7 +631,7 @@ impl<T: Serialize> Sender<T> {
     /// Spawn `cmd` once per call. Only one process adopts a passed sender:
     /// the first to open it. Another process that inherited it (a second
     /// process spawned from the same `Command`, or one forked from the
-    /// first) gets [`OpenError::PassedSenderTaken`] from `Sender::open`,
+    /// first) gets [`OpenErrorKind::PassedSenderTaken`] from `Sender::open`,
     /// which says to call `pass_to` again before each spawn; a second
     /// `Sender::open` there attaches a sender of its own. The process that
     /// adopts may be a descendant of the spawned one (a wrapper such as
@@ -691,7 +685,7 @@ impl<T: Serialize> Sender<T> {
             .inner
             .producer
             .segment()
-            .reopen(type_fingerprint::<T>(self.inner.codec))?;
+            .reopen(message_type::<T>(self.inner.codec))?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
         let crate::sys::FileId { dev, ino } = seg.identity()?;
@@ -718,10 +712,7 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
         self.send_encoded(msg, Deadline::Never)
-            .map_err(|(t, f)| match f {
-                SendFail::Rejected(r) => SendError::Rejected(t, r),
-                _ => SendError::Disconnected(t),
-            })
+            .map_err(SendTimeoutError::into_send)
     }
 
     /// Sends a message if the ring has room now.
@@ -734,11 +725,7 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.send_encoded(msg, Deadline::Now)
-            .map_err(|(t, f)| match f {
-                SendFail::Rejected(r) => TrySendError::Rejected(t, r),
-                SendFail::Full | SendFail::Timeout => TrySendError::Full(t),
-                SendFail::Disconnected => TrySendError::Disconnected(t),
-            })
+            .map_err(SendTimeoutError::into_try_send)
     }
 
     /// Sends a message, waiting at most `timeout` for room.
@@ -752,17 +739,14 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_encoded(msg, Deadline::after(timeout))
-            .map_err(|(t, f)| match f {
-                SendFail::Rejected(r) => SendTimeoutError::Rejected(t, r),
-                SendFail::Full | SendFail::Timeout => SendTimeoutError::Timeout(t),
-                SendFail::Disconnected => SendTimeoutError::Disconnected(t),
-            })
     }
 
-    fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), (T, SendFail)> {
+    /// Encodes and sends `msg`; the error is the richest one, which the
+    /// public sends map down to theirs.
+    fn send_encoded(&self, msg: T, deadline: Deadline) -> Result<(), SendTimeoutError<T>> {
         let mut local = match self.inner.begin() {
             Ok(local) => local,
-            Err(f) => return Err((msg, f)),
+            Err(e) => return Err(e.carrying(msg)),
         };
         // The buffer is taken out while the message is in it: `Producer::send`
         // releases the lock while it waits for room, and clones that send
@@ -772,7 +756,7 @@ impl<T: Serialize> Sender<T> {
             Ok(len) => len,
             Err(e) => {
                 local.buf = buf;
-                return Err((msg, SendFail::Rejected(Rejection::Encode(e))));
+                return Err(SendTimeoutError::Rejected(msg, Rejection::Encode(e)));
             }
         };
         let (mut local, r) = self
@@ -780,7 +764,7 @@ impl<T: Serialize> Sender<T> {
             .producer
             .send(local, Payload::One(&buf[..len]), deadline);
         local.buf = buf;
-        r.map_err(|f| (msg, f))
+        r.map_err(|e| e.carrying(msg))
     }
 }
 
@@ -796,18 +780,8 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
-        self.inner
-            .begin()
-            .and_then(|local| {
-                self.inner
-                    .producer
-                    .send(local, Payload::One(bytes), Deadline::Never)
-                    .1
-            })
-            .map_err(|f| match f {
-                SendFail::Rejected(r) => SendError::Rejected(bytes, r),
-                _ => SendError::Disconnected(bytes),
-            })
+        self.send_raw(bytes, Deadline::Never)
+            .map_err(SendTimeoutError::into_send)
     }
 
     /// Sends bytes if the ring has room now.
@@ -819,19 +793,19 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        self.inner
-            .begin()
-            .and_then(|local| {
-                self.inner
-                    .producer
-                    .send(local, Payload::One(bytes), Deadline::Now)
-                    .1
-            })
-            .map_err(|f| match f {
-                SendFail::Rejected(r) => TrySendError::Rejected(bytes, r),
-                SendFail::Full | SendFail::Timeout => TrySendError::Full(bytes),
-                SendFail::Disconnected => TrySendError::Disconnected(bytes),
-            })
+        self.send_raw(bytes, Deadline::Now)
+            .map_err(SendTimeoutError::into_try_send)
+    }
+
+    /// Sends `bytes` as they are; the error is the richest one, which the
+    /// public sends map down to theirs.
+    fn send_raw<'a>(
+        &self,
+        bytes: &'a [u8],
+        deadline: Deadline,
+    ) -> Result<(), SendTimeoutError<&'a [u8]>> {
+        self.send_payload(Payload::One(bytes), deadline)
+            .map_err(|e| e.carrying(bytes))
     }
 
     /// A batch: messages staged in this process and sent together at
@@ -862,7 +836,7 @@ impl<T> Sender<T> {
         &self,
         payload: Payload<'_>,
         deadline: Deadline,
-    ) -> Result<(), SendFail> {
+    ) -> Result<(), SendTimeoutError<()>> {
         let local = self.inner.begin()?;
         self.inner.producer.send(local, payload, deadline).1
     }
@@ -1050,7 +1024,7 @@ impl<T> Receiver<T> {
         let seg = self
             .consumer
             .segment()
-            .reopen(type_fingerprint::<T>(self.codec))?;
+            .reopen(message_type::<T>(self.codec))?;
         Sender::attach(seg, self.consumer.tick(), self.codec)
     }
 

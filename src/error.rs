@@ -340,6 +340,41 @@ impl<T> SendTimeoutError<T> {
     pub fn is_timeout(&self) -> bool {
         matches!(self, SendTimeoutError::Timeout(_))
     }
+
+    /// The error of a send without a deadline, which cannot time out
+    /// (crossbeam maps its flavors' errors down the same way).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn into_send(self) -> SendError<T> {
+        match self {
+            SendTimeoutError::Disconnected(t) => SendError::Disconnected(t),
+            SendTimeoutError::Rejected(t, r) => SendError::Rejected(t, r),
+            SendTimeoutError::Timeout(_) => unreachable!("a send without a deadline timed out"),
+        }
+    }
+
+    /// The error of a send whose deadline is now: no room before it means
+    /// that the ring is full.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn into_try_send(self) -> TrySendError<T> {
+        match self {
+            SendTimeoutError::Timeout(t) => TrySendError::Full(t),
+            SendTimeoutError::Disconnected(t) => TrySendError::Disconnected(t),
+            SendTimeoutError::Rejected(t, r) => TrySendError::Rejected(t, r),
+        }
+    }
+}
+
+impl SendTimeoutError<()> {
+    /// The same error, handing `msg` back: the ring reports errors without
+    /// the message, which its caller holds.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn carrying<T>(self, msg: T) -> SendTimeoutError<T> {
+        match self {
+            SendTimeoutError::Timeout(()) => SendTimeoutError::Timeout(msg),
+            SendTimeoutError::Disconnected(()) => SendTimeoutError::Disconnected(msg),
+            SendTimeoutError::Rejected((), r) => SendTimeoutError::Rejected(msg, r),
+        }
+    }
 }
 
 impl<T> From<SendError<T>> for TrySendError<T> {
@@ -582,52 +617,65 @@ impl From<RecvError> for RecvTimeoutError {
     }
 }
 
-/// Why a channel could not be created or opened. Every message names the
-/// channel and says what to do.
+/// Why a channel could not be created, opened, inspected or removed: the
+/// channel's name and an [`OpenErrorKind`], in the shape of [`io::Error`].
+/// Every message names the channel and says what to do.
 ///
 /// ```
+/// use shmpsc::OpenErrorKind;
 /// let err = shmpsc::Sender::<u32>::open("doc-no-such-channel").unwrap_err();
-/// assert!(matches!(err, shmpsc::OpenError::NotFound { .. }));
+/// assert_eq!(err.name(), "doc-no-such-channel");
+/// assert!(matches!(err.kind(), OpenErrorKind::NotFound));
 /// assert!(err.to_string().contains("is the receiver running?"));
 /// ```
 #[derive(Debug)]
+pub struct OpenError {
+    name: String,
+    kind: OpenErrorKind,
+}
+
+/// What went wrong in an [`OpenError`]; the channel's name is in the error.
+///
+/// ```
+/// use shmpsc::OpenErrorKind;
+/// let (_tx, _rx) = shmpsc::Builder::new("doc-kind").max_senders(1).create::<u8>()?;
+/// let err = shmpsc::Sender::<u8>::open("doc-kind").unwrap_err();
+/// assert!(matches!(err.kind(), OpenErrorKind::TooManySenders { max: 1 }));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug)]
 #[non_exhaustive]
-pub enum OpenError {
+pub enum OpenErrorKind {
     /// No channel has this name.
-    NotFound {
-        /// The channel name.
-        name: String,
-    },
+    NotFound,
     /// A channel with this name exists and its receiver is alive.
-    AlreadyExists {
-        /// The channel name.
-        name: String,
-    },
+    AlreadyExists,
     /// The name cannot name a channel.
     InvalidName {
-        /// The name as given.
-        name: String,
         /// What is wrong with it.
         reason: String,
     },
     /// A builder setting is out of range.
     InvalidConfig {
-        /// The channel name.
-        name: String,
         /// Which setting, and its allowed range.
         reason: String,
     },
-    /// The channel carries another message type or codec.
+    /// The channel carries another message type or codec: the fingerprint
+    /// its receiver wrote into the segment is not the one of this
+    /// endpoint's type and codec.
     TypeMismatch {
-        /// The channel name.
-        name: String,
-        /// The message type this endpoint was opened with.
-        expected: &'static str,
+        /// The message type this endpoint was opened with, as
+        /// [`std::any::type_name`] spells it.
+        type_name: &'static str,
+        /// The codec this endpoint encodes with.
+        codec: &'static str,
+        /// The fingerprint of `type_name` and `codec`.
+        expected: u64,
+        /// The fingerprint found in the segment.
+        found: u64,
     },
     /// The segment was made by an incompatible version of shmpsc.
     IncompatibleVersion {
-        /// The channel name.
-        name: String,
         /// Layout version found in the segment.
         found: u32,
         /// Layout version this build understands.
@@ -635,56 +683,36 @@ pub enum OpenError {
     },
     /// The segment's header is not a valid shmpsc header.
     Corrupt {
-        /// The channel name.
-        name: String,
         /// What is wrong.
         reason: String,
     },
     /// The operating system refused access.
-    PermissionDenied {
-        /// The channel name.
-        name: String,
-    },
+    PermissionDenied,
     /// Every sender slot is owned by a live sender.
     TooManySenders {
-        /// The channel name.
-        name: String,
         /// The channel's maximum number of senders.
         max: u32,
     },
     /// The channel exists but its receiver was dropped or died.
-    ReceiverGone {
-        /// The channel name.
-        name: String,
-    },
+    ReceiverGone,
     /// An object of this name exists that this endpoint does not trust: not
     /// a regular file, more than one name, or (for a receiver taking over)
     /// another owner or wider permissions, or (for a sender) an owner other
     /// than this user, root and the users named with
     /// [`Builder::trust_owner`](crate::Builder::trust_owner).
     Untrusted {
-        /// The channel name.
-        name: String,
         /// What makes it untrusted.
         reason: String,
     },
     /// A live process still uses the channel, so it was not removed.
-    InUse {
-        /// The channel name.
-        name: String,
-    },
+    InUse,
     /// The channel is still being created (or its creator died while creating it).
-    NotReady {
-        /// The channel name.
-        name: String,
-    },
+    NotReady,
     /// The sender passed to this process with `Sender::pass_to` belongs to
     /// another process: the one that opened it first (the `Command` was
     /// spawned more than once, or this process was forked from or spawned
     /// by the one it was passed to), or the spawned process, which exited.
     PassedSenderTaken {
-        /// The channel name.
-        name: String,
         /// The passed sender's slot.
         slot: usize,
         /// The process it belongs to (0 if unknown).
@@ -692,8 +720,6 @@ pub enum OpenError {
     },
     /// Any other operating-system error.
     Io {
-        /// The channel name.
-        name: String,
         /// What was being done.
         op: &'static str,
         /// The underlying error.
@@ -701,74 +727,132 @@ pub enum OpenError {
     },
 }
 
+impl OpenError {
+    /// An error of `kind` about the channel `name`.
+    pub(crate) fn new(name: &str, kind: OpenErrorKind) -> OpenError {
+        OpenError {
+            name: name.to_owned(),
+            kind,
+        }
+    }
+
+    /// An [`OpenErrorKind::Io`] error: `op` failed with `source`.
+    pub(crate) fn io(name: &str, op: &'static str, source: impl Into<io::Error>) -> OpenError {
+        OpenError::new(
+            name,
+            OpenErrorKind::Io {
+                op,
+                source: source.into(),
+            },
+        )
+    }
+
+    /// The name of the channel, as given.
+    ///
+    /// ```
+    /// let err = shmpsc::inspect("doc-error-name").unwrap_err();
+    /// assert_eq!(err.name(), "doc-error-name");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What went wrong.
+    ///
+    /// ```
+    /// use shmpsc::OpenErrorKind;
+    /// let err = shmpsc::Builder::new("doc-error-kind").capacity(1000).receiver::<u8>().unwrap_err();
+    /// assert!(matches!(err.kind(), OpenErrorKind::InvalidConfig { .. }));
+    /// ```
+    pub fn kind(&self) -> &OpenErrorKind {
+        &self.kind
+    }
+
+    /// The kind, taken out of the error (to own its underlying
+    /// [`io::Error`], say).
+    ///
+    /// ```
+    /// use shmpsc::OpenErrorKind;
+    /// let err = shmpsc::remove("doc-error-into-kind").unwrap_err();
+    /// assert!(matches!(err.into_kind(), OpenErrorKind::NotFound));
+    /// ```
+    pub fn into_kind(self) -> OpenErrorKind {
+        self.kind
+    }
+}
+
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::NotFound { name } => {
+        let name = &self.name;
+        match &self.kind {
+            OpenErrorKind::NotFound => {
                 write!(f, "channel `{name}` not found: is the receiver running?")
             }
-            OpenError::AlreadyExists { name } => write!(
+            OpenErrorKind::AlreadyExists => write!(
                 f,
                 "channel `{name}` already exists and its receiver is alive: pick another name, \
                  or stop the process that receives on it"
             ),
-            OpenError::InvalidName { name, reason } => {
+            OpenErrorKind::InvalidName { reason } => {
                 write!(f, "invalid channel name {name:?}: {reason}")
             }
-            OpenError::InvalidConfig { name, reason } => {
+            OpenErrorKind::InvalidConfig { reason } => {
                 write!(f, "invalid settings for channel `{name}`: {reason}")
             }
-            OpenError::TypeMismatch { name, expected } => write!(
-                f,
-                "channel `{name}` carries another message type or codec than `{expected}`: \
-                 open it with the type (and codec feature) its receiver uses"
-            ),
-            OpenError::IncompatibleVersion {
-                name,
+            OpenErrorKind::TypeMismatch {
+                type_name,
+                codec,
+                expected,
                 found,
-                supported,
             } => write!(
+                f,
+                "channel `{name}` carries another message type or codec than `{type_name}` \
+                 encoded with {codec} (its fingerprint is {found:#018x}, this endpoint's \
+                 {expected:#018x}): open it with the message type and the codec \
+                 (Builder::codec) its receiver uses"
+            ),
+            OpenErrorKind::IncompatibleVersion { found, supported } => write!(
                 f,
                 "channel `{name}` has segment layout version {found} but this build of shmpsc \
                  supports version {supported}: use the same shmpsc version on both ends"
             ),
-            OpenError::Corrupt { name, reason } => write!(
+            OpenErrorKind::Corrupt { reason } => write!(
                 f,
                 "channel `{name}` is not a valid shmpsc segment ({reason}): remove it with \
                  shmpsc::remove(\"{name}\") and create it again"
             ),
-            OpenError::PermissionDenied { name } => write!(
+            OpenErrorKind::PermissionDenied => write!(
                 f,
                 "permission denied for channel `{name}`: it belongs to another user; ask its \
                  creator to widen Builder::mode, or run as that user"
             ),
-            OpenError::TooManySenders { name, max } => write!(
+            OpenErrorKind::TooManySenders { max } => write!(
                 f,
                 "channel `{name}` already has its maximum of {max} live senders: drop a sender, \
                  or create the channel with a larger Builder::max_senders"
             ),
-            OpenError::ReceiverGone { name } => write!(
+            OpenErrorKind::ReceiverGone => write!(
                 f,
                 "channel `{name}` has no receiver: its receiver was dropped or exited; start \
                  the receiver again, then open the channel"
             ),
-            OpenError::Untrusted { name, reason } => write!(
+            OpenErrorKind::Untrusted { reason } => write!(
                 f,
                 "channel `{name}` is not trusted: {reason}; if you know where it comes from and \
                  it is unused, remove it with shmpsc::remove(\"{name}\") (or `shmpsc rm {name}`) \
                  and create it again"
             ),
-            OpenError::InUse { name } => write!(
+            OpenErrorKind::InUse => write!(
                 f,
                 "channel `{name}` is in use by a live receiver or sender and was not removed: \
                  stop those processes first"
             ),
-            OpenError::NotReady { name } => write!(
+            OpenErrorKind::NotReady => write!(
                 f,
                 "channel `{name}` is not ready: its creator is still setting it up or died while \
                  doing so; retry, or create it again"
             ),
-            OpenError::PassedSenderTaken { name, slot, by } => write!(
+            OpenErrorKind::PassedSenderTaken { slot, by } => write!(
                 f,
                 "channel `{name}`: the sender passed to this process (slot {slot}) belongs to \
                  process {by}, which opened it first or was spawned with it and exited: a \
@@ -776,7 +860,7 @@ impl fmt::Display for OpenError {
                  was forked from the one it was passed to; call pass_to again before each \
                  spawn (calling Sender::open again here attaches a sender of this process's own)"
             ),
-            OpenError::Io { name, op, source } => {
+            OpenErrorKind::Io { op, source } => {
                 write!(f, "channel `{name}`: {op} failed: {source}")
             }
         }
@@ -785,8 +869,8 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            OpenError::Io { source, .. } => Some(source),
+        match &self.kind {
+            OpenErrorKind::Io { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -794,15 +878,15 @@ impl std::error::Error for OpenError {
 
 impl From<OpenError> for io::Error {
     fn from(e: OpenError) -> io::Error {
-        let kind = match &e {
-            OpenError::NotFound { .. } => io::ErrorKind::NotFound,
-            OpenError::Untrusted { .. } => io::ErrorKind::PermissionDenied,
-            OpenError::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
-            OpenError::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
-            OpenError::InvalidName { .. } | OpenError::InvalidConfig { .. } => {
+        let kind = match &e.kind {
+            OpenErrorKind::NotFound => io::ErrorKind::NotFound,
+            OpenErrorKind::Untrusted { .. } => io::ErrorKind::PermissionDenied,
+            OpenErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+            OpenErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            OpenErrorKind::InvalidName { .. } | OpenErrorKind::InvalidConfig { .. } => {
                 io::ErrorKind::InvalidInput
             }
-            OpenError::Io { source, .. } => source.kind(),
+            OpenErrorKind::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

@@ -423,6 +423,24 @@ pub(crate) fn record_size(len: u64) -> u64 {
     RECORD_HEADER + ((len + 7) & !7)
 }
 
+/// What a channel carries: a message type and the codec that encodes it.
+/// The segment keeps only their [`fingerprint`](MessageType::fingerprint).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageType {
+    /// The type's name, as `std::any::type_name` spells it.
+    pub(crate) name: &'static str,
+    /// The codec's name.
+    pub(crate) codec: &'static str,
+}
+
+impl MessageType {
+    /// The fingerprint a receiver writes into the segment and a sender
+    /// checks.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        fingerprint(&[self.name, self.codec])
+    }
+}
+
 /// 64-bit FNV-1a, for the message type and codec fingerprint.
 pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -162,8 +162,8 @@ pub use channel::{
 pub use codec::Codec;
 #[cfg(not(loom))]
 pub use error::{
-    CodecError, CodecErrorKind, InvalidMessage, OpenError, RecvError, RecvTimeoutError, Rejection,
-    SendError, SendTimeoutError, TryRecvError, TrySendError,
+    CodecError, CodecErrorKind, InvalidMessage, OpenError, OpenErrorKind, RecvError,
+    RecvTimeoutError, Rejection, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
 #[doc = include_str!("../README.md")]

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::error::OpenError;
+use crate::error::{OpenError, OpenErrorKind};
 use crate::layout::{
     slot_lock_byte, slot_reset_byte, Bitmap, Handover, Slot, HANDOVER_ADOPTED, HANDOVER_NONE,
     HANDOVER_PASSED, HANDOVER_RETIRED, HANDOVER_SPAWNED, NO_INTENT, RX_ALIVE,
@@ -89,12 +89,8 @@ pub(crate) fn acquire(seg: &Segment, passed: bool) -> Result<(usize, u32), OpenE
     let start = sys::current_pid() as usize % n;
     for k in 0..n {
         let i = (start + k) % n;
-        let locked =
-            sys::ofd_try_lock(seg.file(), slot_lock_byte(i)).map_err(|e| OpenError::Io {
-                name: seg.name().to_owned(),
-                op: "locking a sender slot",
-                source: e,
-            })?;
+        let locked = sys::ofd_try_lock(seg.file(), slot_lock_byte(i))
+            .map_err(|e| OpenError::io(seg.name(), "locking a sender slot", e))?;
         if !locked {
             continue;
         }
@@ -129,10 +125,10 @@ pub(crate) fn acquire(seg: &Segment, passed: bool) -> Result<(usize, u32), OpenE
         let _ = sys::ofd_unlock(seg.file(), slot_reset_byte(i));
         return Ok((i, state.generation));
     }
-    Err(OpenError::TooManySenders {
-        name: seg.name().to_owned(),
-        max: n as u32,
-    })
+    Err(OpenError::new(
+        seg.name(),
+        OpenErrorKind::TooManySenders { max: n as u32 },
+    ))
 }
 
 /// Records `who` as the process that slot `slot` (`PASSED` by
@@ -468,7 +464,16 @@ mod tests {
     fn segment(tag: &str) -> Segment {
         let name = format!("peers-unit-{tag}-{}", std::process::id());
         let geo = Geometry::new(4096, 64, 2).unwrap();
-        let (seg, _) = Segment::create(&name, geo, 0o600, 1).unwrap();
+        let (seg, _) = Segment::create(
+            &name,
+            geo,
+            0o600,
+            crate::layout::MessageType {
+                name: "u64",
+                codec: "test",
+            },
+        )
+        .unwrap();
         seg.unlink();
         seg
     }

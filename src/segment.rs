@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
 
-use crate::error::OpenError;
+use crate::error::{OpenError, OpenErrorKind};
 use crate::layout::{
-    Geometry, Header, Slot, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE, REMOVER_LOCK_BYTE, RX_ALIVE,
-    STATE_READY,
+    Geometry, Header, MessageType, Slot, LAYOUT_VERSION, MAGIC, RECEIVER_LOCK_BYTE,
+    REMOVER_LOCK_BYTE, RX_ALIVE, STATE_READY,
 };
 use crate::sys;
 
@@ -45,10 +45,12 @@ pub(crate) const MAX_NAME: usize = 255 - PREFIX.len();
 /// Checks a channel name and returns the shared-memory path for it.
 pub(crate) fn shm_path(name: &str) -> Result<String, OpenError> {
     let bad = |reason: &str| {
-        Err(OpenError::InvalidName {
-            name: name.to_owned(),
-            reason: reason.to_owned(),
-        })
+        Err(OpenError::new(
+            name,
+            OpenErrorKind::InvalidName {
+                reason: reason.to_owned(),
+            },
+        ))
     };
     if name.is_empty() {
         return bad("it is empty; use a short name such as \"jobs\"");
@@ -97,28 +99,14 @@ pub(crate) struct Segment {
     snapshot: bool,
 }
 
-fn io_err(name: &str, op: &'static str, e: impl Into<io::Error>) -> OpenError {
-    OpenError::Io {
-        name: name.to_owned(),
-        op,
-        source: e.into(),
-    }
-}
-
 fn open_errno(name: &str, op: &'static str, e: Errno) -> OpenError {
     match e {
-        Errno::ENOENT => OpenError::NotFound {
-            name: name.to_owned(),
-        },
-        Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
-            name: name.to_owned(),
-        },
-        Errno::EEXIST => OpenError::AlreadyExists {
-            name: name.to_owned(),
-        },
+        Errno::ENOENT => OpenError::new(name, OpenErrorKind::NotFound),
+        Errno::EACCES | Errno::EPERM => OpenError::new(name, OpenErrorKind::PermissionDenied),
+        Errno::EEXIST => OpenError::new(name, OpenErrorKind::AlreadyExists),
         // Every open is `O_NOFOLLOW` and a valid name has no `/`: the entry
         // under the name is a symbolic link.
-        Errno::ELOOP => io_err(
+        Errno::ELOOP => OpenError::io(
             name,
             op,
             io::Error::new(
@@ -130,11 +118,13 @@ fn open_errno(name: &str, op: &'static str, e: Errno) -> OpenError {
                 ),
             ),
         ),
-        Errno::ENAMETOOLONG | Errno::EINVAL => OpenError::InvalidName {
-            name: name.to_owned(),
-            reason: format!("the system refused it ({e})"),
-        },
-        e => io_err(name, op, e),
+        Errno::ENAMETOOLONG | Errno::EINVAL => OpenError::new(
+            name,
+            OpenErrorKind::InvalidName {
+                reason: format!("the system refused it ({e})"),
+            },
+        ),
+        e => OpenError::io(name, op, e),
     }
 }
 
@@ -155,7 +145,7 @@ impl Segment {
         name: &str,
         geo: Geometry,
         mode: u32,
-        fingerprint: u64,
+        ty: MessageType,
     ) -> Result<(Segment, Created), OpenError> {
         let path = shm_path(name)?;
         check_mode(name, mode)?;
@@ -165,11 +155,11 @@ impl Segment {
         // segment, so a second attempt almost always succeeds; the bound
         // only keeps a pathological remover from spinning us forever.
         for _ in 0..CREATE_ATTEMPTS {
-            if let Some(done) = Segment::try_create(name, &path, geo, mode, fingerprint)? {
+            if let Some(done) = Segment::try_create(name, &path, geo, mode, ty)? {
                 return Ok(done);
             }
         }
-        Err(io_err(
+        Err(OpenError::io(
             name,
             "creating the channel (another process, such as `shmpsc gc` or shmpsc::remove, \
              removed its name each time this receiver had just opened it; stop that process \
@@ -187,12 +177,12 @@ impl Segment {
         path: &str,
         geo: Geometry,
         mode: u32,
-        fingerprint: u64,
+        ty: MessageType,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
         match sys::shm_open_existing(path) {
             Ok(file) => {
                 let file = sys::EndpointFile::new(file);
-                return Segment::try_take_over(name, path, file, geo, mode, fingerprint);
+                return Segment::try_take_over(name, path, file, geo, mode, ty);
             }
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(open_errno(name, "opening", e)),
@@ -200,7 +190,7 @@ impl Segment {
         let file = match sys::shm_create_unnamed(mode) {
             Ok(file) => sys::EndpointFile::new(file),
             Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
-                return Segment::try_create_named(name, path, geo, mode, fingerprint)
+                return Segment::try_create_named(name, path, geo, mode, ty)
             }
             Err(e) => return Err(open_errno(name, "creating", e)),
         };
@@ -208,15 +198,15 @@ impl Segment {
         // Nobody else can reach the object before it has a name: the lock
         // is ours.
         if !sys::ofd_try_lock(&file, RECEIVER_LOCK_BYTE)
-            .map_err(|e| io_err(name, "locking the segment", e))?
+            .map_err(|e| OpenError::io(name, "locking the segment", e))?
         {
-            return Err(io_err(
+            return Err(OpenError::io(
                 name,
                 "locking the new, unnamed segment",
                 io::Error::other("another open file description holds its receiver lock"),
             ));
         }
-        let seg = Segment::initialise(name, path, file, geo, fingerprint)?;
+        let seg = Segment::initialise(name, path, file, geo, ty)?;
         match sys::shm_link(seg.file(), path) {
             Ok(()) => Ok(Some((seg, Created::Fresh))),
             // Another receiver published its segment first: look again
@@ -225,7 +215,7 @@ impl Segment {
             // No /proc to link through: create it under its name instead.
             Err(Errno::ENOENT) => {
                 drop(seg);
-                Segment::try_create_named(name, path, geo, mode, fingerprint)
+                Segment::try_create_named(name, path, geo, mode, ty)
             }
             Err(e) => Err(open_errno(name, "publishing", e)),
         }
@@ -242,7 +232,7 @@ impl Segment {
         path: &str,
         geo: Geometry,
         mode: u32,
-        fingerprint: u64,
+        ty: MessageType,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
         let file = match sys::shm_create(path, mode) {
             Ok(file) => sys::EndpointFile::new(file),
@@ -253,7 +243,7 @@ impl Segment {
         if !Segment::lock_as_receiver(name, path, &file)? {
             return Ok(None);
         }
-        let r = Segment::initialise(name, path, file, geo, fingerprint);
+        let r = Segment::initialise(name, path, file, geo, ty);
         if r.is_err() {
             let _ = sys::shm_remove(path);
         }
@@ -270,7 +260,7 @@ impl Segment {
     /// unlink it any more, so one check after locking settles it.
     fn lock_as_receiver(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
         let locked = sys::ofd_try_lock(file, RECEIVER_LOCK_BYTE)
-            .map_err(|e| io_err(name, "locking the segment", e))?;
+            .map_err(|e| OpenError::io(name, "locking the segment", e))?;
         if !locked {
             Segment::lock_refused(name, file)?;
             return Ok(false);
@@ -287,45 +277,43 @@ impl Segment {
     /// receiver never takes such an object over anyway, and that user may
     /// hold the byte for ever.
     fn lock_refused(name: &str, file: &File) -> Result<(), OpenError> {
-        let st = sys::file_stat(file).map_err(|e| io_err(name, "inspecting", e))?;
+        let st = sys::file_stat(file).map_err(|e| OpenError::io(name, "inspecting", e))?;
         let me = sys::effective_uid();
         let removing = sys::ofd_lock_holder(file, REMOVER_LOCK_BYTE)
-            .map_err(|e| io_err(name, "looking at the segment's locks", e))?;
+            .map_err(|e| OpenError::io(name, "looking at the segment's locks", e))?;
         if st.uid != me {
             if removing.is_none() && Segment::receiver_locked(file) {
-                return Err(OpenError::AlreadyExists {
-                    name: name.to_owned(),
-                });
+                return Err(OpenError::new(name, OpenErrorKind::AlreadyExists));
             }
-            return Err(OpenError::Untrusted {
-                name: name.to_owned(),
-                reason: format!(
-                    "it belongs to user id {}, not to this user, and its locks are held (by \
-                     that user's processes, or by a removal in progress); a receiver neither \
-                     takes over nor waits for another user's segment, so try again later or \
-                     pick another name",
-                    st.uid
-                ),
-            });
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::Untrusted {
+                    reason: format!(
+                        "it belongs to user id {}, not to this user, and its locks are held (by \
+                         that user's processes, or by a removal in progress); a receiver neither \
+                         takes over nor waits for another user's segment, so try again later or \
+                         pick another name",
+                        st.uid
+                    ),
+                },
+            ));
         }
         if removing.is_some() {
             return match wait_for_remover(file)
-                .map_err(|e| io_err(name, "looking at the segment's locks", e))?
+                .map_err(|e| OpenError::io(name, "looking at the segment's locks", e))?
             {
                 None => Ok(()),
                 Some(holder) => Err(remover_held(name, "creating the channel", holder)),
             };
         }
         if Segment::receiver_locked(file) {
-            return Err(OpenError::AlreadyExists {
-                name: name.to_owned(),
-            });
+            return Err(OpenError::new(name, OpenErrorKind::AlreadyExists));
         }
         if sys::ofd_range_locked(file, RECEIVER_LOCK_BYTE, 1).unwrap_or(false) {
             // Held, but not as a receiver holds it (a read lock): no
             // receiver lives, and none can take the channel over until that
             // program lets go.
-            return Err(io_err(
+            return Err(OpenError::io(
                 name,
                 "taking over the channel",
                 io::Error::new(
@@ -351,7 +339,7 @@ impl Segment {
         file: sys::EndpointFile,
         geo: Geometry,
         mode: u32,
-        fingerprint: u64,
+        ty: MessageType,
     ) -> Result<Option<(Segment, Created)>, OpenError> {
         crate::hooks::at(crate::hooks::Point::TakeoverOpened);
         if !Segment::lock_as_receiver(name, path, &file)? {
@@ -362,24 +350,28 @@ impl Segment {
         // no wider access than asked for: anyone can plant a file in /dev/shm.
         let st = check_object(name, &file, Trust::Known)?;
         if st.uid != sys::effective_uid() {
-            return Err(OpenError::Untrusted {
-                name: name.to_owned(),
-                reason: format!(
-                    "it belongs to user id {}, not to this user, and a receiver does not take \
-                     over another user's segment",
-                    st.uid
-                ),
-            });
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::Untrusted {
+                    reason: format!(
+                        "it belongs to user id {}, not to this user, and a receiver does not take \
+                         over another user's segment",
+                        st.uid
+                    ),
+                },
+            ));
         }
         if st.perms & !mode != 0 {
-            return Err(OpenError::Untrusted {
-                name: name.to_owned(),
-                reason: format!(
-                    "its mode {:#o} grants more than the {mode:#o} asked for, and a receiver \
-                     does not take over a segment others may have written",
-                    st.perms
-                ),
-            });
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::Untrusted {
+                    reason: format!(
+                        "its mode {:#o} grants more than the {mode:#o} asked for, and a receiver \
+                         does not take over a segment others may have written",
+                        st.perms
+                    ),
+                },
+            ));
         }
         // Read without mapping: a header that is not ready (or an object
         // too small for one) is set up anew.
@@ -390,10 +382,10 @@ impl Segment {
             // Its creator died while setting it up (only possible without
             // O_TMPFILE): nobody else can use it (senders only use ready
             // segments), so set it up anew.
-            return Segment::initialise(name, path, file, geo, fingerprint)
+            return Segment::initialise(name, path, file, geo, ty)
                 .map(|s| Some((s, Created::Fresh)));
         }
-        let seg = Segment::open_checked(name, path, file, fingerprint, Trust::Known)?;
+        let seg = Segment::open_checked(name, path, file, ty, Trust::Known)?;
         seg.reserve()?;
         let c = &seg.header().control;
         c.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -417,19 +409,19 @@ impl Segment {
         path: &str,
         file: sys::EndpointFile,
         geo: Geometry,
-        fingerprint: u64,
+        ty: MessageType,
     ) -> Result<Segment, OpenError> {
         file.set_len(0)
-            .map_err(|e| io_err(name, "resetting the segment", e))?;
+            .map_err(|e| OpenError::io(name, "resetting the segment", e))?;
         sys::shm_allocate(&file, geo.len as u64).map_err(|e| {
             if e.raw_os_error() == Some(nix::libc::ENOSPC) {
-                io_err(
+                OpenError::io(
                     name,
                     "reserving memory (is /dev/shm full? free space or choose a smaller Builder::capacity)",
                     e,
                 )
             } else {
-                io_err(name, "reserving memory", e)
+                OpenError::io(name, "reserving memory", e)
             }
         })?;
         let seg = Segment::map(name, path, file, geo.len as u64)?;
@@ -441,7 +433,7 @@ impl Segment {
         c.max_message.store(geo.max_message, Ordering::Relaxed);
         c.max_senders.store(geo.max_senders, Ordering::Relaxed);
         c.creator_pid.store(sys::current_pid(), Ordering::Relaxed);
-        c.fingerprint.store(fingerprint, Ordering::Relaxed);
+        c.fingerprint.store(ty.fingerprint(), Ordering::Relaxed);
         c.segment_len.store(geo.len as u64, Ordering::Relaxed);
         for slot in seg.slots() {
             slot.intent
@@ -473,15 +465,17 @@ impl Segment {
         size: u64,
     ) -> Result<Segment, OpenError> {
         if size < std::mem::size_of::<Header>() as u64 || size > isize::MAX as u64 {
-            return Err(OpenError::Corrupt {
-                name: name.to_owned(),
-                reason: format!("its size of {size} bytes cannot hold a header"),
-            });
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::Corrupt {
+                    reason: format!("its size of {size} bytes cannot hold a header"),
+                },
+            ));
         }
         let map = MmapOptions::new()
             .len(size as usize)
             .map_raw(&*file)
-            .map_err(|e| io_err(name, "mapping", e))?;
+            .map_err(|e| OpenError::io(name, "mapping", e))?;
         file.mapped_at(map.as_mut_ptr(), size as usize);
         let geo = Geometry {
             capacity: 0,
@@ -504,34 +498,36 @@ impl Segment {
     /// Checks an existing object and its header, read with `pread`, before
     /// mapping anything of it: a regular file with at most one name, an
     /// owner that `trust` accepts, a valid ready header of this layout
-    /// version (and message type, if `fingerprint` is given) that describes
+    /// version (and message type, if `ty` is given) that describes
     /// exactly the object's size. Then maps it.
     fn open_checked(
         name: &str,
         path: &str,
         file: sys::EndpointFile,
-        fingerprint: impl Into<Option<u64>>,
+        ty: impl Into<Option<MessageType>>,
         trust: Trust<'_>,
     ) -> Result<Segment, OpenError> {
         let st = check_object(name, &file, trust)?;
         crate::hooks::at(crate::hooks::Point::HeaderRead);
         let header = read_header(name, &file)?;
-        let geo = validate_header(name, &header, st.size, fingerprint.into())?;
+        let geo = validate_header(name, &header, st.size, ty.into())?;
         let mut seg = Segment::map(name, path, file, geo.len as u64)?;
         // The object may have been truncated between the check and the
         // mapping (by a process with write access); then touching the
         // mapping would raise SIGBUS. Checked once more now that it is
         // mapped; what a process with write access does afterwards is
         // beyond any check (see README.md, "Security").
-        let now = sys::file_stat(seg.file()).map_err(|e| io_err(name, "inspecting", e))?;
+        let now = sys::file_stat(seg.file()).map_err(|e| OpenError::io(name, "inspecting", e))?;
         if now.size != st.size {
-            return Err(OpenError::Corrupt {
-                name: name.to_owned(),
-                reason: format!(
-                    "its size changed from {} to {} bytes while it was opened",
-                    st.size, now.size
-                ),
-            });
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::Corrupt {
+                    reason: format!(
+                        "its size changed from {} to {} bytes while it was opened",
+                        st.size, now.size
+                    ),
+                },
+            ));
         }
         seg.geo = geo;
         Ok(seg)
@@ -540,11 +536,7 @@ impl Segment {
     /// Opens an existing, ready segment (for a sender) whose owner is this
     /// user, root, or one of `trusted`. Waits up to one second for a
     /// segment that is still being created (without O_TMPFILE only).
-    pub(crate) fn open(
-        name: &str,
-        fingerprint: u64,
-        trusted: &[u32],
-    ) -> Result<Segment, OpenError> {
+    pub(crate) fn open(name: &str, ty: MessageType, trusted: &[u32]) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
         let file = sys::EndpointFile::new(file);
@@ -553,10 +545,14 @@ impl Segment {
             let attempt = file
                 .try_clone()
                 .map(sys::EndpointFile::new)
-                .map_err(|e| io_err(name, "duplicating", e))?;
-            match Segment::open_checked(name, &path, attempt, fingerprint, Trust::Owners(trusted)) {
-                Err(OpenError::NotReady { .. }) | Err(OpenError::Corrupt { .. })
-                    if Instant::now() < give_up && Segment::receiver_locked(&file) => {}
+                .map_err(|e| OpenError::io(name, "duplicating", e))?;
+            match Segment::open_checked(name, &path, attempt, ty, Trust::Owners(trusted)) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        OpenErrorKind::NotReady | OpenErrorKind::Corrupt { .. }
+                    ) && Instant::now() < give_up
+                        && Segment::receiver_locked(&file) => {}
                 Ok(seg) => {
                     seg.reserve()?;
                     return Ok(seg);
@@ -574,7 +570,7 @@ impl Segment {
     /// lock owner), mapped again. The object is reached through this
     /// endpoint's own descriptor, never by name: the name may have been
     /// removed and given to another channel since this endpoint attached.
-    pub(crate) fn reopen(&self, fingerprint: u64) -> Result<Segment, OpenError> {
+    pub(crate) fn reopen(&self, ty: MessageType) -> Result<Segment, OpenError> {
         let file = match sys::reopen_same(&self.file) {
             Ok(file) => sys::EndpointFile::new(file),
             // No /proc: by name, if the name still refers to our object.
@@ -582,7 +578,7 @@ impl Segment {
                 let file = sys::shm_open_existing(&self.path)
                     .map_err(|e| open_errno(&self.name, "opening", e))?;
                 if !same_object(&self.name, &file, &self.file)? {
-                    return Err(io_err(
+                    return Err(OpenError::io(
                         &self.name,
                         "opening this endpoint's channel again",
                         io::Error::other(
@@ -596,7 +592,7 @@ impl Segment {
             }
             Err(e) => return Err(open_errno(&self.name, "opening", e)),
         };
-        Segment::open_checked(&self.name, &self.path, file, fingerprint, Trust::Known)
+        Segment::open_checked(&self.name, &self.path, file, ty, Trust::Known)
     }
 
     /// Opens a segment from a descriptor inherited from the parent process
@@ -615,7 +611,7 @@ impl Segment {
         raw: i32,
         id: sys::FileId,
         lock_byte: u64,
-        fingerprint: u64,
+        ty: MessageType,
     ) -> Result<Segment, OpenError> {
         const OP: &str = "adopting the sender passed by the parent";
         let path = shm_path(name)?;
@@ -625,7 +621,7 @@ impl Segment {
             Err(Errno::ENOENT) => match sys::shm_open_existing(&path) {
                 Ok(named) if sys::file_stat(&named).is_ok_and(|st| st.id == id) => named,
                 Ok(_) | Err(Errno::ENOENT) => {
-                    return Err(io_err(
+                    return Err(OpenError::io(
                         name,
                         OP,
                         io::Error::other(
@@ -637,8 +633,12 @@ impl Segment {
             },
             Err(e) => return Err(open_errno(name, OP, e)),
         };
-        if sys::file_stat(&expect).map_err(|e| io_err(name, OP, e))?.id != id {
-            return Err(io_err(
+        if sys::file_stat(&expect)
+            .map_err(|e| OpenError::io(name, OP, e))?
+            .id
+            != id
+        {
+            return Err(OpenError::io(
                 name,
                 OP,
                 io::Error::other(
@@ -646,10 +646,10 @@ impl Segment {
                 ),
             ));
         }
-        let file =
-            sys::adopt_inherited(raw, &expect, lock_byte).map_err(|e| io_err(name, OP, e))?;
+        let file = sys::adopt_inherited(raw, &expect, lock_byte)
+            .map_err(|e| OpenError::io(name, OP, e))?;
         let file = sys::EndpointFile::new(file);
-        let seg = Segment::open_checked(name, &path, file, fingerprint, Trust::Known)?;
+        let seg = Segment::open_checked(name, &path, file, ty, Trust::Known)?;
         seg.reserve()?;
         Ok(seg)
     }
@@ -668,7 +668,7 @@ impl Segment {
     pub(crate) fn identity(&self) -> Result<sys::FileId, OpenError> {
         sys::file_stat(&self.file)
             .map(|st| st.id)
-            .map_err(|e| io_err(&self.name, "inspecting", e))
+            .map_err(|e| OpenError::io(&self.name, "inspecting", e))
     }
 
     /// A snapshot of an existing segment's header and slot table, whatever
@@ -686,15 +686,17 @@ impl Segment {
         let mut copy = MmapOptions::new()
             .len(geo.data_offset)
             .map_anon()
-            .map_err(|e| io_err(name, "allocating a snapshot", e))?;
+            .map_err(|e| OpenError::io(name, "allocating a snapshot", e))?;
         file.read_exact_at(&mut copy[..], 0).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                OpenError::Corrupt {
-                    name: name.to_owned(),
-                    reason: "it shrank while it was read".to_owned(),
-                }
+                OpenError::new(
+                    name,
+                    OpenErrorKind::Corrupt {
+                        reason: "it shrank while it was read".to_owned(),
+                    },
+                )
             } else {
-                io_err(name, "reading", e)
+                OpenError::io(name, "reading", e)
             }
         })?;
         Ok(Segment {
@@ -743,23 +745,21 @@ impl Segment {
         // meanwhile must not keep them.
         let file = sys::EndpointFile::new(file);
         crate::hooks::at(crate::hooks::Point::RemoveOpened);
-        let st = sys::file_stat(&file).map_err(|e| io_err(name, "inspecting", e))?;
+        let st = sys::file_stat(&file).map_err(|e| OpenError::io(name, "inspecting", e))?;
         if !st.regular {
             return Err(not_regular(name));
         }
         let range = REMOVER_LOCK_BYTE + 1;
         let mut poll = budget.poll();
         while !sys::ofd_try_lock_range(&file, RECEIVER_LOCK_BYTE, range)
-            .map_err(|e| io_err(name, "locking", e))?
+            .map_err(|e| OpenError::io(name, "locking", e))?
         {
             // A live endpoint: in use. Another remover: wait for it (its
             // removal takes a few system calls), then look again.
             let Some(holder) = sys::ofd_lock_holder(&file, REMOVER_LOCK_BYTE)
-                .map_err(|e| io_err(name, "looking at the channel's locks", e))?
+                .map_err(|e| OpenError::io(name, "looking at the channel's locks", e))?
             else {
-                return Err(OpenError::InUse {
-                    name: name.to_owned(),
-                });
+                return Err(OpenError::new(name, OpenErrorKind::InUse));
             };
             if !poll.pause() {
                 budget.spent(poll);
@@ -771,16 +771,12 @@ impl Segment {
         // receiver's drop, or another remover) and given to a new channel:
         // that one is not ours to judge.
         if !still_named(name, &path, &file)? {
-            return Err(OpenError::NotFound {
-                name: name.to_owned(),
-            });
+            return Err(OpenError::new(name, OpenErrorKind::NotFound));
         }
         crate::hooks::at(crate::hooks::Point::RemoveChecked);
         match unlink_exact(name, &path, &file)? {
             true => Ok(()),
-            false => Err(OpenError::NotFound {
-                name: name.to_owned(),
-            }),
+            false => Err(OpenError::new(name, OpenErrorKind::NotFound)),
         }
     }
 
@@ -789,7 +785,7 @@ impl Segment {
     /// full, is refused here instead of killing this process with SIGBUS.
     fn reserve(&self) -> Result<(), OpenError> {
         sys::shm_reserve(&self.file, self.geo.len as u64).map_err(|e| {
-            io_err(
+            OpenError::io(
                 &self.name,
                 "reserving memory (is /dev/shm full? free space, or remove unused channels with \
                  shmpsc::remove_unused)",
@@ -980,43 +976,49 @@ pub(crate) enum Trust<'a> {
 }
 
 fn not_regular(name: &str) -> OpenError {
-    OpenError::Untrusted {
-        name: name.to_owned(),
-        reason: "it is not a regular file (shmpsc did not make it); if you know what it is, \
+    OpenError::new(
+        name,
+        OpenErrorKind::Untrusted {
+            reason: "it is not a regular file (shmpsc did not make it); if you know what it is, \
                  remove it by hand from /dev/shm"
-            .to_owned(),
-    }
+                .to_owned(),
+        },
+    )
 }
 
 /// Checks what an object is before anything of it is read: a regular file
 /// with at most one name, owned by someone `trust` accepts.
 fn check_object(name: &str, file: &File, trust: Trust<'_>) -> Result<sys::Stat, OpenError> {
-    let st = sys::file_stat(file).map_err(|e| io_err(name, "inspecting", e))?;
+    let st = sys::file_stat(file).map_err(|e| OpenError::io(name, "inspecting", e))?;
     if !st.regular {
         return Err(not_regular(name));
     }
     if st.nlink > 1 {
-        return Err(OpenError::Untrusted {
-            name: name.to_owned(),
-            reason: format!(
-                "it has {} names (hard links), and a channel has one; if you know where it \
-                 comes from, remove it with shmpsc::remove(\"{name}\") and create it again",
-                st.nlink
-            ),
-        });
+        return Err(OpenError::new(
+            name,
+            OpenErrorKind::Untrusted {
+                reason: format!(
+                    "it has {} names (hard links), and a channel has one; if you know where it \
+                     comes from, remove it with shmpsc::remove(\"{name}\") and create it again",
+                    st.nlink
+                ),
+            },
+        ));
     }
     if let Trust::Owners(extra) = trust {
         let me = sys::effective_uid();
         if st.uid != me && st.uid != 0 && !extra.contains(&st.uid) {
-            return Err(OpenError::Untrusted {
-                name: name.to_owned(),
-                reason: format!(
-                    "it belongs to user id {}, not to this user (id {me}) or root, so its \
-                     messages would go to that user; if that user's receiver is meant to get \
-                     them, open the sender with Builder::trust_owner({})",
-                    st.uid, st.uid
-                ),
-            });
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::Untrusted {
+                    reason: format!(
+                        "it belongs to user id {}, not to this user (id {me}) or root, so its \
+                         messages would go to that user; if that user's receiver is meant to get \
+                         them, open the sender with Builder::trust_owner({})",
+                        st.uid, st.uid
+                    ),
+                },
+            ));
         }
     }
     Ok(st)
@@ -1047,11 +1049,13 @@ fn read_header(name: &str, file: &File) -> Result<Box<Header>, OpenError> {
     };
     match file.read_exact_at(bytes, 0) {
         Ok(()) => Ok(header),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(OpenError::Corrupt {
-            name: name.to_owned(),
-            reason: "it is too small to hold a header".to_owned(),
-        }),
-        Err(e) => Err(io_err(name, "reading the header", e)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(OpenError::new(
+            name,
+            OpenErrorKind::Corrupt {
+                reason: "it is too small to hold a header".to_owned(),
+            },
+        )),
+        Err(e) => Err(OpenError::io(name, "reading the header", e)),
     }
 }
 
@@ -1061,13 +1065,10 @@ fn validate_header(
     name: &str,
     header: &Header,
     size: u64,
-    fingerprint: Option<u64>,
+    ty: Option<MessageType>,
 ) -> Result<Geometry, OpenError> {
     let c = &header.config;
-    let corrupt = |reason: String| OpenError::Corrupt {
-        name: name.to_owned(),
-        reason,
-    };
+    let corrupt = |reason: String| OpenError::new(name, OpenErrorKind::Corrupt { reason });
     let magic = c.magic.load(Ordering::Relaxed);
     if magic != MAGIC {
         return Err(corrupt(format!(
@@ -1076,19 +1077,19 @@ fn validate_header(
     }
     let version = c.version.load(Ordering::Relaxed);
     if version != LAYOUT_VERSION {
-        return Err(OpenError::IncompatibleVersion {
-            name: name.to_owned(),
-            found: version,
-            supported: LAYOUT_VERSION,
-        });
+        return Err(OpenError::new(
+            name,
+            OpenErrorKind::IncompatibleVersion {
+                found: version,
+                supported: LAYOUT_VERSION,
+            },
+        ));
     }
     // SYNC POINT: opener. A private copy read with pread after the
     // creator's Release store of READY in `initialise` (the kernel's copy
     // is ordered after it); every field is checked below anyway.
     if c.state.load(Ordering::Acquire) != STATE_READY {
-        return Err(OpenError::NotReady {
-            name: name.to_owned(),
-        });
+        return Err(OpenError::new(name, OpenErrorKind::NotReady));
     }
     let geo = Geometry::from_config(c).map_err(corrupt)?;
     if geo.len as u64 != size {
@@ -1097,19 +1098,27 @@ fn validate_header(
             geo.len
         )));
     }
-    if fingerprint.is_some_and(|f| f != c.fingerprint.load(Ordering::Relaxed)) {
-        return Err(OpenError::TypeMismatch {
-            name: name.to_owned(),
-            expected: "",
-        });
+    if let Some(ty) = ty {
+        let (expected, found) = (ty.fingerprint(), c.fingerprint.load(Ordering::Relaxed));
+        if found != expected {
+            return Err(OpenError::new(
+                name,
+                OpenErrorKind::TypeMismatch {
+                    type_name: ty.name,
+                    codec: ty.codec,
+                    expected,
+                    found,
+                },
+            ));
+        }
     }
     Ok(geo)
 }
 
 /// Whether two open files are the same object (device and inode).
 fn same_object(name: &str, a: &File, b: &File) -> Result<bool, OpenError> {
-    let a = sys::file_stat(a).map_err(|e| io_err(name, "inspecting", e))?;
-    let b = sys::file_stat(b).map_err(|e| io_err(name, "inspecting", e))?;
+    let a = sys::file_stat(a).map_err(|e| OpenError::io(name, "inspecting", e))?;
+    let b = sys::file_stat(b).map_err(|e| OpenError::io(name, "inspecting", e))?;
     Ok(a.id == b.id)
 }
 
@@ -1134,14 +1143,13 @@ fn check_mode(name: &str, mode: u32) -> Result<(), OpenError> {
     for (who, shift) in [("its group", 3), ("other users", 0)] {
         let rw = (mode >> shift) & 0o6;
         if rw != 0 && rw != 0o6 {
-            return Err(OpenError::InvalidConfig {
-                name: name.to_owned(),
+            return Err(OpenError::new(name, OpenErrorKind::InvalidConfig {
                 reason: format!(
                     "mode {mode:#o} gives {who} {} access without {}; an endpoint needs both,                      so give both (0o660 for the group, 0o666 for everyone) or neither (0o600)",
                     if rw == 0o4 { "read" } else { "write" },
                     if rw == 0o4 { "write" } else { "read" },
                 ),
-            });
+            }));
         }
     }
     Ok(())
@@ -1222,7 +1230,7 @@ fn remover_held(name: &str, op: &'static str, holder: sys::LockHolder) -> OpenEr
         Some(pid) => format!("process {pid}"),
         None => "another process".to_owned(),
     };
-    io_err(
+    OpenError::io(
         name,
         op,
         io::Error::new(
@@ -1256,7 +1264,7 @@ fn remover_held(name: &str, op: &'static str, holder: sys::LockHolder) -> OpenEr
 /// rename so, the name is checked and then unlinked, as before.
 fn unlink_exact(name: &str, path: &str, file: &File) -> Result<bool, OpenError> {
     let ours = sys::file_stat(file)
-        .map_err(|e| io_err(name, "inspecting", e))?
+        .map_err(|e| OpenError::io(name, "inspecting", e))?
         .id;
     let aside = match move_aside(path) {
         Ok(aside) => aside,
@@ -1272,7 +1280,7 @@ fn unlink_exact(name: &str, path: &str, file: &File) -> Result<bool, OpenError> 
             };
         }
         Err(Errno::EEXIST) => {
-            return Err(io_err(
+            return Err(OpenError::io(
                 name,
                 "removing the channel",
                 io::Error::other(format!(
@@ -1289,7 +1297,7 @@ fn unlink_exact(name: &str, path: &str, file: &File) -> Result<bool, OpenError> 
         Ok(id) if id == ours => {
             return match sys::shm_remove(&aside) {
                 Ok(()) | Err(Errno::ENOENT) => Ok(true),
-                Err(e) => Err(io_err(
+                Err(e) => Err(OpenError::io(
                     name,
                     "removing the channel",
                     io::Error::other(format!(
@@ -1307,7 +1315,7 @@ fn unlink_exact(name: &str, path: &str, file: &File) -> Result<bool, OpenError> 
     // Another object: give it its name back.
     match sys::shm_rename_noreplace(&aside, path) {
         Ok(()) | Err(Errno::ENOENT) => Ok(false),
-        Err(e) => Err(io_err(
+        Err(e) => Err(OpenError::io(
             name,
             "removing the channel",
             io::Error::other(format!(
@@ -1351,6 +1359,13 @@ fn move_aside(path: &str) -> Result<String, Errno> {
 mod tests {
     use super::*;
 
+    fn any_type() -> MessageType {
+        MessageType {
+            name: "u64",
+            codec: "test",
+        }
+    }
+
     fn geo() -> Geometry {
         Geometry::new(4096, 64, 2).unwrap()
     }
@@ -1375,9 +1390,9 @@ mod tests {
     fn unlink_exact_leaves_another_objects_name() {
         let name = format!("seg-unit-other-{}", sys::current_pid());
         let path = shm_path(&name).unwrap();
-        let (old, _) = Segment::create(&name, geo(), 0o600, 1).unwrap();
+        let (old, _) = Segment::create(&name, geo(), 0o600, any_type()).unwrap();
         sys::shm_remove(&path).unwrap();
-        let (new, _) = Segment::create(&name, geo(), 0o600, 1).unwrap();
+        let (new, _) = Segment::create(&name, geo(), 0o600, any_type()).unwrap();
         assert!(!unlink_exact(&name, &path, old.file()).unwrap());
         assert!(still_named(&name, &path, new.file()).unwrap());
         // The old segment's drop path does the same.

@@ -270,8 +270,8 @@ fn rm_refuses_a_channel_in_use_and_removes_an_unused_one() {
     assert!(out.contains(&format!("removed {dead}")), "{out}");
     assert!(ls_row(&dead).is_none());
     assert!(matches!(
-        shmpsc::inspect(&dead),
-        Err(shmpsc::OpenError::NotFound { .. })
+        shmpsc::inspect(&dead).map_err(shmpsc::OpenError::into_kind),
+        Err(shmpsc::OpenErrorKind::NotFound)
     ));
 }
 

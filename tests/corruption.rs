@@ -20,8 +20,8 @@ use common::msg::{checksum, payload, Msg};
 use common::{channel_name, emit, param, run_child_role, unique_name, Spawn};
 use raw::Raw;
 use shmpsc::{
-    Builder, OpenError, Receiver, RecvTimeoutError, SendError, SendTimeoutError, Sender,
-    TryRecvError, TrySendError,
+    Builder, OpenError, OpenErrorKind, Receiver, RecvTimeoutError, SendError, SendTimeoutError,
+    Sender, TryRecvError, TrySendError,
 };
 
 /// Geometry of every channel here: a small ring, so that positions wrap.
@@ -319,7 +319,7 @@ fn damaged_tail(label: &str, damage: impl Fn(u64) -> u64, what: &str) {
         Err(SendTimeoutError::Disconnected(8))
     ));
     match Sender::<u64>::open(&name) {
-        Err(OpenError::ReceiverGone { .. }) => {}
+        Err(e) if matches!(e.kind(), OpenErrorKind::ReceiverGone) => {}
         other => panic!("a sender attached to a closed channel: {other:?}"),
     }
 }
@@ -464,16 +464,16 @@ impl std::fmt::Display for Tally {
 }
 
 fn open_error_kind(e: &OpenError) -> &'static str {
-    match e {
-        OpenError::NotFound { .. } => "open:NotFound",
-        OpenError::ReceiverGone { .. } => "open:ReceiverGone",
-        OpenError::Corrupt { .. } => "open:Corrupt",
-        OpenError::NotReady { .. } => "open:NotReady",
-        OpenError::IncompatibleVersion { .. } => "open:IncompatibleVersion",
-        OpenError::TypeMismatch { .. } => "open:TypeMismatch",
-        OpenError::TooManySenders { .. } => "open:TooManySenders",
-        OpenError::AlreadyExists { .. } => "open:AlreadyExists",
-        OpenError::Io { .. } => "open:Io",
+    match e.kind() {
+        OpenErrorKind::NotFound => "open:NotFound",
+        OpenErrorKind::ReceiverGone => "open:ReceiverGone",
+        OpenErrorKind::Corrupt { .. } => "open:Corrupt",
+        OpenErrorKind::NotReady => "open:NotReady",
+        OpenErrorKind::IncompatibleVersion { .. } => "open:IncompatibleVersion",
+        OpenErrorKind::TypeMismatch { .. } => "open:TypeMismatch",
+        OpenErrorKind::TooManySenders { .. } => "open:TooManySenders",
+        OpenErrorKind::AlreadyExists => "open:AlreadyExists",
+        OpenErrorKind::Io { .. } => "open:Io",
         _ => "open:other",
     }
 }

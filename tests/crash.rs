@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::msg::{drain_until_disconnected, recv_guarded, Msg, Tracker};
 use common::{channel_name, emit, param, run_child_role, unique_name, wait_for_stdin_eof, Spawn};
 use nix::sys::signal::Signal;
-use shmpsc::{Builder, OpenError, ReceiverState, RecvTimeoutError, Sender};
+use shmpsc::{Builder, OpenError, OpenErrorKind, ReceiverState, RecvTimeoutError, Sender};
 
 /// A short liveness tick, so a test sees many liveness checks quickly.
 const TICK: Duration = Duration::from_millis(5);
@@ -223,8 +223,8 @@ fn stale_segments_are_listed_and_removed() {
     assert_eq!(info.sent_messages, 1);
     assert!(info.used > 0);
     assert!(matches!(
-        shmpsc::remove(&stale),
-        Err(OpenError::InUse { .. })
+        shmpsc::remove(&stale).map_err(OpenError::into_kind),
+        Err(OpenErrorKind::InUse)
     ));
 
     sender.kill();
@@ -246,8 +246,8 @@ fn stale_segments_are_listed_and_removed() {
     assert!(!names.contains(&stale));
     assert!(names.contains(&live));
     assert!(matches!(
-        shmpsc::inspect(&stale),
-        Err(OpenError::NotFound { .. })
+        shmpsc::inspect(&stale).map_err(OpenError::into_kind),
+        Err(OpenErrorKind::NotFound)
     ));
 }
 
@@ -288,7 +288,7 @@ fn receiver_races_remove(test: &str, name: &str, hook: &str, backdate: bool) {
     }
     // No second receiver: the name leads to the live one.
     match Builder::new(name).receiver::<Msg>() {
-        Err(OpenError::AlreadyExists { .. }) => {}
+        Err(e) if matches!(e.kind(), OpenErrorKind::AlreadyExists) => {}
         other => panic!(
             "a second receiver on {name}: {other:?} (removal: {removed:?}); the first \
              receiver is not reachable by name"

@@ -17,8 +17,8 @@ use common::{
 use raw::{shm_path, Raw};
 use serde::{Serialize, Serializer};
 use shmpsc::{
-    Builder, Codec, CodecErrorKind, OpenError, RecvError, RecvTimeoutError, Rejection, SendError,
-    SendTimeoutError, Sender, TryRecvError, TrySendError,
+    Builder, Codec, CodecErrorKind, OpenError, OpenErrorKind, RecvError, RecvTimeoutError,
+    Rejection, SendError, SendTimeoutError, Sender, TryRecvError, TrySendError,
 };
 
 const GUARD: Duration = Duration::from_secs(10);
@@ -32,7 +32,9 @@ fn run_role(role: &str) {
                 tx.send(42).expect("send");
                 emit("sent");
             }
-            Err(e @ OpenError::PermissionDenied { .. }) => emit(format!("denied {e}")),
+            Err(e) if matches!(e.kind(), OpenErrorKind::PermissionDenied) => {
+                emit(format!("denied {e}"))
+            }
             Err(e) => emit(format!("failed {e:?}")),
         },
         // Receives hostile encodings, then a valid message.
@@ -67,7 +69,7 @@ fn run_role(role: &str) {
                 .capacity(1 << 20)
                 .create::<u64>()
                 .unwrap_err();
-            assert!(matches!(e, OpenError::Io { .. }), "{e:?}");
+            assert!(matches!(e.kind(), OpenErrorKind::Io { .. }), "{e:?}");
             assert!(!Path::new(&shm_path(&name)).exists(), "left behind");
             emit(format!("outcome refused {e}"));
             // Fill it with small channels: each one either fits or is
@@ -77,7 +79,7 @@ fn run_role(role: &str) {
                 let n = format!("{name}-{i}");
                 match Builder::new(&n).capacity(1 << 14).create::<u64>() {
                     Ok(pair) => channels.push(pair),
-                    Err(e @ OpenError::Io { .. }) => {
+                    Err(e) if matches!(e.kind(), OpenErrorKind::Io { .. }) => {
                         assert!(e.to_string().contains("/dev/shm"), "{e}");
                         break;
                     }
@@ -182,7 +184,10 @@ fn remove_when_unused(name: &str) {
     loop {
         match shmpsc::remove(name) {
             Ok(()) => return,
-            Err(OpenError::InUse { .. }) if std::time::Instant::now() < deadline => {
+            Err(e)
+                if matches!(e.kind(), OpenErrorKind::InUse)
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::yield_now()
             }
             Err(e) => panic!("removing {name}: {e}"),
@@ -249,7 +254,7 @@ fn modes_with_read_without_write_are_refused() {
     for mode in [0o640, 0o604, 0o644, 0o620, 0o602, 0o664] {
         let name = unique_name("mode-ro");
         match Builder::new(&name).mode(mode).create::<u64>() {
-            Err(e @ OpenError::InvalidConfig { .. }) => {
+            Err(e) if matches!(e.kind(), OpenErrorKind::InvalidConfig { .. }) => {
                 let text = e.to_string();
                 assert!(text.contains("without"), "mode {mode:o}: {text}");
             }
@@ -324,11 +329,11 @@ fn bad_names_are_refused_with_the_reason() {
         (&too_long, "248"),
     ];
     for (name, why) in cases {
-        let check = |e: OpenError| match e {
-            OpenError::InvalidName { .. } => {
+        let check = |e: OpenError| match e.kind() {
+            OpenErrorKind::InvalidName { .. } => {
                 assert_says(&e, &["invalid channel name", why]);
             }
-            other => panic!("name {name:?}: expected InvalidName, got {other:?}"),
+            _ => panic!("name {name:?}: expected InvalidName, got {e:?}"),
         };
         check(shmpsc::channel::<u64>(name).unwrap_err());
         check(Builder::new(name).receiver::<u64>().unwrap_err());
@@ -371,7 +376,7 @@ fn unreservable_capacity_fails_at_creation_naming_dev_shm() {
         .max_message_size(1 << 20)
         .create::<u64>();
     match created {
-        Err(e @ OpenError::Io { .. }) => {
+        Err(e) if matches!(e.kind(), OpenErrorKind::Io { .. }) => {
             assert_helpful(&e, &name, &["/dev/shm"]);
             assert_says(&e, &["Builder::capacity"]);
             let source = std::error::Error::source(&e).expect("the OS error");
@@ -398,7 +403,7 @@ fn largest_capacity_is_accepted_with_the_default_message_size() {
     let name = unique_name("huge-default");
     match Builder::new(&name).capacity(HUGE).create::<u64>() {
         // Accepted, then refused for want of memory.
-        Err(OpenError::Io { .. }) => {}
+        Err(e) if matches!(e.kind(), OpenErrorKind::Io { .. }) => {}
         Err(other) => panic!("capacity {HUGE} is documented as accepted, but: {other}"),
         Ok(_pair) => println!("1 TiB could be reserved in /dev/shm here"),
     }
@@ -475,7 +480,7 @@ fn out_of_range_settings_are_refused_up_front() {
         let name = unique_name("settings");
         let e = setting(Builder::new(&name)).create::<u64>().unwrap_err();
         assert!(
-            matches!(e, OpenError::InvalidConfig { .. }),
+            matches!(e.kind(), OpenErrorKind::InvalidConfig { .. }),
             "case {i}: expected InvalidConfig, got {e:?}"
         );
         assert_helpful(&e, &name, parts);
@@ -492,15 +497,15 @@ fn too_many_senders_is_a_clear_error_and_a_slot_frees_on_drop() {
     let (tx1, rx) = Builder::new(&name).max_senders(2).create::<u64>().unwrap();
     let tx2 = Sender::<u64>::open(&name).unwrap();
     match Sender::<u64>::open(&name) {
-        Err(e @ OpenError::TooManySenders { max: 2, .. }) => {
+        Err(e) if matches!(e.kind(), OpenErrorKind::TooManySenders { max: 2, .. }) => {
             assert_helpful(&e, &name, &["Builder::max_senders"]);
             assert_says(&e, &["2"]);
         }
         other => panic!("expected TooManySenders, got {other:?}"),
     }
     assert!(matches!(
-        rx.sender(),
-        Err(OpenError::TooManySenders { max: 2, .. })
+        rx.sender().map_err(OpenError::into_kind),
+        Err(OpenErrorKind::TooManySenders { max: 2, .. })
     ));
     drop(tx2);
     let tx3 = Sender::<u64>::open(&name).expect("the dropped sender's slot");
@@ -687,12 +692,12 @@ fn overwritten_magic_is_refused_as_corrupt() {
         raw::MAGIC,
         |_| u64::from_le_bytes(*b"NOTSHMPS"),
         |name, e| {
-            assert!(matches!(e, OpenError::Corrupt { .. }), "{e:?}");
+            assert!(matches!(e.kind(), OpenErrorKind::Corrupt { .. }), "{e:?}");
             assert_helpful(&e, name, &["shmpsc::remove"]);
             assert_says(&e, &["magic"]);
             let inspected = shmpsc::inspect(name).unwrap_err();
             assert!(
-                matches!(inspected, OpenError::Corrupt { .. }),
+                matches!(inspected.kind(), OpenErrorKind::Corrupt { .. }),
                 "{inspected:?}"
             );
         },
@@ -707,13 +712,12 @@ fn other_layout_version_is_refused_as_incompatible() {
         raw::VERSION,
         |word| (word & !0xFFFF_FFFF) | 99,
         |name, e| {
-            match e {
-                OpenError::IncompatibleVersion {
+            match e.kind() {
+                OpenErrorKind::IncompatibleVersion {
                     found: 99,
                     supported: 2,
-                    ..
                 } => {}
-                ref other => panic!("expected IncompatibleVersion, got {other:?}"),
+                other => panic!("expected IncompatibleVersion, got {other:?}"),
             }
             assert_helpful(&e, name, &["same shmpsc version"]);
             assert_says(&e, &["99", "2"]);
@@ -728,7 +732,16 @@ fn other_fingerprint_is_refused_as_another_type() {
         raw::FINGERPRINT,
         |f| f ^ 1,
         |name, e| {
-            assert!(matches!(e, OpenError::TypeMismatch { .. }), "{e:?}");
+            match e.kind() {
+                // Both sides' fingerprints: the segment's is this one's, flipped.
+                OpenErrorKind::TypeMismatch {
+                    type_name: "u64",
+                    expected,
+                    found,
+                    ..
+                } => assert_eq!(*found, expected ^ 1, "{e:?}"),
+                _ => panic!("expected TypeMismatch, got {e:?}"),
+            }
             assert_helpful(&e, name, &["u64"]);
             assert_says(&e, &["type"]);
         },
@@ -743,7 +756,7 @@ fn unready_header_is_refused_as_not_ready() {
         raw::VERSION,
         |word| word & 0xFFFF_FFFF,
         |name, e| {
-            assert!(matches!(e, OpenError::NotReady { .. }), "{e:?}");
+            assert!(matches!(e.kind(), OpenErrorKind::NotReady), "{e:?}");
             assert_helpful(&e, name, &["retry", "create it again"]);
         },
     );
@@ -795,15 +808,24 @@ fn damaged_geometry_of_a_dead_receivers_channel_is_corrupt_and_removable() {
         // A new receiver (taking the channel over) is refused, and says how
         // to get out of it.
         let e = Builder::new(&name).receiver::<u64>().unwrap_err();
-        assert!(matches!(e, OpenError::Corrupt { .. }), "{label}: {e:?}");
+        assert!(
+            matches!(e.kind(), OpenErrorKind::Corrupt { .. }),
+            "{label}: {e:?}"
+        );
         assert_helpful(&e, &name, &["shmpsc::remove"]);
         assert_says(&e, &[what]);
         if off != raw::HEAD && off != raw::DELIVERED {
             // Senders and inspection read the same header.
             let e = Sender::<u64>::open(&name).unwrap_err();
-            assert!(matches!(e, OpenError::Corrupt { .. }), "{label}: {e:?}");
+            assert!(
+                matches!(e.kind(), OpenErrorKind::Corrupt { .. }),
+                "{label}: {e:?}"
+            );
             let e = shmpsc::inspect(&name).unwrap_err();
-            assert!(matches!(e, OpenError::Corrupt { .. }), "{label}: {e:?}");
+            assert!(
+                matches!(e.kind(), OpenErrorKind::Corrupt { .. }),
+                "{label}: {e:?}"
+            );
         }
         // Following the advice works. (Our failed receiver's descriptor may
         // live on for a moment in a child that another test thread is
@@ -827,7 +849,10 @@ fn truncated_segment_is_corrupt() {
     file.set_len(100).unwrap();
     let e = Sender::<u64>::open(&name).unwrap_err();
     assert!(
-        matches!(e, OpenError::Corrupt { .. } | OpenError::NotReady { .. }),
+        matches!(
+            e.kind(),
+            OpenErrorKind::Corrupt { .. } | OpenErrorKind::NotReady
+        ),
         "{e:?}"
     );
     assert_helpful(&e, &name, &["remove", "create it again"]);
@@ -855,10 +880,10 @@ fn truncated_segment_is_corrupt() {
 fn not_found_says_to_start_the_receiver() {
     let name = unique_name("missing");
     let e = Sender::<u64>::open(&name).unwrap_err();
-    assert!(matches!(e, OpenError::NotFound { .. }), "{e:?}");
+    assert!(matches!(e.kind(), OpenErrorKind::NotFound), "{e:?}");
     assert_helpful(&e, &name, &["receiver running"]);
     let e = shmpsc::inspect(&name).unwrap_err();
-    assert!(matches!(e, OpenError::NotFound { .. }), "{e:?}");
+    assert!(matches!(e.kind(), OpenErrorKind::NotFound), "{e:?}");
 }
 
 #[test]
@@ -866,7 +891,7 @@ fn already_exists_says_to_pick_another_name() {
     let name = unique_name("twice");
     let (_tx, _rx) = shmpsc::channel::<u64>(&name).unwrap();
     let e = shmpsc::channel::<u64>(&name).unwrap_err();
-    assert!(matches!(e, OpenError::AlreadyExists { .. }), "{e:?}");
+    assert!(matches!(e.kind(), OpenErrorKind::AlreadyExists), "{e:?}");
     assert_helpful(&e, &name, &["another name"]);
 }
 
@@ -875,7 +900,10 @@ fn type_mismatch_names_the_type() {
     let name = unique_name("types");
     let (_tx, _rx) = shmpsc::channel::<u64>(&name).unwrap();
     let e = Sender::<String>::open(&name).unwrap_err();
-    assert!(matches!(e, OpenError::TypeMismatch { .. }), "{e:?}");
+    assert!(
+        matches!(e.kind(), OpenErrorKind::TypeMismatch { .. }),
+        "{e:?}"
+    );
     assert_helpful(&e, &name, &["String"]);
     assert_says(&e, &["open it with the type"]);
 }
@@ -885,7 +913,7 @@ fn receiver_gone_says_to_start_it_again() {
     run_child_role(run_role);
     let name = common::dead_receiver_channel("receiver_gone_says_to_start_it_again", "gone");
     let e = Sender::<u64>::open(&name).unwrap_err();
-    assert!(matches!(e, OpenError::ReceiverGone { .. }), "{e:?}");
+    assert!(matches!(e.kind(), OpenErrorKind::ReceiverGone), "{e:?}");
     assert_helpful(&e, &name, &["start the receiver"]);
     // A new receiver takes the channel over.
     let rx = Builder::new(&name).receiver::<u64>().unwrap();
@@ -900,7 +928,7 @@ fn in_use_says_to_stop_the_users() {
     let name = unique_name("in-use");
     let (_tx, _rx) = shmpsc::channel::<u64>(&name).unwrap();
     let e = shmpsc::remove(&name).unwrap_err();
-    assert!(matches!(e, OpenError::InUse { .. }), "{e:?}");
+    assert!(matches!(e.kind(), OpenErrorKind::InUse), "{e:?}");
     assert_helpful(&e, &name, &["stop"]);
 }
 

@@ -61,7 +61,7 @@ fn run_role(role: &str) {
                     s.removed,
                     s.skipped
                         .iter()
-                        .map(|(n, e)| format!("{n}: {e}"))
+                        .map(|e| format!("{}: {e}", e.name()))
                         .collect::<Vec<_>>()
                 )),
                 Err(e) => emit(format!("gc failed {e}")),

@@ -18,7 +18,7 @@ use common::{
     channel_name, emit, other_user, param, run_child_role, unique_name, wait_for_stdin_eof, Spawn,
 };
 use nix::sys::signal::Signal;
-use shmpsc::{Builder, OpenError, Sender};
+use shmpsc::{Builder, OpenError, OpenErrorKind, Sender};
 
 const GUARD: Duration = common::HANG_GUARD;
 
@@ -109,7 +109,7 @@ fn remove_never_unlinks_a_channel_created_after_it_looked() {
         "remove reported removing a channel whose receiver is alive: {result}"
     );
     match Builder::new(&name).receiver::<u64>() {
-        Err(OpenError::AlreadyExists { .. }) => {}
+        Err(e) if matches!(e.kind(), OpenErrorKind::AlreadyExists) => {}
         other => panic!("a second receiver on {name} (remove said {result}): {other:?}"),
     }
     let tx = Sender::<u64>::open(&name).expect("the live receiver is reachable by name");
@@ -225,7 +225,7 @@ fn a_sender_refuses_a_channel_squatted_by_another_user() {
     let mut squatter = spawn.spawn();
     squatter.expect_event("ready");
     match Sender::<u64>::open(&name) {
-        Err(e @ OpenError::Untrusted { .. }) => {
+        Err(e) if matches!(e.kind(), OpenErrorKind::Untrusted { .. }) => {
             let text = e.to_string();
             assert!(text.contains(&name), "{text}");
             assert!(text.contains(&uid.to_string()), "{text}");
@@ -298,7 +298,10 @@ fn create_waits_for_a_remover_instead_of_reporting_already_exists() {
     remover.wait_success();
     let rx = match creator.join().unwrap() {
         Ok(rx) => rx,
-        Err(e @ OpenError::Io { .. }) if e.to_string().contains("try again") => {
+        Err(e)
+            if matches!(e.kind(), OpenErrorKind::Io { .. })
+                && e.to_string().contains("try again") =>
+        {
             // The removal is over now: trying again must work.
             Builder::new(&name)
                 .receiver::<u64>()
@@ -345,7 +348,7 @@ fn a_remover_lock_held_for_ever_is_reported_not_waited_for() {
         bounded(
             "remove",
             Box::new(move || match shmpsc::remove(&name) {
-                Err(e @ OpenError::Io { .. }) => e.to_string(),
+                Err(e) if matches!(e.kind(), OpenErrorKind::Io { .. }) => e.to_string(),
                 other => format!("unexpected: {other:?}"),
             }),
         )
@@ -359,7 +362,7 @@ fn a_remover_lock_held_for_ever_is_reported_not_waited_for() {
         bounded(
             "create",
             Box::new(move || match Builder::new(&name).receiver::<u64>() {
-                Err(e @ OpenError::Io { .. }) => e.to_string(),
+                Err(e) if matches!(e.kind(), OpenErrorKind::Io { .. }) => e.to_string(),
                 other => format!("unexpected: {:?}", other.map(|_| ())),
             }),
         )
@@ -388,7 +391,7 @@ fn a_channel_being_created_is_invisible_until_ready() {
     let mut creator = creator.spawn();
     creator.wait_until_stopped();
     match Sender::<u64>::open(&name) {
-        Err(OpenError::NotFound { .. }) => {}
+        Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
         Err(e) => panic!("a sender saw a channel being created: {e:?}"),
         Ok(_) => panic!("attached to a channel being created"),
     }
@@ -397,8 +400,8 @@ fn a_channel_being_created_is_invisible_until_ready() {
         "a half-made channel is listed"
     );
     assert!(matches!(
-        shmpsc::remove(&name),
-        Err(OpenError::NotFound { .. })
+        shmpsc::remove(&name).map_err(OpenError::into_kind),
+        Err(OpenErrorKind::NotFound)
     ));
     creator.signal(Signal::SIGCONT);
     assert_eq!(creator.expect_event("ready"), "false");

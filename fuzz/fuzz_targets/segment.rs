@@ -39,7 +39,10 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use memmap2::MmapMut;
 use serde::{Deserialize, Serialize};
-use shmpsc::{Builder, OpenError, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use shmpsc::{
+    Builder, OpenError, OpenErrorKind, Receiver, RecvTimeoutError, Sender, TryRecvError,
+    TrySendError,
+};
 
 // The segment layout (src/layout.rs) for CAP and SENDERS below.
 const CAP: u64 = 4096;
@@ -423,7 +426,7 @@ impl Run {
                                 if !self.patched {
                                     // Only the slots can run out.
                                     assert!(
-                                        matches!(e, OpenError::TooManySenders { .. }),
+                                        matches!(e.kind(), OpenErrorKind::TooManySenders { .. }),
                                         "unexpected open error on an intact channel: {e}"
                                     );
                                 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use shmpsc::{ChannelInfo, OpenError, ReceiverState, RecvError};
+use shmpsc::{ChannelInfo, OpenErrorKind, ReceiverState, RecvError};
 
 #[derive(Parser)]
 #[command(
@@ -300,7 +300,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
                 ]);
             }
             // Removed between listing and inspecting.
-            Err(OpenError::NotFound { .. }) => {}
+            Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
             Err(e) => {
                 let mut row = vec![shown(&name), "?".to_owned()];
                 row.resize(10, "?".to_owned());
@@ -546,7 +546,8 @@ fn gc(prefix: Option<&str>, dry_run: bool) -> Result<bool> {
                     println!("would remove {}", shown(&name));
                     n += 1;
                 }
-                Ok(_) | Err(OpenError::NotFound { .. }) => {}
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
                 // Unreadable (e.g. a leftover that is not a channel): `rm`
                 // decides by the locks alone.
                 Err(e) => println!("would try {} ({e})", shown(&name)),
@@ -561,8 +562,8 @@ fn gc(prefix: Option<&str>, dry_run: bool) -> Result<bool> {
     for name in &sweep.removed {
         println!("removed {}", shown(name));
     }
-    for (name, why) in &sweep.skipped {
-        println!("skipped {}: {why}", shown(name));
+    for why in &sweep.skipped {
+        println!("skipped {}: {why}", shown(why.name()));
     }
     if sweep.removed.is_empty() {
         println!("no unused channels");

@@ -78,7 +78,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Builder, Codec, OpenError, ReceiverState, Rejection, Sender, TrySendError};
+use crate::{
+    Builder, Codec, OpenError, OpenErrorKind, ReceiverState, Rejection, Sender, TrySendError,
+};
 
 #[cfg(feature = "log")]
 mod log;
@@ -633,9 +635,7 @@ impl Shared {
 fn open_if_ready(name: &str, codec: Codec) -> Result<Sender<LogRecord>, OpenError> {
     let info = crate::inspect(name)?;
     if info.receiver != ReceiverState::Alive {
-        return Err(OpenError::ReceiverGone {
-            name: name.to_owned(),
-        });
+        return Err(OpenError::new(name, OpenErrorKind::ReceiverGone));
     }
     Builder::new(name).codec(codec).open_sender()
 }
@@ -700,10 +700,8 @@ impl LogSink {
     ///
     /// ```
     /// use shmpsc::logging::LogSink;
-    /// assert!(matches!(
-    ///     LogSink::connect("doc-log-sink-missing"),
-    ///     Err(shmpsc::OpenError::NotFound { .. })
-    /// ));
+    /// let err = LogSink::connect("doc-log-sink-missing").unwrap_err();
+    /// assert!(matches!(err.kind(), shmpsc::OpenErrorKind::NotFound));
     /// let (_keep, _rx) = shmpsc::channel::<shmpsc::logging::LogRecord>("doc-log-sink-connect")?;
     /// let sink = LogSink::connect("doc-log-sink-connect")?;
     /// assert!(sink.is_connected());

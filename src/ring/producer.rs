@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{block_limit, Block, Claim, Ring};
-use crate::error::Rejection;
+use crate::error::{Rejection, SendTimeoutError};
 use crate::hooks::{self, Point};
 use crate::layout::{record_size, RX_DROPPED};
 use crate::lock::{Guard, SpinLock};
@@ -17,19 +17,6 @@ use crate::peers;
 use crate::segment::Segment;
 use crate::sync::Ordering;
 use crate::wait::{self, Deadline};
-
-/// Why [`Producer::send`] did not send.
-#[derive(Debug)]
-pub(crate) enum Fail {
-    /// The ring is full (`Deadline::Now`).
-    Full,
-    /// The ring stayed full until the deadline.
-    Timeout,
-    /// The receiver was dropped or died, or the channel is corrupt.
-    Disconnected,
-    /// The message is refused.
-    Rejected(Rejection),
-}
 
 /// What one claim carries: one message, or a block of them (a `Batch`).
 #[derive(Debug)]
@@ -149,9 +136,9 @@ impl Producer {
         !peers::receiver_alive(self.ring.segment())
     }
 
-    fn disconnect(&self) -> Fail {
+    fn disconnect(&self) -> SendTimeoutError<()> {
         self.disconnected.store(true, Ordering::Relaxed);
-        Fail::Disconnected
+        SendTimeoutError::Disconnected(())
     }
 
     /// Sends `payload`: claims room, writes, commits. `local` is held from
@@ -159,13 +146,18 @@ impl Producer {
     /// per slot), never while waiting: on a full ring the lock is released,
     /// so that clones of this sender can send, `try_send` reports `Full`
     /// and `send_timeout` keeps its deadline while one clone waits for room.
-    /// Returns the lock, taken again.
+    /// Returns the lock, taken again, and the richest error, without the
+    /// message (which the caller holds): `Timeout` if no room appeared
+    /// before the deadline (at once for `Deadline::Now`: the ring is full),
+    /// `Disconnected` if the receiver was dropped or died or the channel is
+    /// corrupt, `Rejected` if the message is too large. Callers map it down
+    /// to the error of their operation.
     pub(crate) fn send<'a>(
         &'a self,
         mut local: Guard<'a, Local>,
         mut payload: Payload<'_>,
         deadline: Deadline,
-    ) -> (Guard<'a, Local>, Result<(), Fail>) {
+    ) -> (Guard<'a, Local>, Result<(), SendTimeoutError<()>>) {
         let seg = self.ring.segment();
         let geo = seg.geometry();
         let len = payload.claim_len();
@@ -178,10 +170,10 @@ impl Producer {
                 size: len,
                 max: geo.max_message,
             };
-            return (local, Err(Fail::Rejected(r)));
+            return (local, Err(SendTimeoutError::Rejected((), r)));
         }
         if self.receiver_dropped() {
-            return (local, Err(Fail::Disconnected));
+            return (local, Err(SendTimeoutError::Disconnected(())));
         }
         let slot = &seg.slots()[self.slot];
         let h = seg.header();
@@ -225,7 +217,7 @@ impl Producer {
                 let r = if self.receiver_dropped() || self.receiver_died(&mut local) {
                     self.disconnect()
                 } else {
-                    Fail::Full
+                    SendTimeoutError::Timeout(())
                 };
                 return (local, Err(r));
             }
@@ -241,7 +233,7 @@ impl Producer {
             };
             if !wait::spin_until(deadline.instant(), room) {
                 let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
-                    return (self.lock(), Err(Fail::Timeout));
+                    return (self.lock(), Err(SendTimeoutError::Timeout(())));
                 };
                 hooks::at(Point::Blocked);
                 let me = SharedBit {
