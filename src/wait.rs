@@ -284,6 +284,16 @@ pub(crate) fn spin_until(deadline: Option<Instant>, mut cond: impl FnMut() -> bo
     false
 }
 
+/// Spins (`spin_loop`, reading nothing shared) for `d`, or until
+/// `deadline`. The clock is read with the vDSO: no syscall.
+pub(crate) fn pause_for(d: Duration, deadline: Option<Instant>) {
+    let now = Instant::now();
+    let end = deadline.map_or(now + d, |dl| dl.min(now + d));
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
 /// How long the next sleep may last: the tick, cut to the deadline.
 pub(crate) fn next_sleep(tick: Duration, deadline: Option<Instant>) -> Option<Duration> {
     match deadline {

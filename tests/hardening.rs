@@ -905,7 +905,7 @@ fn type_mismatch_names_the_type() {
         "{e:?}"
     );
     assert_helpful(&e, &name, &["String"]);
-    assert_says(&e, &["open it with the type"]);
+    assert_says(&e, &["open it with the message type", "Builder::codec"]);
 }
 
 #[test]

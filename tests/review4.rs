@@ -13,10 +13,13 @@ use shmpsc::{Builder, SendTimeoutError, Sender};
 
 const TICK: Duration = Duration::from_millis(50);
 
-/// In a forked child of a (single-test-thread) child process: blocks on
-/// raw `read(0)` until the test closes our stdin, then leaves at once.
-/// Only async-signal-safe calls.
-fn forked_copy_idles() -> ! {
+/// In a forked child of a (single-test-thread) child process: says it runs
+/// (a byte on `started`: the fork handlers ran before `fork` returned
+/// here), then blocks on raw `read(0)` until the test closes our stdin,
+/// then leaves at once. Only async-signal-safe calls.
+fn forked_copy_idles(started: i32) -> ! {
+    // SAFETY: writes one byte from our stack to a pipe we own.
+    unsafe { libc::write(started, [1u8].as_ptr().cast(), 1) };
     let mut buf = [0u8; 64];
     loop {
         // SAFETY: reading into a buffer we own.
@@ -29,6 +32,33 @@ fn forked_copy_idles() -> ! {
     unsafe { libc::_exit(0) }
 }
 
+/// Forks a child that keeps this process's endpoint copies and idles
+/// (`forked_copy_idles`); returns once it runs, and emits `forked <pid>`.
+fn fork_idle_copy() {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is ours to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: the forked child makes only async-signal-safe calls.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => forked_copy_idles(fds[1]),
+        ForkResult::Parent { child } => {
+            let mut b = [0u8; 1];
+            // SAFETY: reads one byte into our stack buffer, then closes
+            // the pipe's two ends, which we own.
+            unsafe {
+                assert_eq!(
+                    libc::read(fds[0], b.as_mut_ptr().cast(), 1),
+                    1,
+                    "fork started"
+                );
+                libc::close(fds[0]);
+                libc::close(fds[1]);
+            }
+            emit(format!("forked {child}"));
+        }
+    }
+}
+
 fn run_role(role: &str) {
     let name = channel_name();
     match role {
@@ -37,11 +67,7 @@ fn run_role(role: &str) {
         // kills this process inside the send.
         "fork_then_send" => {
             let tx = Sender::<u64>::open(&name).expect("open");
-            // SAFETY: the forked child makes only async-signal-safe calls.
-            match unsafe { fork() }.expect("fork") {
-                ForkResult::Child => forked_copy_idles(),
-                ForkResult::Parent { child } => emit(format!("forked {child}")),
-            }
+            fork_idle_copy();
             let _ = tx.send(1);
             emit("survived");
         }
@@ -61,11 +87,7 @@ fn run_role(role: &str) {
                 .tick(TICK)
                 .receiver::<u64>()
                 .expect("create");
-            // SAFETY: the forked child makes only async-signal-safe calls.
-            match unsafe { fork() }.expect("fork") {
-                ForkResult::Child => forked_copy_idles(),
-                ForkResult::Parent { child } => emit(format!("forked {child}")),
-            }
+            fork_idle_copy();
             emit("ready");
             common::wait_for_stdin_eof();
             drop(rx);
