@@ -207,7 +207,7 @@ impl Builder {
     /// The receiver and every sender must use the same codec: it is part of
     /// the channel's fingerprint, so a sender opened with another codec
     /// than the receiver's (or a receiver taking over a channel made with
-    /// another) gets [`OpenError::TypeMismatch`]. Senders made from an
+    /// another) gets [`OpenErrorKind::TypeMismatch`]. Senders made from an
     /// endpoint ([`Receiver::sender`], [`Sender::pass_to`], `clone`) use its
     /// codec; the bytes methods ([`Sender::send_bytes`],
     /// [`Receiver::recv_bytes_with`]) bypass it.

@@ -30,7 +30,7 @@ use crate::error::{CodecError, CodecErrorKind};
 ///
 /// Both ends of a channel must use the same codec: it is part of the
 /// channel's fingerprint, and an endpoint opened with another codec than
-/// the receiver's is refused with [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
+/// the receiver's is refused with [`OpenErrorKind::TypeMismatch`](crate::OpenErrorKind::TypeMismatch).
 ///
 /// ```
 /// use shmpsc::Codec;

@@ -85,7 +85,7 @@
 //! needs the `bincode` feature, and enabling it changes no other channel).
 //! The codec is part of the channel's fingerprint, with the message type:
 //! an endpoint opened with another codec than the channel's is refused with
-//! [`OpenError::TypeMismatch`]. Both endpoints report their codec
+//! [`OpenErrorKind::TypeMismatch`]. Both endpoints report their codec
 //! ([`Sender::codec`], [`Receiver::codec`]); encoding and decoding failures
 //! are a [`CodecError`].
 //!
