@@ -585,7 +585,8 @@ fn markdown(r: &Results) -> String {
 
 fn peer_label(p: Peer) -> &'static str {
     match p {
-        Peer::Shmpsc => "**shmpsc**",
+        Peer::Shmpsc => "**shmpsc** (`send`)",
+        Peer::ShmpscBatch => "**shmpsc** (`batch`)",
         Peer::Ipmpsc => "ipmpsc 0.5",
         Peer::IpcChannel => "ipc-channel",
         Peer::UnixSocket => "Unix socket (buffered)",
@@ -663,6 +664,7 @@ fn targets(r: &Results, s: &mut String) {
 fn color(p: Peer) -> &'static str {
     match p {
         Peer::Shmpsc => "#d62728",
+        Peer::ShmpscBatch => "#8c1a1b",
         Peer::Ipmpsc => "#1f77b4",
         Peer::IpcChannel => "#ff7f0e",
         Peer::UnixSocket => "#2ca02c",

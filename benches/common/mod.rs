@@ -74,8 +74,13 @@ const TOKEN_VAR: &str = "SHMPSC_BENCH_TOKEN";
 /// A channel implementation under comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Peer {
-    /// This crate.
+    /// This crate, one `send` (or `send_bytes`) per message: each visible
+    /// at once.
     Shmpsc,
+    /// This crate through `Sender::batch`: messages staged and sent in
+    /// blocks, flushed at the end of a round, the honest counterpart of the
+    /// buffered streams.
+    ShmpscBatch,
     /// ipmpsc 0.5: a shared-memory ring with a process-shared mutex and condvar.
     Ipmpsc,
     /// ipc-channel (Servo): Unix sockets with bincode 1.
@@ -90,8 +95,9 @@ pub enum Peer {
 
 impl Peer {
     /// Every peer, in report order.
-    pub const ALL: [Peer; 6] = [
+    pub const ALL: [Peer; 7] = [
         Peer::Shmpsc,
+        Peer::ShmpscBatch,
         Peer::Ipmpsc,
         Peer::IpcChannel,
         Peer::UnixSocket,
@@ -103,6 +109,7 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Peer::Shmpsc => "shmpsc",
+            Peer::ShmpscBatch => "shmpsc-batch",
             Peer::Ipmpsc => "ipmpsc",
             Peer::IpcChannel => "ipc-channel",
             Peer::UnixSocket => "unix-socket",
@@ -376,6 +383,7 @@ pub fn child_main() -> bool {
     match spec.peer {
         Peer::Shmpsc if spec.role == Role::Idle => peer_shmpsc::idle(&spec),
         Peer::Shmpsc => run::<peer_shmpsc::Shmpsc>(&spec, &token),
+        Peer::ShmpscBatch => run::<peer_shmpsc::ShmpscBatch>(&spec, &token),
         Peer::Ipmpsc => run::<peer_ipmpsc::Ipmpsc>(&spec, &token),
         Peer::IpcChannel => run::<peer_ipc_channel::IpcChannel>(&spec, &token),
         Peer::UnixSocket => run::<peer_stream::UnixSocket>(&spec, &token),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmpsc::{Builder, Receiver, RecvError, Sender, TryRecvError};
+use shmpsc::{Batch, Builder, Receiver, RecvError, Sender, TryRecvError};
 
 use super::{commands, reply, seq_of, Inbox, Msg, Outbox, Spec, Transport};
 use super::{MAX_MESSAGE, RING_BYTES};
@@ -157,6 +157,92 @@ impl Transport for Shmpsc {
             name: format!("{token}.ping"),
         };
         (ShmIn::new(rx, spec.wait == super::Wait::Spin), out)
+    }
+}
+
+/// shmpsc through `Sender::batch`: the receiving side is shmpsc's own.
+pub struct ShmpscBatch;
+
+/// A batch of a sender that lives as long as the (benchmark child)
+/// process: leaked, so that the batch can borrow it. Opened on first use
+/// when the channel is made later (ponger).
+pub struct ShmBatchOut {
+    batch: Option<Batch<'static, Msg>>,
+    name: String,
+}
+
+impl ShmBatchOut {
+    #[inline]
+    fn batch(&mut self) -> &mut Batch<'static, Msg> {
+        let name = &self.name;
+        self.batch.get_or_insert_with(|| {
+            let tx: &'static Sender<Msg> = Box::leak(Box::new(open(name)));
+            tx.batch()
+        })
+    }
+}
+
+impl Outbox for ShmBatchOut {
+    #[inline]
+    fn send_msg(&mut self, m: &Msg) {
+        if let Err(e) = self.batch().send(m.clone()) {
+            panic!("shmpsc batch send: {e}");
+        }
+    }
+
+    #[inline]
+    fn send_bytes(&mut self, b: &[u8]) {
+        if let Err(e) = self.batch().send_bytes(b) {
+            panic!("shmpsc batch send_bytes: {e}");
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.batch().flush() {
+            panic!("shmpsc batch flush: {e}");
+        }
+    }
+}
+
+impl Transport for ShmpscBatch {
+    type In = ShmIn;
+    type Out = ShmBatchOut;
+
+    fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> ShmIn {
+        Shmpsc::receiver(spec, announce)
+    }
+
+    fn sender(_spec: &Spec, token: &str) -> ShmBatchOut {
+        let mut out = ShmBatchOut {
+            batch: None,
+            name: token.to_owned(),
+        };
+        out.batch();
+        out
+    }
+
+    /// Ping-pong flushes after every message: the same as `send`.
+    fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (ShmIn, ShmBatchOut) {
+        let (rx, out) = Shmpsc::ponger(spec, announce);
+        (
+            rx,
+            ShmBatchOut {
+                batch: None,
+                name: out.name,
+            },
+        )
+    }
+
+    fn pinger(spec: &Spec, token: &str) -> (ShmIn, ShmBatchOut) {
+        let (rx, out) = Shmpsc::pinger(spec, token);
+        drop(out);
+        (
+            rx,
+            ShmBatchOut {
+                batch: None,
+                name: format!("{token}.ping"),
+            },
+        )
     }
 }
 
