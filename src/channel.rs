@@ -1113,7 +1113,12 @@ impl<T> Receiver<T> {
         let msg = self.consumer.next(deadline)?;
         let r = self.consumer.lend(&msg, f);
         let (position, len) = (msg.position(), msg.len());
-        self.consumer.finish(msg);
+        // A callback that forked returns twice: in the child, this copy of
+        // the receiver must write nothing to the channel (no delivered
+        // cursor, no release: the parent goes on receiving).
+        if !self.forked() {
+            self.consumer.finish(msg);
+        }
         r.map_err(|e| {
             RecvFail::Invalid(self.consumer.undecodable(
                 position,
