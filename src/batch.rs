@@ -148,9 +148,10 @@ impl<'a, T> Batch<'a, T> {
     /// Flushes first if the staged block has no room for them; a message
     /// too large for a block is sent on its own, after the staged ones.
     ///
-    /// On an error nothing of `bytes` is staged; if the error is
-    /// [`SendError::Disconnected`], the messages staged before were lost
-    /// with the receiver.
+    /// On an error nothing of `bytes` is staged. If the staged block had to
+    /// be flushed first and that failed ([`SendError::Disconnected`]: the
+    /// receiver is gone; [`Rejection::Forked`]: this is a copy of the
+    /// sender made by `fork`), the messages staged before are lost too.
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<()>("doc-batch-bytes")?;
@@ -261,9 +262,11 @@ impl<T: Serialize> Batch<'_, T> {
     /// no room for it; a message too large for a block is sent on its own,
     /// after the staged ones.
     ///
-    /// On an error the message comes back and is not staged; if the error
-    /// is [`SendError::Disconnected`], the messages staged before were lost
-    /// with the receiver.
+    /// On an error the message comes back and is not staged. If the staged
+    /// block had to be flushed first and that failed
+    /// ([`SendError::Disconnected`]: the receiver is gone;
+    /// [`Rejection::Forked`]: this is a copy of the sender made by `fork`),
+    /// the messages staged before are lost too.
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<String>("doc-batch-send")?;

@@ -817,7 +817,11 @@ const ENTRY_BUSY: i32 = -2;
 
 /// One registered endpoint descriptor: its number, the object (device
 /// and inode) it referred to when registered, and the shared mapping of it
-/// (`len` 0: none yet).
+/// (`len` 0: none yet). Aligned to a cache line, so that an entry never
+/// straddles a page: `fork` copies memory page by page while the parent's
+/// other threads run, and an entry must not reach the child half old and
+/// half new.
+#[repr(C, align(64))]
 struct RegistryEntry {
     fd: std::sync::atomic::AtomicI32,
     dev: std::sync::atomic::AtomicU64,
@@ -990,17 +994,20 @@ fn detach_endpoints_in_child() {
             continue;
         }
         let (dev, ino) = (e.dev.load(SeqCst), e.ino.load(SeqCst));
+        // Whether the number still refers to the registered object.
         // SAFETY: `st` is written by fstat before it is read (checked by
         // its return value); fstat on a number that is not open fails.
         let same = unsafe {
             let mut st: libc::stat = std::mem::zeroed();
             libc::fstat(fd, &mut st) == 0 && st.st_dev == dev && st.st_ino == ino
         };
-        if !same {
-            continue;
-        }
         let mut path = [0u8; 32];
         let fresh = match proc_fd_path(fd, &mut path) {
+            // The number no longer refers to the registered object (closed
+            // in the child's copy of the table, or replaced by other code):
+            // it is left alone, but the mapping below still holds the
+            // object and is replaced by zeroed memory.
+            _ if !same => -1,
             // SAFETY: `path` is NUL-terminated (built by `proc_fd_path`)
             // and lives across the call; open only reads it.
             Some(()) => unsafe {
@@ -1016,7 +1023,7 @@ fn detach_endpoints_in_child() {
         } else {
             DEV_NULL.load(SeqCst)
         };
-        if with >= 0 {
+        if same && with >= 0 {
             // SAFETY: dup3 on two numbers: `fd` (open, checked above) now
             // refers to what `with` refers to; nothing is read or written
             // through memory. The old open file description loses this

@@ -61,7 +61,7 @@ fn fork_inside_recv_callback_erases_a_later_message() {
     assert_eq!(rx.try_recv_bytes_with(|b| b[0]), Ok(2)); // B, released too
     tx.send_bytes(&payload(3)).unwrap(); // C at 2016
     tx.send_bytes(&payload(4)).unwrap(); // D at 3024
-    // Padding 4032..4096, then E at 4096: offsets 0..1008, A's old bytes.
+                                         // Padding 4032..4096, then E at 4096: offsets 0..1008, A's old bytes.
     tx.send_bytes(&payload(5)).unwrap();
     // Let the forked child return from its callback, and wait for it.
     let mut status = 0;
