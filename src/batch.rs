@@ -287,6 +287,27 @@ impl<T: Serialize> Batch<'_, T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// A batch: messages staged in this process and sent together at
+    /// [`Batch::flush`] (or when the batch is dropped, or its block fills),
+    /// one claim and one copy for all of them. See [`Batch`].
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u64>("doc-sender-batch")?;
+    /// {
+    ///     let mut batch = tx.batch();
+    ///     for i in 0..10 {
+    ///         batch.send(i).unwrap();
+    ///     }
+    /// } // dropped: flushed
+    /// assert_eq!(rx.iter().take(10).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn batch(&self) -> Batch<'_, T> {
+        Batch::new(self)
+    }
+}
+
 impl<T> Drop for Batch<'_, T> {
     /// Flushes what is staged; an error is ignored (as `BufWriter`'s drop
     /// does): call [`Batch::flush`] to see it.

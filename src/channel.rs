@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::batch::Batch;
-use crate::codec::{self, Codec};
+use crate::codec::{self, Codec, CodecError};
 use crate::error::{
-    CodecError, OpenError, OpenErrorKind, RecvError, RecvTimeoutError, Rejection, SendError,
-    SendTimeoutError, TryRecvError, TrySendError,
+    OpenError, OpenErrorKind, RecvError, RecvTimeoutError, Rejection, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::layout::{fingerprint, Geometry, MessageType};
 use crate::lock::Guard;
@@ -806,25 +805,6 @@ impl<T> Sender<T> {
     ) -> Result<(), SendTimeoutError<&'a [u8]>> {
         self.send_payload(Payload::One(bytes), deadline)
             .map_err(|e| e.carrying(bytes))
-    }
-
-    /// A batch: messages staged in this process and sent together at
-    /// [`Batch::flush`] (or when the batch is dropped, or its block fills),
-    /// one claim and one copy for all of them. See [`Batch`].
-    ///
-    /// ```
-    /// let (tx, rx) = shmpsc::channel::<u64>("doc-sender-batch")?;
-    /// {
-    ///     let mut batch = tx.batch();
-    ///     for i in 0..10 {
-    ///         batch.send(i).unwrap();
-    ///     }
-    /// } // dropped: flushed
-    /// assert_eq!(rx.iter().take(10).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
-    /// # Ok::<(), shmpsc::OpenError>(())
-    /// ```
-    pub fn batch(&self) -> Batch<'_, T> {
-        Batch::new(self)
     }
 
     pub(crate) fn producer(&self) -> &Producer {

@@ -16,8 +16,6 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{CodecError, CodecErrorKind};
-
 /// The serde format a channel's messages are encoded with.
 ///
 /// [`Codec::Postcard`] is the default and always available;
@@ -916,3 +914,112 @@ mod tests {
         assert_eq!(Codec::Bincode.fingerprint_name(), "bincode-2-standard");
     }
 }
+
+/// Why a message could not be encoded, or a record decoded: which codec,
+/// what kind of failure, and the codec's own words.
+///
+/// Found in [`Rejection::Encode`](crate::Rejection::Encode) for a message
+/// that could not be encoded, and in
+/// [`InvalidMessage::codec_error`](crate::InvalidMessage::codec_error) for a
+/// record that could not be decoded.
+///
+/// ```
+/// use shmpsc::{CodecErrorKind, RecvError};
+/// let (tx, rx) = shmpsc::channel::<String>("doc-codec-error")?;
+/// tx.send_bytes(&[5, b'a']).unwrap(); // a length of 5, one byte present
+/// let RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
+/// let e = invalid.codec_error().expect("a decoding error");
+/// assert_eq!(e.kind(), CodecErrorKind::Truncated);
+/// assert_eq!(e.codec(), shmpsc::Codec::Postcard);
+/// assert!(e.to_string().starts_with("postcard: "));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError {
+    codec: Codec,
+    kind: CodecErrorKind,
+    message: String,
+}
+
+/// What kind of failure a [`CodecError`] is.
+///
+/// ```
+/// use shmpsc::CodecErrorKind;
+/// let (tx, rx) = shmpsc::channel::<u8>("doc-codec-error-kind")?;
+/// tx.send_bytes(&[1, 2]).unwrap(); // a `u8` is one byte
+/// let invalid = rx.recv().unwrap_err();
+/// let shmpsc::RecvError::Invalid(invalid) = invalid else { panic!() };
+/// assert_eq!(invalid.codec_error().unwrap().kind(), CodecErrorKind::TrailingBytes);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CodecErrorKind {
+    /// The record ends before the message does (a length or an element
+    /// claims more bytes than are present).
+    Truncated,
+    /// Bytes are left in the record after the message.
+    TrailingBytes,
+    /// The bytes are not an encoding of the message type: a malformed
+    /// integer, an invalid `bool`, `char`, `Option` or enum tag, invalid
+    /// UTF-8, a value out of range.
+    Invalid,
+    /// The message type uses a part of the serde data model that the codec
+    /// does not support (a sequence of unknown length, `deserialize_any`,
+    /// which `#[serde(flatten)]` and untagged enums need, ...).
+    Unsupported,
+    /// The type's `Serialize` or `Deserialize` implementation (its own, or
+    /// serde's derived one: an unknown variant, a missing field, a wrong
+    /// length) reported an error through serde's `Error::custom`.
+    Custom,
+    /// Anything else the codec reports.
+    Other,
+}
+
+impl CodecError {
+    pub(crate) fn new(
+        codec: Codec,
+        kind: CodecErrorKind,
+        message: impl Into<String>,
+    ) -> CodecError {
+        CodecError {
+            codec,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The codec that failed.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<bool>("doc-codec-error-codec")?;
+    /// tx.send_bytes(&[7]).unwrap(); // neither 0 nor 1
+    /// let shmpsc::RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
+    /// assert_eq!(invalid.codec_error().unwrap().codec(), shmpsc::Codec::Postcard);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// What kind of failure this is.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<bool>("doc-codec-error-kind-fn")?;
+    /// tx.send_bytes(&[7]).unwrap(); // neither 0 nor 1
+    /// let shmpsc::RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
+    /// assert_eq!(invalid.codec_error().unwrap().kind(), shmpsc::CodecErrorKind::Invalid);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn kind(&self) -> CodecErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.codec, self.message)
+    }
+}
+
+impl std::error::Error for CodecError {}

@@ -159,11 +159,11 @@ pub use channel::{
     DEFAULT_MAX_SENDERS, DEFAULT_TICK,
 };
 #[cfg(not(loom))]
-pub use codec::Codec;
+pub use codec::{Codec, CodecError, CodecErrorKind};
 #[cfg(not(loom))]
 pub use error::{
-    CodecError, CodecErrorKind, InvalidMessage, OpenError, OpenErrorKind, RecvError,
-    RecvTimeoutError, Rejection, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    InvalidMessage, OpenError, OpenErrorKind, RecvError, RecvTimeoutError, Rejection, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
 
 #[doc = include_str!("../README.md")]

@@ -16,7 +16,8 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::{Malformed, Message, Peek, Ring};
-use crate::error::{CodecError, InvalidMessage};
+use crate::codec::CodecError;
+use crate::error::InvalidMessage;
 use crate::layout::RX_DROPPED;
 use crate::peers;
 use crate::segment::Segment;
