@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned};
 use serde::Serialize;
 
 use crate::codec::{self, Codec, CodecError};
@@ -981,6 +981,34 @@ impl<T> Receiver<T> {
             .map_err(RecvTimeoutError::from_fail)
     }
 
+    /// A zero-copy view of this receiver: each message is decoded in place,
+    /// as any type that can borrow from the bytes (`&str`, `&[u8]` with
+    /// `serde_bytes`, structs of them), with no allocation and no copy.
+    /// A message's bytes stay in the ring until the next receive through
+    /// the view or until the view is dropped; the borrow checker keeps the
+    /// values from outliving them. See [`ZeroCopy`].
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Log { target: String, msg: String }
+    /// #[derive(Deserialize)]
+    /// struct LogRef<'a> { target: &'a str, msg: &'a str }
+    ///
+    /// let (tx, rx) = shmpsc::channel::<Log>("doc-zero-copy")?;
+    /// tx.send(Log { target: "db".into(), msg: "slow query".into() }).unwrap();
+    /// let mut view = rx.zero_copy();
+    /// let log: LogRef<'_> = view.recv().unwrap();
+    /// assert_eq!((log.target, log.msg), ("db", "slow query"));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn zero_copy(&self) -> ZeroCopy<'_, T> {
+        ZeroCopy {
+            cursor: crate::ring::consumer::LendingCursor::new(&self.consumer, self.fork_generation),
+            rx: self,
+        }
+    }
+
     /// Whether this is a copy made by `fork` of a receiver made in another
     /// process. One relaxed load.
     #[inline]
@@ -1104,6 +1132,122 @@ impl<T> Receiver<T> {
                 position,
                 len,
                 std::any::type_name::<T>(),
+                e,
+            ))
+        })
+    }
+}
+
+/// A zero-copy view of a [`Receiver`], made by [`Receiver::zero_copy`]:
+/// messages decoded in place, borrowing the ring's bytes.
+///
+/// Each `recv` decodes the next message as a type `U` that may borrow from
+/// it (for a channel of `Log { target: String, .. }`, a
+/// `LogRef<'a> { target: &'a str, .. }` with the same fields in the same
+/// order). The value borrows the view: the message's bytes stay in the
+/// ring, unreleased, until the next receive through the view or until the
+/// view is dropped. Meanwhile the receiver itself can still receive;
+/// senders get room back once the view moves on.
+///
+/// `U` must have the encoding of the channel's message type: a `U` that
+/// does not decode gives [`RecvError::Invalid`] (the message is skipped),
+/// as for any undecodable record.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize)]
+/// struct Job { id: u64, #[serde(with = "serde_bytes")] data: Vec<u8> }
+/// #[derive(Deserialize)]
+/// struct JobRef<'a> { id: u64, #[serde(borrow, with = "serde_bytes")] data: &'a [u8] }
+///
+/// let (tx, rx) = shmpsc::channel::<Job>("doc-zero-copy-view")?;
+/// for id in 0..3 {
+///     tx.send(Job { id, data: vec![id as u8; 100] }).unwrap();
+/// }
+/// let mut view = rx.zero_copy();
+/// let mut total = 0;
+/// for _ in 0..3 {
+///     let job: JobRef<'_> = view.recv().unwrap();
+///     total += job.data.iter().map(|&b| b as u64).sum::<u64>();
+/// }
+/// assert_eq!(total, 300);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub struct ZeroCopy<'r, T> {
+    cursor: crate::ring::consumer::LendingCursor<'r>,
+    rx: &'r Receiver<T>,
+}
+
+impl<T> fmt::Debug for ZeroCopy<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZeroCopy")
+            .field("channel", &self.rx.name())
+            .finish()
+    }
+}
+
+impl<T> ZeroCopy<'_, T> {
+    /// Receives the next message and decodes it in place as `U`, blocking
+    /// while the channel is empty (as [`Receiver::recv`]).
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-recv")?;
+    /// tx.send("hello".to_string()).unwrap();
+    /// let mut view = rx.zero_copy();
+    /// let s: &str = view.recv().unwrap();
+    /// assert_eq!(s, "hello");
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv<'a, U: Deserialize<'a>>(&'a mut self) -> Result<U, RecvError> {
+        self.receive(Deadline::Never).map_err(|f| match f {
+            RecvFail::Invalid(i) => RecvError::Invalid(i),
+            _ => RecvError::Disconnected,
+        })
+    }
+
+    /// Like [`ZeroCopy::recv`], without blocking.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-try")?;
+    /// let mut view = rx.zero_copy();
+    /// assert!(view.try_recv::<&str>().is_err());
+    /// tx.send("x".to_string()).unwrap();
+    /// assert_eq!(view.try_recv::<&str>(), Ok("x"));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_recv<'a, U: Deserialize<'a>>(&'a mut self) -> Result<U, TryRecvError> {
+        self.receive(Deadline::Now).map_err(TryRecvError::from_fail)
+    }
+
+    /// Like [`ZeroCopy::recv`], waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-timeout")?;
+    /// tx.send("y".to_string()).unwrap();
+    /// let mut view = rx.zero_copy();
+    /// assert_eq!(view.recv_timeout::<&str>(Duration::from_secs(1)), Ok("y"));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv_timeout<'a, U: Deserialize<'a>>(
+        &'a mut self,
+        timeout: Duration,
+    ) -> Result<U, RecvTimeoutError> {
+        self.receive(Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from_fail)
+    }
+
+    fn receive<'a, U: Deserialize<'a>>(&'a mut self, deadline: Deadline) -> Result<U, RecvFail> {
+        let rx = self.rx;
+        if rx.forked() {
+            return Err(RecvFail::Disconnected);
+        }
+        let (bytes, position) = self.cursor.next(deadline)?;
+        codec::decode::<U>(rx.codec, bytes).map_err(|e| {
+            RecvFail::Invalid(rx.consumer.undecodable(
+                position,
+                bytes.len() as u64,
+                std::any::type_name::<U>(),
                 e,
             ))
         })

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde::Serialize;
 
 /// The serde format a channel's messages are encoded with.
@@ -105,7 +105,10 @@ pub(crate) fn encode<T: Serialize>(
 /// length prefix in them claims, with either codec: a record is untrusted
 /// input (any sender can send any bytes).
 #[inline]
-pub(crate) fn decode<T: DeserializeOwned>(codec: Codec, bytes: &[u8]) -> Result<T, CodecError> {
+pub(crate) fn decode<'de, T: Deserialize<'de>>(
+    codec: Codec,
+    bytes: &'de [u8],
+) -> Result<T, CodecError> {
     match codec {
         Codec::Postcard => with_postcard::decode(bytes),
         #[cfg(feature = "bincode")]
@@ -123,8 +126,7 @@ fn trailing(codec: Codec, n: usize) -> CodecError {
 
 mod with_postcard {
     use super::{trailing, Codec, CodecError, CodecErrorKind as Kind};
-    use serde::de::DeserializeOwned;
-    use serde::Serialize;
+    use serde::{Deserialize, Serialize};
 
     #[inline]
     pub(super) fn encode<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<usize, CodecError> {
@@ -146,7 +148,7 @@ mod with_postcard {
     /// maps go through serde's visitors, which pre-allocate at most 1 MiB
     /// (`size_hint::cautious`) and grow only as elements are decoded.
     #[inline]
-    pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    pub(super) fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, CodecError> {
         match postcard::take_from_bytes::<T>(bytes) {
             Ok((v, [])) => Ok(v),
             Ok((_, rest)) => Err(trailing(Codec::Postcard, rest.len())),
@@ -189,8 +191,7 @@ mod with_postcard {
 mod with_bincode {
     use super::{present, trailing, Codec, CodecError, CodecErrorKind as Kind};
     use bincode::error::{DecodeError, EncodeError};
-    use serde::de::DeserializeOwned;
-    use serde::Serialize;
+    use serde::{Deserialize, Serialize};
 
     const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
@@ -224,7 +225,7 @@ mod with_bincode {
     }
 
     #[inline]
-    pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    pub(super) fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, CodecError> {
         // What decoding may allocate must be bounded by the bytes present,
         // whatever a length prefix claims. bincode 2.0.1's serde decoder
         // does not do that for owned strings and byte buffers:

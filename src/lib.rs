@@ -155,7 +155,7 @@ pub use admin::{
 pub use batch::{Batch, FlushError};
 #[cfg(not(loom))]
 pub use channel::{
-    channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, DEFAULT_CAPACITY,
+    channel, Builder, IntoIter, Iter, Receiver, Sender, TryIter, ZeroCopy, DEFAULT_CAPACITY,
     DEFAULT_MAX_SENDERS, DEFAULT_TICK,
 };
 #[cfg(not(loom))]

@@ -949,6 +949,21 @@ impl<'a> DataArea<'a> {
         f(unsafe { std::slice::from_raw_parts(self.base.add(off), len) })
     }
 
+    /// The `len` bytes at `off`, borrowed for as long as the segment.
+    ///
+    /// # Safety
+    ///
+    /// `off + len <= len` of the area, and the range is a committed record
+    /// that no endpoint following the protocol writes while the slice is
+    /// used.
+    #[inline]
+    pub(crate) unsafe fn bytes(self, off: usize, len: usize) -> &'a [u8] {
+        debug_assert!(off + len <= self.len);
+        // SAFETY: in bounds (the caller's contract), in a mapping that lives
+        // as long as `'a`, and not written while the slice is used.
+        unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
+    }
+
     /// Zeroes the `len` bytes at `off`.
     ///
     /// # Safety

@@ -81,7 +81,7 @@ pub(crate) struct Consumer {
     tail: Cell<u64>,
     /// A `recv_bytes_with` callback is running: its slice points into the
     /// ring, so nothing is released until it returns.
-    in_callback: Cell<bool>,
+    lent: Cell<u32>,
     /// A malformed word found at an idle head (nothing claimed past it),
     /// already reported: `(position, word)`. Until a sender's header
     /// replaces it, the position counts as "nothing committed yet", so the
@@ -117,7 +117,7 @@ impl Consumer {
             delivered: Cell::new(delivered),
             batch,
             tail: Cell::new(delivered),
-            in_callback: Cell::new(false),
+            lent: Cell::new(0),
             stray: Cell::new(None),
             broken: Cell::new(false),
             last_check: Cell::new(None),
@@ -159,7 +159,7 @@ impl Consumer {
                     });
                     // The record is consumed before its bytes are lent, so
                     // that a callback that receives again gets the next
-                    // message, not this one; `in_callback` keeps its bytes
+                    // message, not this one; `lent` keeps its bytes
                     // from being released (and zeroed) under the slice.
                     self.head.set(msg.end());
                     return Ok(msg);
@@ -261,7 +261,7 @@ impl Consumer {
     /// receive again; nothing is released while it runs.
     #[inline]
     pub(crate) fn lend<R>(&self, msg: &Message, f: impl FnOnce(&[u8]) -> R) -> R {
-        let _lent = InCallback::enter(&self.in_callback);
+        let _lent = Lent::enter(&self.lent);
         self.ring.with_payload(msg, f)
     }
 
@@ -501,7 +501,7 @@ impl Consumer {
     /// Not while a `recv_bytes_with` callback runs: the slice it was lent
     /// points into those bytes. The outermost call releases them after.
     fn release(&self) {
-        if self.in_callback.get() {
+        if self.lent.get() > 0 {
             return;
         }
         let (from, to) = (self.released.get(), self.head.get());
@@ -530,7 +530,7 @@ impl Consumer {
             match self.known_stray(head, found) {
                 // Inside a callback nothing can be released: the next
                 // message shows once the callback has returned.
-                Peek::MustRelease if self.in_callback.get() => return (head, Peek::NotYet),
+                Peek::MustRelease if self.lent.get() > 0 => return (head, Peek::NotYet),
                 Peek::MustRelease => self.release(),
                 found => return (head, found),
             }
@@ -559,24 +559,85 @@ impl Consumer {
     }
 }
 
-/// Marks a receiver's callback as running, and unmarks it when the
-/// callback returns or unwinds.
-struct InCallback<'a> {
-    flag: &'a Cell<bool>,
-    outer: bool,
+/// A cursor that lends each message it receives until the next receive
+/// through it, or until it is dropped: the bytes it returns borrow the
+/// cursor mutably, so they are gone (to the borrow checker) before it can
+/// release them. Nothing of the ring is released while it holds a
+/// message. What `Receiver::zero_copy` is made of.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct LendingCursor<'a> {
+    consumer: &'a Consumer,
+    /// The message lent last, finished on the next receive or on drop.
+    current: Option<Message>,
+    /// The fork generation of the process that made the cursor: a `fork`
+    /// copy writes nothing to the channel.
+    owner: u64,
 }
 
-impl<'a> InCallback<'a> {
-    fn enter(flag: &'a Cell<bool>) -> InCallback<'a> {
-        InCallback {
-            flag,
-            outer: flag.replace(true),
+#[cfg(not(loom))]
+impl<'a> LendingCursor<'a> {
+    pub(crate) fn new(consumer: &'a Consumer, owner: u64) -> LendingCursor<'a> {
+        LendingCursor {
+            consumer,
+            current: None,
+            owner,
+        }
+    }
+
+    /// Finishes the message lent last, then receives the next one (see
+    /// [`Consumer::next`]) and lends its bytes (with its position) until
+    /// the next call.
+    #[allow(unsafe_code)]
+    pub(crate) fn next(&mut self, deadline: Deadline) -> Result<(&[u8], u64), Fail> {
+        self.finish_current();
+        let msg = self.consumer.next(deadline)?;
+        let c = self.consumer;
+        c.lent.set(c.lent.get() + 1);
+        // SAFETY: nothing is released while the count above is raised
+        // (`release` and `look` check it); it is lowered only in
+        // `finish_current`, which needs `&mut self`, so the slice (which
+        // borrows `self`) is no longer used by then.
+        let bytes = unsafe { c.ring.payload(&msg) };
+        let position = msg.position();
+        self.current = Some(msg);
+        Ok((bytes, position))
+    }
+
+    fn finish_current(&mut self) {
+        if let Some(msg) = self.current.take() {
+            let c = self.consumer;
+            c.lent.set(c.lent.get() - 1);
+            if crate::sys::fork_generation() == self.owner {
+                c.finish(msg);
+            }
         }
     }
 }
 
-impl Drop for InCallback<'_> {
+#[cfg(not(loom))]
+impl Drop for LendingCursor<'_> {
     fn drop(&mut self) {
-        self.flag.set(self.outer);
+        self.finish_current();
+    }
+}
+
+/// Counts a message's bytes as lent (to a callback, or to a value decoded
+/// in place), and no longer when it is dropped (the callback returns or
+/// unwinds, the value is dropped).
+pub(crate) struct Lent<'a> {
+    count: &'a Cell<u32>,
+}
+
+impl<'a> Lent<'a> {
+    fn enter(count: &'a Cell<u32>) -> Lent<'a> {
+        count.set(count.get() + 1);
+        Lent { count }
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.count.set(self.count.get() - 1);
     }
 }

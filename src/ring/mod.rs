@@ -650,6 +650,22 @@ impl Ring {
         unsafe { self.seg.data().read(msg.offset, msg.len as usize, f) }
     }
 
+    /// The payload of a message found by `peek`, borrowed from the ring.
+    ///
+    /// # Safety
+    ///
+    /// The receiver must release nothing of the record (see
+    /// [`Ring::release`]) while the slice is used.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn payload(&self, msg: &Message) -> &[u8] {
+        // SAFETY: `msg` proves that `peek` checked `offset + len` against
+        // the lap; the record is committed and no sender writes it until
+        // the receiver releases it, which the caller promises it does not
+        // while the slice is used.
+        unsafe { self.seg.data().bytes(msg.offset, msg.len as usize) }
+    }
+
     /// Records that everything before `next` was delivered to the
     /// receiver's caller (see `RxHot::delivered`). A store to the
     /// receiver's own line, which senders never read.
