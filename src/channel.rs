@@ -1173,6 +1173,28 @@ impl<T> Receiver<T> {
 /// assert_eq!(total, 300);
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
+///
+/// A value cannot be kept past the next receive through the view (its
+/// bytes are given back then), nor past the view:
+///
+/// ```compile_fail
+/// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-next")?;
+/// let mut view = rx.zero_copy();
+/// let a: &str = view.recv().unwrap();
+/// let b: &str = view.recv().unwrap(); // error: `view` is still borrowed by `a`
+/// println!("{a} {b}");
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+///
+/// ```compile_fail
+/// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-outlive")?;
+/// let a: &str = {
+///     let mut view = rx.zero_copy();
+///     view.recv().unwrap() // error: `view` does not live long enough
+/// };
+/// println!("{a}");
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
 pub struct ZeroCopy<'r, T> {
     cursor: crate::ring::consumer::LendingCursor<'r>,
     rx: &'r Receiver<T>,
