@@ -89,6 +89,24 @@
 //! ([`Sender::codec`], [`Receiver::codec`]); encoding and decoding failures
 //! are a [`CodecError`].
 //!
+//! ## How it works
+//!
+//! From `send` to `recv`: [`Sender`] encodes the message (`codec`) and
+//! hands the bytes to its producer (`ring::producer`), which claims room in
+//! the ring (`Ring::claim` returns a `Claimed` token), writes and commits
+//! through that token, and wakes the receiver only if it announced that it
+//! sleeps for that very record (`wait`). [`Receiver`] asks its consumer
+//! (`ring::consumer`) for the next record: it peeks, spins, yields and
+//! sleeps per the wait protocol, skips dead senders' claims (liveness from
+//! the kernel's open-file-description locks, `peers`), resyncs after
+//! malformed records, and returns a `Message` token whose bytes it lends
+//! in place to the decoder, then marks the record delivered and gives
+//! room back to senders in batches. [`Batch`] stages records privately and
+//! commits them as one claim; [`ZeroCopy`] lends a message until the next
+//! receive. Layers, each importing only those below it: `sys` (every
+//! syscall) → `wait` → `segment` → `peers` → `ring` → `channel`, `batch`
+//! and `admin`. The README's "How it works" section has the details.
+//!
 //! ## Failure model
 //!
 //! | event | receiver sees | senders see |
