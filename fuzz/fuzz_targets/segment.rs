@@ -374,7 +374,7 @@ impl Run {
             if inp.done() {
                 break;
             }
-            let op = inp.u8() % 13;
+            let op = inp.u8() % 14;
             match op {
                 0..=3 => {
                     // The configuration line is only read when an endpoint
@@ -445,6 +445,16 @@ impl Run {
                     Ok(info) => assert!(info.used <= info.capacity),
                     Err(e) => check_open_error(&self.name, &e),
                 },
+                13 => {
+                    // A batch: staged messages sent as one block.
+                    let k = inp.u8() as usize;
+                    let n = 1 + inp.u8() as usize % 8;
+                    let sizes: Vec<usize> = (0..n).map(|_| inp.u8() as usize % 100).collect();
+                    if !self.senders.is_empty() && !self.patched {
+                        let i = k % self.senders.len();
+                        self.send_batch(i, &sizes);
+                    }
+                }
                 12 => {
                     // Receives inside a receive's callback: nothing is given
                     // back to senders until the outer callback returns, so
@@ -504,6 +514,41 @@ impl Run {
                 panic!("a message within the size limit was rejected: {e}")
             }
         }
+    }
+
+    /// Sends `sizes.len()` messages from sender `i` as one batch, when the
+    /// ring surely has room for the block (a flush waits for room, and the
+    /// only receiver is this thread): on an intact channel only.
+    fn send_batch(&mut self, i: usize, sizes: &[usize]) {
+        if self.broken {
+            return;
+        }
+        // An upper bound of each record: the payload, the message's other
+        // fields and length prefixes, the header and the padding.
+        let bound: usize = sizes.iter().map(|s| s + 40).sum();
+        let used = match shmpsc::inspect(&self.name) {
+            Ok(info) => info.used as usize,
+            Err(_) => return,
+        };
+        // The block stays below a quarter of the ring (one block), and
+        // fits even after padding to the end of a lap.
+        if bound > CAP as usize / 4 || used + 2 * bound > CAP as usize {
+            return;
+        }
+        let msgs: Vec<Msg> = sizes
+            .iter()
+            .map(|&size| {
+                let m = Msg::new(self.next_id, size);
+                self.next_id += 1;
+                m
+            })
+            .collect();
+        let mut batch = self.senders[i].batch();
+        for m in &msgs {
+            batch.send(m.clone()).expect("a batch stages within its block");
+        }
+        batch.flush().expect("a flush with room on an intact channel");
+        self.expected.extend(msgs);
     }
 
     fn check(&mut self, got: Got) {
