@@ -94,7 +94,10 @@ fn receiving_in_place_allocates_nothing() {
     let during = allocations() - before;
     drop(view);
     assert!(bytes > 0);
-    assert_eq!(during, 0, "{n} messages decoded in place allocated {during} times");
+    assert_eq!(
+        during, 0,
+        "{n} messages decoded in place allocated {during} times"
+    );
 
     // Control: the owned path allocates two strings a message, so the
     // counter sees what it counts.
@@ -133,7 +136,10 @@ fn a_borrowed_message_stays_in_the_ring_until_the_view_moves_on() {
     for _ in 0..sent {
         assert_eq!(rx.try_recv().unwrap().len(), 1000);
     }
-    assert!(matches!(tx.try_send("C".into()), Err(TrySendError::Full(_))));
+    assert!(matches!(
+        tx.try_send("C".into()),
+        Err(TrySendError::Full(_))
+    ));
     assert_eq!(held, first, "still the first message's bytes");
     // Moving on gives the room back.
     assert_eq!(view.try_recv::<&str>(), Err(TryRecvError::Empty));
