@@ -587,6 +587,7 @@ fn peer_label(p: Peer) -> &'static str {
     match p {
         Peer::Shmpsc => "**shmpsc** (`send`)",
         Peer::ShmpscBatch => "**shmpsc** (`batch`)",
+        Peer::ShmpscBorrowed => "**shmpsc** (`zero_copy` receive)",
         Peer::Ipmpsc => "ipmpsc 0.5",
         Peer::IpcChannel => "ipc-channel",
         Peer::UnixSocket => "Unix socket (buffered)",
@@ -665,6 +666,7 @@ fn color(p: Peer) -> &'static str {
     match p {
         Peer::Shmpsc => "#d62728",
         Peer::ShmpscBatch => "#8c1a1b",
+        Peer::ShmpscBorrowed => "#e377c2",
         Peer::Ipmpsc => "#1f77b4",
         Peer::IpcChannel => "#ff7f0e",
         Peer::UnixSocket => "#2ca02c",

@@ -81,6 +81,10 @@ pub enum Peer {
     /// blocks, flushed at the end of a round, the honest counterpart of the
     /// buffered streams.
     ShmpscBatch,
+    /// This crate, received through `Receiver::zero_copy`: serde messages
+    /// decoded in place, the payload borrowed from the ring (no
+    /// allocation). The bytes path is shmpsc's own.
+    ShmpscBorrowed,
     /// ipmpsc 0.5: a shared-memory ring with a process-shared mutex and condvar.
     Ipmpsc,
     /// ipc-channel (Servo): Unix sockets with bincode 1.
@@ -95,9 +99,10 @@ pub enum Peer {
 
 impl Peer {
     /// Every peer, in report order.
-    pub const ALL: [Peer; 7] = [
+    pub const ALL: [Peer; 8] = [
         Peer::Shmpsc,
         Peer::ShmpscBatch,
+        Peer::ShmpscBorrowed,
         Peer::Ipmpsc,
         Peer::IpcChannel,
         Peer::UnixSocket,
@@ -110,6 +115,7 @@ impl Peer {
         match self {
             Peer::Shmpsc => "shmpsc",
             Peer::ShmpscBatch => "shmpsc-batch",
+            Peer::ShmpscBorrowed => "shmpsc-borrowed",
             Peer::Ipmpsc => "ipmpsc",
             Peer::IpcChannel => "ipc-channel",
             Peer::UnixSocket => "unix-socket",
@@ -384,6 +390,7 @@ pub fn child_main() -> bool {
         Peer::Shmpsc if spec.role == Role::Idle => peer_shmpsc::idle(&spec),
         Peer::Shmpsc => run::<peer_shmpsc::Shmpsc>(&spec, &token),
         Peer::ShmpscBatch => run::<peer_shmpsc::ShmpscBatch>(&spec, &token),
+        Peer::ShmpscBorrowed => run::<peer_shmpsc::ShmpscBorrowed>(&spec, &token),
         Peer::Ipmpsc => run::<peer_ipmpsc::Ipmpsc>(&spec, &token),
         Peer::IpcChannel => run::<peer_ipc_channel::IpcChannel>(&spec, &token),
         Peer::UnixSocket => run::<peer_stream::UnixSocket>(&spec, &token),

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use shmpsc::{Batch, Builder, Receiver, RecvError, Sender, TryRecvError};
 
 use super::{commands, reply, seq_of, Inbox, Msg, Outbox, Spec, Transport};
@@ -243,6 +244,71 @@ impl Transport for ShmpscBatch {
                 name: format!("{token}.ping"),
             },
         )
+    }
+}
+
+/// shmpsc received through `Receiver::zero_copy`; sent with `send`.
+pub struct ShmpscBorrowed;
+
+/// [`Msg`] decoded in place: the payload borrowed from the ring.
+#[derive(Deserialize)]
+struct MsgRef<'a> {
+    seq: u64,
+    #[allow(dead_code)]
+    sender: u32,
+    #[allow(dead_code)]
+    tag: u32,
+    #[serde(borrow, with = "serde_bytes")]
+    payload: &'a [u8],
+}
+
+/// The receiving end: `ShmIn`, whose serde receive decodes in place
+/// through a zero-copy view (made per receive: the view finishes the
+/// message when it is dropped, after the fields were read).
+pub struct ShmBorrowedIn(ShmIn);
+
+impl Inbox for ShmBorrowedIn {
+    #[inline]
+    fn recv_msg(&mut self) -> (u64, usize) {
+        self.0.get(
+            |rx| {
+                let mut view = rx.zero_copy();
+                view.try_recv::<MsgRef<'_>>()
+                    .map(|m| (m.seq, m.payload.len()))
+            },
+            |rx| {
+                let mut view = rx.zero_copy();
+                view.recv::<MsgRef<'_>>().map(|m| (m.seq, m.payload.len()))
+            },
+        )
+    }
+
+    #[inline]
+    fn recv_bytes(&mut self) -> (u64, usize) {
+        self.0.recv_bytes()
+    }
+}
+
+impl Transport for ShmpscBorrowed {
+    type In = ShmBorrowedIn;
+    type Out = ShmOut;
+
+    fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> ShmBorrowedIn {
+        ShmBorrowedIn(Shmpsc::receiver(spec, announce))
+    }
+
+    fn sender(spec: &Spec, token: &str) -> ShmOut {
+        Shmpsc::sender(spec, token)
+    }
+
+    fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (ShmBorrowedIn, ShmOut) {
+        let (rx, out) = Shmpsc::ponger(spec, announce);
+        (ShmBorrowedIn(rx), out)
+    }
+
+    fn pinger(spec: &Spec, token: &str) -> (ShmBorrowedIn, ShmOut) {
+        let (rx, out) = Shmpsc::pinger(spec, token);
+        (ShmBorrowedIn(rx), out)
     }
 }
 
