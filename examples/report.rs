@@ -657,6 +657,82 @@ fn targets(r: &Results, s: &mut String) {
         "idle receiver < 1 % of a core",
         r.idle.map(|f| (format!("{:.3} %", f * 100.0), f < 0.01)),
     );
+    // Issue 13's goals: `send` ahead of every inter-process peer from 64 B
+    // up (at 16 B, at least 0.75x the buffered socket); `batch` at least
+    // 1.5x every peer in every cell. The worst cell decides.
+    let others = [Peer::Ipmpsc, Peer::IpcChannel, Peer::UnixSocket, Peer::Pipe];
+    let worst = |mine: Peer, sizes: &[usize], need: f64| {
+        let mut worst: Option<(f64, String)> = None;
+        for path in Path::ALL {
+            for n in SENDERS {
+                for &size in sizes {
+                    for peer in others {
+                        let (Some(a), Some(b)) =
+                            (r.tput(path, n, size, mine), r.tput(path, n, size, peer))
+                        else {
+                            continue;
+                        };
+                        let cell = format!(
+                            "{:.2}x {} ({} {n}→1 {})",
+                            a / b,
+                            peer.name(),
+                            path.name(),
+                            size_name(size)
+                        );
+                        if worst.as_ref().map_or(true, |(w, _)| a / b < *w) {
+                            worst = Some((a / b, cell));
+                        }
+                    }
+                }
+            }
+        }
+        worst.map(|(w, cell)| (format!("lowest {cell}"), w >= need))
+    };
+    let from_64: Vec<usize> = SIZES.iter().copied().filter(|&s| s >= 64).collect();
+    row(
+        "`send` ahead of every inter-process peer from 64 B up",
+        worst(Peer::Shmpsc, &from_64, 1.0),
+    );
+    let at_16 = |path| {
+        let a = shm(path, 1, 16)?;
+        let b = r.tput(path, 1, 16, Peer::UnixSocket)?;
+        Some((format!("{:.2}x", a / b), a / b >= 0.75))
+    };
+    for path in Path::ALL {
+        row(
+            &format!(
+                "`send`, 16 B {} 1→1: ≥ 0.75x buffered Unix socket",
+                path.name()
+            ),
+            at_16(path),
+        );
+    }
+    row(
+        "`batch` ≥ 1.5x every inter-process peer in every cell",
+        worst(Peer::ShmpscBatch, &SIZES, 1.5),
+    );
+    let borrowed = r.tput(Path::Serde, 1, 64, Peer::ShmpscBorrowed).zip(r.tput(
+        Path::Serde,
+        1,
+        64,
+        Peer::UnixSocket,
+    ));
+    row(
+        "serde, borrowed (`zero_copy`), 64 B 1→1: ≥ 2x buffered Unix socket",
+        borrowed.map(|(a, b)| (format!("{:.2}x", a / b), a / b >= 2.0)),
+    );
+    let spin = |p: Peer| r.lat(Wait::Spin, p, Path::Serde).map(|l| l.p50);
+    row(
+        "spinning latency p50 below ipmpsc's",
+        spin(Peer::Shmpsc)
+            .zip(spin(Peer::Ipmpsc))
+            .map(|(a, b)| (format!("{} vs {}", ns(a), ns(b)), a < b)),
+    );
+    row(
+        "blocking latency p50 < 500 ns",
+        r.lat(Wait::Block, Peer::Shmpsc, Path::Serde)
+            .map(|l| (ns(l.p50), l.p50 < 500)),
+    );
     s.push('\n');
 }
 
