@@ -3,6 +3,7 @@
 //! is bounded (a guard against hangs); nothing is timed.
 
 mod common;
+mod raw;
 
 use std::time::Duration;
 
@@ -216,4 +217,51 @@ fn adjacent_dead_claims_are_skipped_in_one_run() {
     );
     let info = shmpsc::inspect(&name).unwrap();
     assert!(info.recovered_bytes >= dead * 16, "{info:?}");
+}
+
+/// Review 4 (reasoning, then this test): a stray word at an idle head is
+/// reported once and then reads as "nothing yet". A sender that then
+/// claims that position and dies before writing its header leaves the
+/// stray word as the dead claim's header: the dead-claim judgement must
+/// treat the word it already reported as no header (the claim is skipped
+/// as zeros up to the next header), not report the same bytes again.
+#[test]
+fn a_stray_word_under_a_dead_claim_is_reported_once() {
+    run_child_role(run_role);
+    let test = "a_stray_word_under_a_dead_claim_is_reported_once";
+    let name = unique_name("stray-dead");
+    let (tx, rx) = Builder::new(&name)
+        .capacity(4096)
+        .tick(TICK)
+        .create::<u64>()
+        .unwrap();
+    tx.send(1).unwrap();
+    assert_eq!(rx.recv(), Ok(1));
+    let raw = raw::Raw::open(&name);
+    let head = 16; // one record of a one-byte payload
+    raw.set_record(head, 0xDEAD_BEEF_0BAD_F00D);
+    assert!(matches!(
+        rx.try_recv(),
+        Err(shmpsc::TryRecvError::Invalid(_))
+    ));
+    assert_eq!(rx.try_recv(), Err(shmpsc::TryRecvError::Empty));
+    // A sender claims that position and is killed before its header.
+    let mut spawn = Spawn::new(test, "send_once", &name).param("value", 7);
+    spawn.command().env("SHMPSC_TEST_HOOK", "claimed:1:kill");
+    let mut c = spawn.spawn();
+    let status = c.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    tx.send(2).unwrap();
+    let info = shmpsc::inspect(&name).unwrap();
+    // The next receive (bounded against a hang) skips the dead claim,
+    // reporting nothing twice.
+    assert_eq!(rx.recv_timeout(TICK * 40), Ok(2));
+    let after = shmpsc::inspect(&name).unwrap();
+    assert_eq!(
+        after.invalid_messages, info.invalid_messages,
+        "the stray word was reported again"
+    );
 }

@@ -216,10 +216,7 @@ impl Consumer {
             // before they are released (inside a callback they cannot be:
             // a blocking receive there waits for the senders to go).
             let reachable = at - self.released.get() < seg.geometry().capacity;
-            let ignore = match self.stray.get() {
-                Some((pos, word)) if pos == at => word,
-                _ => 0,
-            };
+            let ignore = self.stray_word_at(at);
             let ready = || {
                 (reachable && self.ring.ready_at(at, ignore))
                     || (!dead_claim && !peers::any_active(seg))
@@ -395,7 +392,7 @@ impl Consumer {
         let found = loop {
             match self
                 .ring
-                .dead_claim_end(end, tail, |p| intents.contains(&p))
+                .dead_claim_end(end, tail, self.stray_word_at(end), |p| intents.contains(&p))
             {
                 Ok(Some(next)) if next < tail => end = next,
                 Ok(Some(next)) => {
@@ -534,6 +531,14 @@ impl Consumer {
                 Peek::MustRelease => self.release(),
                 found => return (head, found),
             }
+        }
+    }
+
+    /// The malformed word already reported at `pos` (see `stray`), or 0.
+    fn stray_word_at(&self, pos: u64) -> u64 {
+        match self.stray.get() {
+            Some((at, word)) if at == pos => word,
+            _ => 0,
         }
     }
 

@@ -712,10 +712,14 @@ impl Ring {
     /// `tail`, and only of senders whose lock is held). Returns the position
     /// up to which the bytes belong to dead claims, or `None` if a live
     /// sender owns `head` or the record got committed meanwhile.
+    /// `ignore` (0 for none) is a malformed word already reported at
+    /// `head` (see `Consumer::stray`): a sender that claimed `head` and died
+    /// before writing its header left it there, so it reads as no header.
     pub(crate) fn dead_claim_end(
         &self,
         head: u64,
         tail: u64,
+        ignore: u64,
         live_intent: impl Fn(u64) -> bool,
     ) -> Result<Option<u64>, Malformed> {
         if head >= tail || live_intent(head) {
@@ -724,7 +728,10 @@ impl Ring {
         let cap = self.cap;
         let off = self.offset(head);
         // SYNC POINT: pairs with the Release stores in `commit`.
-        let word = self.word(head).load(Ordering::Acquire);
+        let word = match self.word(head).load(Ordering::Acquire) {
+            w if w == ignore => 0,
+            w => w,
+        };
         let bad = |what| Malformed {
             pos: head,
             word,

@@ -152,19 +152,22 @@ fn dead_claims_are_skipped_live_ones_never() {
     let t = tail(&ring);
     assert_eq!(t, 32);
     assert_eq!(
-        ring.dead_claim_end(0, t, |p| p == 0),
+        ring.dead_claim_end(0, t, 0, |p| p == 0),
         Ok(None),
         "live owner"
     );
-    assert_eq!(ring.dead_claim_end(0, t, |_| false), Ok(Some(32)));
+    assert_eq!(ring.dead_claim_end(0, t, 0, |_| false), Ok(Some(32)));
     // One that died mid-payload: its header gives the length to skip.
     ring.word(0)
         .store(record_word(Record::Claimed(20), 0), Ordering::Relaxed);
     let second = send(&ring, b"after");
     assert_eq!(second, 32);
-    assert_eq!(ring.dead_claim_end(0, tail(&ring), |_| false), Ok(Some(32)));
+    assert_eq!(
+        ring.dead_claim_end(0, tail(&ring), 0, |_| false),
+        Ok(Some(32))
+    );
     // A committed record is not dead, whoever owns it.
-    assert_eq!(ring.dead_claim_end(32, tail(&ring), |_| false), Ok(None));
+    assert_eq!(ring.dead_claim_end(32, tail(&ring), 0, |_| false), Ok(None));
     drop(c);
 }
 
@@ -278,7 +281,7 @@ fn a_block_whose_sender_died_before_its_commit_is_skipped_whole() {
     assert_eq!(after, size);
     assert_eq!(ring.peek(0, 0), (0, Peek::NotYet), "pending, not delivered");
     assert_eq!(
-        ring.dead_claim_end(0, tail(&ring), |_| false),
+        ring.dead_claim_end(0, tail(&ring), 0, |_| false),
         Ok(Some(size)),
         "skipped whole: none of its records is delivered"
     );
@@ -299,6 +302,6 @@ fn a_pending_claim_longer_than_a_block_is_malformed() {
     };
     ring.word(0)
         .store(record_word(Record::Claimed(2000), 0), Ordering::Relaxed);
-    assert!(ring.dead_claim_end(0, tail(&ring), |_| false).is_err());
+    assert!(ring.dead_claim_end(0, tail(&ring), 0, |_| false).is_err());
     drop(c);
 }
