@@ -949,6 +949,72 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// Receives every message available, at least one (blocking until
+    /// there is one) and at most `max`, lending each one's bytes in place
+    /// to `f` in order; returns how many. The bulk counterpart of
+    /// [`recv_bytes_with`](Receiver::recv_bytes_with): the receiver's
+    /// bookkeeping is done once for the run.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-recv-bytes-many")?;
+    /// for i in 0..5u8 {
+    ///     tx.send_bytes(&[i]).unwrap();
+    /// }
+    /// let mut got = Vec::new();
+    /// let n = rx.recv_bytes_many_with(100, |b| got.push(b[0])).unwrap();
+    /// assert_eq!((n, got), (5, vec![0, 1, 2, 3, 4]));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn recv_bytes_many_with(
+        &self,
+        max: usize,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvError> {
+        self.recv_many(Deadline::Never, max, f)
+            .map_err(|e| match e {
+                RecvFail::Invalid(i) => RecvError::Invalid(i),
+                _ => RecvError::Disconnected,
+            })
+    }
+
+    /// Like [`recv_bytes_many_with`](Receiver::recv_bytes_many_with),
+    /// without blocking.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<()>("doc-try-recv-bytes-many")?;
+    /// assert!(rx.try_recv_bytes_many_with(10, |_| {}).is_err());
+    /// tx.send_bytes(b"a").unwrap();
+    /// tx.send_bytes(b"b").unwrap();
+    /// assert_eq!(rx.try_recv_bytes_many_with(10, |_| {}), Ok(2));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn try_recv_bytes_many_with(
+        &self,
+        max: usize,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, TryRecvError> {
+        self.recv_many(Deadline::Now, max, f)
+            .map_err(TryRecvError::from_fail)
+    }
+
+    fn recv_many(
+        &self,
+        deadline: Deadline,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvFail> {
+        if self.forked() {
+            return Err(RecvFail::Disconnected);
+        }
+        if max == 0 {
+            return Ok(0);
+        }
+        let first = self.consumer.next(deadline)?;
+        Ok(self
+            .consumer
+            .drain(first, max, self.fork_generation, &mut f))
+    }
+
     /// Like [`recv_bytes_with`](Receiver::recv_bytes_with), without blocking.
     ///
     /// ```

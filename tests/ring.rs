@@ -376,3 +376,104 @@ fn skip_padding_unreleased(tx: &Sender<()>, rx: &Receiver<()>) -> Vec<u8> {
     ));
     big
 }
+
+/// `recv_bytes_many_with` takes every message available, in order, across
+/// padding and laps, up to `max`, and counts them once in the statistics.
+#[test]
+fn receiving_many_at_once_keeps_order_across_laps() {
+    let name = unique_name("ring-many");
+    let (tx, rx) = builder(&name).create::<()>().unwrap();
+    let mut next_sent = 0u32;
+    let mut next_got = 0u32;
+    for round in 0..50 {
+        // Uneven sizes, so that records pad the end of laps.
+        let n = 1 + round % 7;
+        for _ in 0..n {
+            let len = 4 + (next_sent as usize * 37) % 300;
+            let mut msg = vec![0u8; len];
+            msg[..4].copy_from_slice(&next_sent.to_le_bytes());
+            tx.send_bytes(&msg).unwrap();
+            next_sent += 1;
+        }
+        let max = 1 + round % 3;
+        while next_got < next_sent {
+            let got = rx
+                .try_recv_bytes_many_with(max as usize, |b| {
+                    let mut k = [0u8; 4];
+                    k.copy_from_slice(&b[..4]);
+                    assert_eq!(u32::from_le_bytes(k), next_got);
+                    assert_eq!(b.len(), 4 + (next_got as usize * 37) % 300);
+                    next_got += 1;
+                })
+                .unwrap();
+            assert!(got >= 1 && got <= max as usize);
+        }
+        assert_eq!(
+            rx.try_recv_bytes_many_with(10, |_| panic!("nothing left")),
+            Err(TryRecvError::Empty)
+        );
+    }
+    assert_eq!(rx.try_recv_bytes_many_with(0, |_| {}), Ok(0));
+    assert_eq!(
+        shmpsc::inspect(&name).unwrap().received_messages,
+        next_sent as u64
+    );
+}
+
+/// A callback of `recv_bytes_many_with` that receives again gets the
+/// messages after the one it holds; the run goes on after them, and
+/// nothing is delivered twice.
+#[test]
+fn receiving_many_with_a_callback_that_receives_again() {
+    let name = unique_name("ring-many-nested");
+    let (tx, rx) = builder(&name).create::<()>().unwrap();
+    for i in 0..10u8 {
+        tx.send_bytes(&[i]).unwrap();
+    }
+    let mut order = Vec::new();
+    let n = rx
+        .recv_bytes_many_with(100, |b| {
+            order.push(b[0]);
+            if b[0] == 2 {
+                // Inside: takes 3 and 4.
+                for _ in 0..2 {
+                    rx.try_recv_bytes_with(|inner| order.push(100 + inner[0]))
+                        .unwrap();
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(order, [0, 1, 2, 103, 104, 5, 6, 7, 8, 9]);
+    assert_eq!(n, 8, "eight were lent by the run itself");
+    assert_eq!(
+        rx.try_recv_bytes_with(|b| b.len()),
+        Err(TryRecvError::Empty)
+    );
+}
+
+/// A callback that panics: the messages before it were delivered, the one
+/// it held is not offered again (as with `recv_bytes_with`), the rest are
+/// received next.
+#[test]
+fn receiving_many_with_a_panicking_callback() {
+    let name = unique_name("ring-many-panic");
+    let (tx, rx) = builder(&name).create::<()>().unwrap();
+    for i in 0..6u8 {
+        tx.send_bytes(&[i]).unwrap();
+    }
+    let mut seen = Vec::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.recv_bytes_many_with(100, |b| {
+            seen.push(b[0]);
+            if b[0] == 2 {
+                panic!("callback fails on 2");
+            }
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(seen, [0, 1, 2]);
+    let mut rest = Vec::new();
+    rx.try_recv_bytes_many_with(100, |b| rest.push(b[0]))
+        .unwrap();
+    assert_eq!(rest, [3, 4, 5]);
+}

@@ -78,8 +78,9 @@ pub enum Peer {
     /// at once.
     Shmpsc,
     /// This crate through `Sender::batch`: messages staged and sent in
-    /// blocks, flushed at the end of a round, the honest counterpart of the
-    /// buffered streams.
+    /// blocks, flushed at the end of a round, and on the bytes path received
+    /// with `recv_bytes_many_with` (every message available at once): the
+    /// honest counterpart of the buffered streams.
     ShmpscBatch,
     /// This crate, received through `Receiver::zero_copy`: serde messages
     /// decoded in place, the payload borrowed from the ring (no

@@ -205,12 +205,44 @@ impl Outbox for ShmBatchOut {
     }
 }
 
+/// The batch peer's receiving end: the bytes path takes every message
+/// available at once (`recv_bytes_many_with`), as the streams' readers take
+/// a buffer at once, and hands them out one by one.
+pub struct ShmManyIn {
+    inner: ShmIn,
+    got: std::collections::VecDeque<(u64, usize)>,
+}
+
+impl Inbox for ShmManyIn {
+    #[inline]
+    fn recv_msg(&mut self) -> (u64, usize) {
+        self.inner.recv_msg()
+    }
+
+    #[inline]
+    fn recv_bytes(&mut self) -> (u64, usize) {
+        if let Some(m) = self.got.pop_front() {
+            return m;
+        }
+        let got = std::cell::RefCell::new(&mut self.got);
+        let push = |b: &[u8]| got.borrow_mut().push_back((seq_of(b), b.len()));
+        self.inner.get(
+            |rx| rx.try_recv_bytes_many_with(4096, push),
+            |rx| rx.recv_bytes_many_with(4096, push),
+        );
+        self.got.pop_front().expect("at least one message")
+    }
+}
+
 impl Transport for ShmpscBatch {
-    type In = ShmIn;
+    type In = ShmManyIn;
     type Out = ShmBatchOut;
 
-    fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> ShmIn {
-        Shmpsc::receiver(spec, announce)
+    fn receiver(spec: &Spec, announce: &mut dyn FnMut(&str)) -> ShmManyIn {
+        ShmManyIn {
+            inner: Shmpsc::receiver(spec, announce),
+            got: std::collections::VecDeque::with_capacity(4096),
+        }
     }
 
     fn sender(_spec: &Spec, token: &str) -> ShmBatchOut {
@@ -223,10 +255,13 @@ impl Transport for ShmpscBatch {
     }
 
     /// Ping-pong flushes after every message: the same as `send`.
-    fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (ShmIn, ShmBatchOut) {
+    fn ponger(spec: &Spec, announce: &mut dyn FnMut(&str)) -> (ShmManyIn, ShmBatchOut) {
         let (rx, out) = Shmpsc::ponger(spec, announce);
         (
-            rx,
+            ShmManyIn {
+                inner: rx,
+                got: Default::default(),
+            },
             ShmBatchOut {
                 batch: None,
                 name: out.name,
@@ -234,11 +269,14 @@ impl Transport for ShmpscBatch {
         )
     }
 
-    fn pinger(spec: &Spec, token: &str) -> (ShmIn, ShmBatchOut) {
+    fn pinger(spec: &Spec, token: &str) -> (ShmManyIn, ShmBatchOut) {
         let (rx, out) = Shmpsc::pinger(spec, token);
         drop(out);
         (
-            rx,
+            ShmManyIn {
+                inner: rx,
+                got: Default::default(),
+            },
             ShmBatchOut {
                 batch: None,
                 name: format!("{token}.ping"),

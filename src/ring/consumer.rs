@@ -262,6 +262,70 @@ impl Consumer {
         self.ring.with_payload(msg, f)
     }
 
+    /// Receives `first` (from [`Consumer::next`]) and then every message
+    /// committed after it, up to `max` in all, lending each one's bytes to
+    /// `f` in order; returns how many. The records after the first are
+    /// taken as they lie: the loop stops at anything else (nothing
+    /// committed yet, a malformed word, a ring past the released bytes),
+    /// which the next receive handles as usual. Each record is marked
+    /// delivered as it is lent (a receiver that takes over after a crash
+    /// in `f` starts after it); statistics are counted once for the run.
+    /// If `f` forks, the child (whose fork generation is not `owner`)
+    /// writes nothing more to the channel.
+    #[cfg(not(loom))]
+    pub(crate) fn drain(
+        &self,
+        first: Message,
+        max: usize,
+        owner: u64,
+        mut f: impl FnMut(&[u8]),
+    ) -> usize {
+        let mut n = 0u64;
+        let mut bytes = 0u64;
+        let mut msg = first;
+        loop {
+            n += 1;
+            bytes += msg.len();
+            {
+                let _lent = Lent::enter(&self.lent);
+                self.ring.with_payload(&msg, &mut f);
+            }
+            if crate::sys::fork_generation() != owner {
+                return n as usize;
+            }
+            let next = msg.end();
+            if next > self.delivered.get() {
+                self.delivered.set(next);
+                self.ring.deliver(next);
+            }
+            if n as usize >= max {
+                break;
+            }
+            match self.ring.peek(self.head.get(), self.released.get()) {
+                (_, Peek::Message(m)) => {
+                    self.head.set(m.end());
+                    msg = m;
+                }
+                _ => break,
+            }
+        }
+        let rx = &self.ring.segment().header().rx;
+        rx.received_messages.store(
+            rx.received_messages.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+        rx.received_bytes.store(
+            rx.received_bytes
+                .load(Ordering::Relaxed)
+                .wrapping_add(bytes),
+            Ordering::Relaxed,
+        );
+        if self.head.get() - self.released.get() >= self.batch {
+            self.release();
+        }
+        n as usize
+    }
+
     /// Marks `msg` delivered (for a receiver that takes over), counts it,
     /// and releases a batch when one is due.
     #[inline]
