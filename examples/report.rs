@@ -39,6 +39,15 @@ struct Opts {
 }
 
 impl Opts {
+    /// The peers of the throughput runs (the floor is a latency row only).
+    fn throughput_peers(&self) -> Vec<Peer> {
+        self.peers
+            .iter()
+            .copied()
+            .filter(|&p| p != Peer::Floor)
+            .collect()
+    }
+
     /// Target length of one throughput round.
     fn round(&self) -> Duration {
         Duration::from_millis(if self.quick { 25 } else { 100 })
@@ -67,7 +76,7 @@ impl Opts {
 fn parse_args() -> Opts {
     let mut opts = Opts {
         out: PathBuf::from("docs/bench"),
-        peers: Peer::ALL.to_vec(),
+        peers: Peer::ALL.into_iter().chain([Peer::Floor]).collect(),
         quick: false,
         throughput: true,
         latency: true,
@@ -253,7 +262,8 @@ fn main() {
     for path in Path::ALL.into_iter().filter(|_| opts.throughput) {
         for &n in &SENDERS {
             for &size in &SIZES {
-                for &peer in &opts.peers {
+                // The floor is a latency row only.
+                for peer in opts.throughput_peers() {
                     let what = format!(
                         "throughput {} {} {n}->1 {}",
                         path.name(),
@@ -500,7 +510,7 @@ fn markdown(r: &Results) -> String {
                 let _ = write!(s, "---:|");
             }
             s.push('\n');
-            for &peer in &r.opts.peers {
+            for peer in r.opts.throughput_peers() {
                 let _ = write!(s, "| {} |", peer_label(peer));
                 for &size in &SIZES {
                     match r.tput(path, n, size, peer) {
@@ -593,6 +603,7 @@ fn peer_label(p: Peer) -> &'static str {
         Peer::UnixSocket => "Unix socket (buffered)",
         Peer::Pipe => "pipe (buffered)",
         Peer::Crossbeam => "crossbeam (in-process)",
+        Peer::Floor => "floor: raw atomic ping-pong (always spins)",
     }
 }
 
@@ -729,6 +740,17 @@ fn targets(r: &Results, s: &mut String) {
             .map(|(a, b)| (format!("{} vs {}", ns(a), ns(b)), a < b)),
     );
     row(
+        "spinning latency p50 within 2x the floor (raw atomic ping-pong)",
+        spin(Peer::Shmpsc)
+            .zip(r.lat(Wait::Spin, Peer::Floor, Path::Bytes).map(|l| l.p50))
+            .map(|(a, f)| {
+                (
+                    format!("{:.1}x ({} vs {})", a as f64 / f as f64, ns(a), ns(f)),
+                    a <= 2 * f,
+                )
+            }),
+    );
+    row(
         "blocking latency p50 < 500 ns",
         r.lat(Wait::Block, Peer::Shmpsc, Path::Serde)
             .map(|l| (ns(l.p50), l.p50 < 500)),
@@ -748,6 +770,7 @@ fn color(p: Peer) -> &'static str {
         Peer::UnixSocket => "#2ca02c",
         Peer::Pipe => "#9467bd",
         Peer::Crossbeam => "#7f7f7f",
+        Peer::Floor => "#000000",
     }
 }
 
@@ -936,7 +959,7 @@ fn throughput_svg(r: &Results) -> String {
         r#"font-size="16" font-weight="bold""#,
         "Throughput, messages per second (log scale; higher is better)",
     );
-    legend(&mut svg, 80.0, 50.0, &r.opts.peers);
+    legend(&mut svg, 80.0, 50.0, &r.opts.throughput_peers());
     let all = r.tput.values().flatten().copied();
     let axis = LogAxis::new(all);
     let sizes: Vec<String> = SIZES.iter().map(|&s| size_name(s)).collect();
@@ -946,7 +969,7 @@ fn throughput_svg(r: &Results) -> String {
     for (k, path) in Path::ALL.into_iter().enumerate() {
         let by_size: Vec<(Peer, Vec<Option<f64>>)> = r
             .opts
-            .peers
+            .throughput_peers()
             .iter()
             .map(|&p| (p, SIZES.iter().map(|&s| r.tput(path, 1, s, p)).collect()))
             .collect();
@@ -962,7 +985,7 @@ fn throughput_svg(r: &Results) -> String {
         );
         let by_n: Vec<(Peer, Vec<Option<f64>>)> = r
             .opts
-            .peers
+            .throughput_peers()
             .iter()
             .map(|&p| (p, SENDERS.iter().map(|&n| r.tput(path, n, 64, p)).collect()))
             .collect();

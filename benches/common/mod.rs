@@ -22,6 +22,7 @@
 #![allow(dead_code)] // each including binary uses a different part
 
 pub mod peer_crossbeam;
+pub mod peer_floor;
 pub mod peer_ipc_channel;
 pub mod peer_ipmpsc;
 pub mod peer_shmpsc;
@@ -46,7 +47,8 @@ pub const SIZES: [usize; 4] = [16, 64, 1024, 64 * 1024];
 /// Numbers of sender processes measured.
 pub const SENDERS: [usize; 3] = [1, 2, 4];
 /// The latency comparisons: every peer's serde path, and shmpsc's bytes path.
-pub const LATENCY_ROWS: [(Peer, Path); 7] = [
+pub const LATENCY_ROWS: [(Peer, Path); 8] = [
+    (Peer::Floor, Path::Bytes),
     (Peer::Shmpsc, Path::Serde),
     (Peer::Shmpsc, Path::Bytes),
     (Peer::Ipmpsc, Path::Serde),
@@ -96,6 +98,9 @@ pub enum Peer {
     Pipe,
     /// crossbeam-channel between threads of one process: the in-process reference.
     Crossbeam,
+    /// The floor: a raw atomic ping-pong between the two processes (one
+    /// shared word per direction). Latency rows only: not in [`Peer::ALL`].
+    Floor,
 }
 
 impl Peer {
@@ -122,12 +127,16 @@ impl Peer {
             Peer::UnixSocket => "unix-socket",
             Peer::Pipe => "pipe",
             Peer::Crossbeam => "crossbeam",
+            Peer::Floor => "floor",
         }
     }
 
     /// Parses [`Peer::name`].
     pub fn parse(s: &str) -> Option<Peer> {
-        Peer::ALL.into_iter().find(|p| p.name() == s)
+        Peer::ALL
+            .into_iter()
+            .chain([Peer::Floor])
+            .find(|p| p.name() == s)
     }
 }
 
@@ -397,6 +406,7 @@ pub fn child_main() -> bool {
         Peer::UnixSocket => run::<peer_stream::UnixSocket>(&spec, &token),
         Peer::Pipe => run::<peer_stream::Fifo>(&spec, &token),
         Peer::Crossbeam => peer_crossbeam::run(&spec),
+        Peer::Floor => run::<peer_floor::Floor>(&spec, &token),
     }
     true
 }
