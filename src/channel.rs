@@ -1052,7 +1052,9 @@ impl<T> Receiver<T> {
     /// `serde_bytes`, structs of them), with no allocation and no copy.
     /// A message's bytes stay in the ring until the next receive through
     /// the view or until the view is dropped; the borrow checker keeps the
-    /// values from outliving them. See [`ZeroCopy`].
+    /// values from outliving them. The view borrows the receiver mutably:
+    /// while it lives, the receiver receives through it only. See
+    /// [`ZeroCopy`].
     ///
     /// ```
     /// # use serde::{Deserialize, Serialize};
@@ -1061,17 +1063,21 @@ impl<T> Receiver<T> {
     /// #[derive(Deserialize)]
     /// struct LogRef<'a> { target: &'a str, msg: &'a str }
     ///
-    /// let (tx, rx) = shmpsc::channel::<Log>("doc-zero-copy")?;
+    /// let (tx, mut rx) = shmpsc::channel::<Log>("doc-zero-copy")?;
     /// tx.send(Log { target: "db".into(), msg: "slow query".into() }).unwrap();
     /// let mut view = rx.zero_copy();
     /// let log: LogRef<'_> = view.recv().unwrap();
     /// assert_eq!((log.target, log.msg), ("db", "slow query"));
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
-    pub fn zero_copy(&self) -> ZeroCopy<'_, T> {
+    pub fn zero_copy(&mut self) -> ZeroCopy<'_, T> {
         ZeroCopy {
-            cursor: crate::ring::consumer::LendingCursor::new(&self.consumer, self.fork_generation),
-            rx: self,
+            cursor: crate::ring::consumer::LendingCursor::new(
+                &mut self.consumer,
+                self.fork_generation,
+            ),
+            codec: self.codec,
+            _t: PhantomData,
         }
     }
 
@@ -1207,13 +1213,20 @@ impl<T> Receiver<T> {
 /// A zero-copy view of a [`Receiver`], made by [`Receiver::zero_copy`]:
 /// messages decoded in place, borrowing the ring's bytes.
 ///
+/// As with [`Receiver::recv_bytes_with`], the bytes are the ring's: a
+/// process with write access to the segment that breaks the protocol can
+/// change them under a value (guarantee 4), and a value borrowed before
+/// `fork` is not valid in the child (the parent goes on receiving and
+/// gives the bytes back).
+///
 /// Each `recv` decodes the next message as a type `U` that may borrow from
 /// it (for a channel of `Log { target: String, .. }`, a
 /// `LogRef<'a> { target: &'a str, .. }` with the same fields in the same
 /// order). The value borrows the view: the message's bytes stay in the
 /// ring, unreleased, until the next receive through the view or until the
-/// view is dropped. Meanwhile the receiver itself can still receive;
-/// senders get room back once the view moves on.
+/// view is dropped. The view borrows the receiver mutably, so nothing
+/// else receives meanwhile; senders get room back once the view moves on
+/// (leaking the view with `mem::forget` holds nothing back).
 ///
 /// `U` must have the encoding of the channel's message type: a `U` that
 /// does not decode gives [`RecvError::Invalid`] (the message is skipped),
@@ -1226,7 +1239,7 @@ impl<T> Receiver<T> {
 /// #[derive(Deserialize)]
 /// struct JobRef<'a> { id: u64, #[serde(borrow, with = "serde_bytes")] data: &'a [u8] }
 ///
-/// let (tx, rx) = shmpsc::channel::<Job>("doc-zero-copy-view")?;
+/// let (tx, mut rx) = shmpsc::channel::<Job>("doc-zero-copy-view")?;
 /// for id in 0..3 {
 ///     tx.send(Job { id, data: vec![id as u8; 100] }).unwrap();
 /// }
@@ -1244,7 +1257,7 @@ impl<T> Receiver<T> {
 /// bytes are given back then), nor past the view:
 ///
 /// ```compile_fail
-/// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-next")?;
+/// let (tx, mut rx) = shmpsc::channel::<String>("doc-zero-copy-next")?;
 /// let mut view = rx.zero_copy();
 /// let a: &str = view.recv().unwrap();
 /// let b: &str = view.recv().unwrap(); // error: `view` is still borrowed by `a`
@@ -1253,7 +1266,16 @@ impl<T> Receiver<T> {
 /// ```
 ///
 /// ```compile_fail
-/// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-outlive")?;
+/// let (tx, mut rx) = shmpsc::channel::<String>("doc-zero-copy-direct")?;
+/// let mut view = rx.zero_copy();
+/// let a: &str = view.recv().unwrap();
+/// let b = rx.try_recv(); // error: `rx` is borrowed by `view`
+/// println!("{a} {b:?}");
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+///
+/// ```compile_fail
+/// let (tx, mut rx) = shmpsc::channel::<String>("doc-zero-copy-outlive")?;
 /// let a: &str = {
 ///     let mut view = rx.zero_copy();
 ///     view.recv().unwrap() // error: `view` does not live long enough
@@ -1263,13 +1285,14 @@ impl<T> Receiver<T> {
 /// ```
 pub struct ZeroCopy<'r, T> {
     cursor: crate::ring::consumer::LendingCursor<'r>,
-    rx: &'r Receiver<T>,
+    codec: Codec,
+    _t: PhantomData<fn() -> T>,
 }
 
 impl<T> fmt::Debug for ZeroCopy<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZeroCopy")
-            .field("channel", &self.rx.name())
+            .field("channel", &self.cursor.consumer().segment().name())
             .finish()
     }
 }
@@ -1279,7 +1302,7 @@ impl<T> ZeroCopy<'_, T> {
     /// while the channel is empty (as [`Receiver::recv`]).
     ///
     /// ```
-    /// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-recv")?;
+    /// let (tx, mut rx) = shmpsc::channel::<String>("doc-zero-copy-recv")?;
     /// tx.send("hello".to_string()).unwrap();
     /// let mut view = rx.zero_copy();
     /// let s: &str = view.recv().unwrap();
@@ -1296,7 +1319,7 @@ impl<T> ZeroCopy<'_, T> {
     /// Like [`ZeroCopy::recv`], without blocking.
     ///
     /// ```
-    /// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-try")?;
+    /// let (tx, mut rx) = shmpsc::channel::<String>("doc-zero-copy-try")?;
     /// let mut view = rx.zero_copy();
     /// assert!(view.try_recv::<&str>().is_err());
     /// tx.send("x".to_string()).unwrap();
@@ -1311,7 +1334,7 @@ impl<T> ZeroCopy<'_, T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (tx, rx) = shmpsc::channel::<String>("doc-zero-copy-timeout")?;
+    /// let (tx, mut rx) = shmpsc::channel::<String>("doc-zero-copy-timeout")?;
     /// tx.send("y".to_string()).unwrap();
     /// let mut view = rx.zero_copy();
     /// assert_eq!(view.recv_timeout::<&str>(Duration::from_secs(1)), Ok("y"));
@@ -1326,13 +1349,13 @@ impl<T> ZeroCopy<'_, T> {
     }
 
     fn receive<'a, U: Deserialize<'a>>(&'a mut self, deadline: Deadline) -> Result<U, RecvFail> {
-        let rx = self.rx;
-        if rx.forked() {
+        if self.cursor.forked() {
             return Err(RecvFail::Disconnected);
         }
-        let (bytes, position) = self.cursor.next(deadline)?;
-        codec::decode::<U>(rx.codec, bytes).map_err(|e| {
-            RecvFail::Invalid(rx.consumer.undecodable(
+        let codec = self.codec;
+        let (bytes, position, consumer) = self.cursor.next(deadline)?;
+        codec::decode::<U>(codec, bytes).map_err(|e| {
+            RecvFail::Invalid(consumer.undecodable(
                 position,
                 bytes.len() as u64,
                 std::any::type_name::<U>(),

@@ -34,12 +34,12 @@ impl ShmIn {
     #[inline]
     fn get<R>(
         &mut self,
-        mut try_once: impl FnMut(&Receiver<Msg>) -> Result<R, TryRecvError>,
-        mut wait: impl FnMut(&Receiver<Msg>) -> Result<R, RecvError>,
+        mut try_once: impl FnMut(&mut Receiver<Msg>) -> Result<R, TryRecvError>,
+        mut wait: impl FnMut(&mut Receiver<Msg>) -> Result<R, RecvError>,
     ) -> R {
         loop {
             let r = if self.spin {
-                match try_once(&self.rx) {
+                match try_once(&mut self.rx) {
                     Ok(r) => Ok(r),
                     Err(TryRecvError::Empty) => {
                         std::hint::spin_loop();
@@ -49,7 +49,7 @@ impl ShmIn {
                     Err(e) => panic!("shmpsc try_recv: {e}"),
                 }
             } else {
-                wait(&self.rx)
+                wait(&mut self.rx)
             };
             match r {
                 Ok(r) => {

@@ -280,25 +280,33 @@ impl Consumer {
         owner: u64,
         mut f: impl FnMut(&[u8]),
     ) -> usize {
-        let mut n = 0u64;
-        let mut bytes = 0u64;
+        // Counted once for the run, also if `f` panics (the records it
+        // returned from were delivered).
+        let mut counted = Counted {
+            consumer: self,
+            messages: 0,
+            bytes: 0,
+        };
         let mut msg = first;
         loop {
-            n += 1;
-            bytes += msg.len();
             {
                 let _lent = Lent::enter(&self.lent);
                 self.ring.with_payload(&msg, &mut f);
             }
             if crate::sys::fork_generation() != owner {
-                return n as usize;
+                // A `fork` copy writes nothing to the channel.
+                let lent = counted.messages as usize + 1;
+                std::mem::forget(counted);
+                return lent;
             }
             let next = msg.end();
             if next > self.delivered.get() {
                 self.delivered.set(next);
                 self.ring.deliver(next);
             }
-            if n as usize >= max {
+            counted.messages += 1;
+            counted.bytes += msg.len();
+            if counted.messages as usize >= max {
                 break;
             }
             match self.ring.peek(self.head.get(), self.released.get()) {
@@ -309,21 +317,12 @@ impl Consumer {
                 _ => break,
             }
         }
-        let rx = &self.ring.segment().header().rx;
-        rx.received_messages.store(
-            rx.received_messages.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
-        rx.received_bytes.store(
-            rx.received_bytes
-                .load(Ordering::Relaxed)
-                .wrapping_add(bytes),
-            Ordering::Relaxed,
-        );
+        let n = counted.messages as usize;
+        drop(counted);
         if self.head.get() - self.released.get() >= self.batch {
             self.release();
         }
-        n as usize
+        n
     }
 
     /// Marks `msg` delivered (for a receiver that takes over), counts it,
@@ -629,14 +628,16 @@ impl Consumer {
 }
 
 /// A cursor that lends each message it receives until the next receive
-/// through it, or until it is dropped: the bytes it returns borrow the
-/// cursor mutably, so they are gone (to the borrow checker) before it can
-/// release them. Nothing of the ring is released while it holds a
-/// message. What `Receiver::zero_copy` is made of.
+/// through it, or until it is dropped. It borrows the consumer exclusively,
+/// so nothing else receives (and so nothing is released) while it lives;
+/// the bytes it returns borrow the cursor mutably, so they are gone (to
+/// the borrow checker) before its next receive, which is the only thing
+/// that can release them. Nothing stays raised if it is leaked. What
+/// `Receiver::zero_copy` is made of.
 #[cfg(not(loom))]
 #[derive(Debug)]
 pub(crate) struct LendingCursor<'a> {
-    consumer: &'a Consumer,
+    consumer: &'a mut Consumer,
     /// The message lent last, finished on the next receive or on drop.
     current: Option<Message>,
     /// The fork generation of the process that made the cursor: a `fork`
@@ -646,7 +647,7 @@ pub(crate) struct LendingCursor<'a> {
 
 #[cfg(not(loom))]
 impl<'a> LendingCursor<'a> {
-    pub(crate) fn new(consumer: &'a Consumer, owner: u64) -> LendingCursor<'a> {
+    pub(crate) fn new(consumer: &'a mut Consumer, owner: u64) -> LendingCursor<'a> {
         LendingCursor {
             consumer,
             current: None,
@@ -655,32 +656,38 @@ impl<'a> LendingCursor<'a> {
     }
 
     /// Finishes the message lent last, then receives the next one (see
-    /// [`Consumer::next`]) and lends its bytes (with its position) until
-    /// the next call.
+    /// [`Consumer::next`]) and lends its bytes (with its position, and the
+    /// consumer, to report it undecodable) until the next call.
     #[allow(unsafe_code)]
-    pub(crate) fn next(&mut self, deadline: Deadline) -> Result<(&[u8], u64), Fail> {
+    pub(crate) fn next(&mut self, deadline: Deadline) -> Result<(&[u8], u64, &Consumer), Fail> {
         self.finish_current();
         let msg = self.consumer.next(deadline)?;
-        let c = self.consumer;
-        c.lent.set(c.lent.get() + 1);
-        // SAFETY: nothing is released while the count above is raised
-        // (`release` and `look` check it); it is lowered only in
-        // `finish_current`, which needs `&mut self`, so the slice (which
-        // borrows `self`) is no longer used by then.
-        let bytes = unsafe { c.ring.payload(&msg) };
+        // SAFETY: bytes are released only by a receive on this consumer,
+        // which the cursor borrows exclusively; its own next receive needs
+        // `&mut self`, so the slice (which borrows `self`) is no longer
+        // used by then.
+        let bytes = unsafe { self.consumer.ring.payload(&msg) };
         let position = msg.position();
         self.current = Some(msg);
-        Ok((bytes, position))
+        Ok((bytes, position, self.consumer))
     }
 
     fn finish_current(&mut self) {
         if let Some(msg) = self.current.take() {
-            let c = self.consumer;
-            c.lent.set(c.lent.get() - 1);
             if crate::sys::fork_generation() == self.owner {
-                c.finish(msg);
+                self.consumer.finish(msg);
             }
         }
+    }
+
+    /// The consumer (for the channel's name).
+    pub(crate) fn consumer(&self) -> &Consumer {
+        self.consumer
+    }
+
+    /// Whether this is a copy made by `fork` (it receives nothing).
+    pub(crate) fn forked(&self) -> bool {
+        crate::sys::fork_generation() != self.owner
     }
 }
 
@@ -688,6 +695,34 @@ impl<'a> LendingCursor<'a> {
 impl Drop for LendingCursor<'_> {
     fn drop(&mut self) {
         self.finish_current();
+    }
+}
+
+/// The statistics of a run of [`Consumer::drain`], added when it ends.
+#[cfg(not(loom))]
+struct Counted<'a> {
+    consumer: &'a Consumer,
+    messages: u64,
+    bytes: u64,
+}
+
+#[cfg(not(loom))]
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        // The receiver is the only writer: no RMW needed (as in `finish`).
+        let rx = &self.consumer.ring.segment().header().rx;
+        rx.received_messages.store(
+            rx.received_messages
+                .load(Ordering::Relaxed)
+                .wrapping_add(self.messages),
+            Ordering::Relaxed,
+        );
+        rx.received_bytes.store(
+            rx.received_bytes
+                .load(Ordering::Relaxed)
+                .wrapping_add(self.bytes),
+            Ordering::Relaxed,
+        );
     }
 }
 
