@@ -89,7 +89,10 @@ fn a_panicking_deserialize_in_a_view_jams_nothing() {
         }
     }
     let name = unique("panic-de");
-    let (tx, mut rx) = Builder::new(&name).capacity(4096).create::<String>().unwrap();
+    let (tx, mut rx) = Builder::new(&name)
+        .capacity(4096)
+        .create::<String>()
+        .unwrap();
     tx.send("a".into()).unwrap();
     tx.send("b".into()).unwrap();
     {
@@ -101,7 +104,8 @@ fn a_panicking_deserialize_in_a_view_jams_nothing() {
         assert_eq!(view.try_recv::<&str>(), Ok("b"));
     }
     for i in 0..200 {
-        tx.try_send("x".repeat(100)).unwrap_or_else(|e| panic!("{i}: {e:?}"));
+        tx.try_send("x".repeat(100))
+            .unwrap_or_else(|e| panic!("{i}: {e:?}"));
         assert_eq!(rx.try_recv().unwrap().len(), 100);
     }
     assert_eq!(rx.len(), 0);

@@ -254,12 +254,34 @@ impl Consumer {
         }
     }
 
-    /// Lends the bytes of `msg` (from [`Consumer::next`]) to `f`. `f` may
+    /// Lends the bytes of `msg` (from [`Consumer::next`]) to `f`, and counts
+    /// it received (it is, once `f` has it, whatever `f` does). `f` may
     /// receive again; nothing is released while it runs.
     #[inline]
     pub(crate) fn lend<R>(&self, msg: &Message, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.count_received(1, msg.len());
         let _lent = Lent::enter(&self.lent);
         self.ring.with_payload(msg, f)
+    }
+
+    /// Adds to the receive statistics. The receiver is the only writer: no
+    /// RMW needed. Statistics live in shared memory, which anyone may have
+    /// overwritten: they wrap rather than trust it.
+    #[inline]
+    fn count_received(&self, messages: u64, bytes: u64) {
+        let rx = &self.ring.segment().header().rx;
+        rx.received_messages.store(
+            rx.received_messages
+                .load(Ordering::Relaxed)
+                .wrapping_add(messages),
+            Ordering::Relaxed,
+        );
+        rx.received_bytes.store(
+            rx.received_bytes
+                .load(Ordering::Relaxed)
+                .wrapping_add(bytes),
+            Ordering::Relaxed,
+        );
     }
 
     /// Receives `first` (from [`Consumer::next`]) and then every message
@@ -268,8 +290,9 @@ impl Consumer {
     /// taken as they lie: the loop stops at anything else (nothing
     /// committed yet, a malformed word, a ring past the released bytes),
     /// which the next receive handles as usual. Each record is marked
-    /// delivered as it is lent (a receiver that takes over after a crash
-    /// in `f` starts after it); statistics are counted once for the run.
+    /// delivered once `f` returns (a receiver that takes over after a crash
+    /// in `f` starts at that record); statistics count every record lent,
+    /// once for the run (also when `f` panics).
     /// If `f` forks, the child (whose fork generation is not `owner`)
     /// writes nothing more to the channel.
     #[cfg(not(loom))]
@@ -280,32 +303,32 @@ impl Consumer {
         owner: u64,
         mut f: impl FnMut(&[u8]),
     ) -> usize {
-        // Counted once for the run, also if `f` panics (the records it
-        // returned from were delivered).
+        // Counted once for the run, also if `f` panics (every record lent
+        // was received); by the process that made the receiver only.
         let mut counted = Counted {
             consumer: self,
+            owner,
             messages: 0,
             bytes: 0,
         };
         let mut msg = first;
         loop {
+            counted.messages += 1;
+            counted.bytes += msg.len();
             {
                 let _lent = Lent::enter(&self.lent);
                 self.ring.with_payload(&msg, &mut f);
             }
             if crate::sys::fork_generation() != owner {
-                // A `fork` copy writes nothing to the channel.
-                let lent = counted.messages as usize + 1;
-                std::mem::forget(counted);
-                return lent;
+                // A `fork` copy writes nothing to the channel (`Counted`
+                // checks it too).
+                return counted.messages as usize;
             }
             let next = msg.end();
             if next > self.delivered.get() {
                 self.delivered.set(next);
                 self.ring.deliver(next);
             }
-            counted.messages += 1;
-            counted.bytes += msg.len();
             if counted.messages as usize >= max {
                 break;
             }
@@ -325,8 +348,8 @@ impl Consumer {
         n
     }
 
-    /// Marks `msg` delivered (for a receiver that takes over), counts it,
-    /// and releases a batch when one is due.
+    /// Marks `msg` delivered (for a receiver that takes over) and releases
+    /// a batch when one is due. (It was counted received when lent.)
     #[inline]
     pub(crate) fn finish(&self, msg: Message) {
         let next = msg.end();
@@ -336,20 +359,6 @@ impl Consumer {
             self.delivered.set(next);
             self.ring.deliver(next);
         }
-        // The receiver is the only writer: no RMW needed. Statistics live in
-        // shared memory, which anyone may have overwritten: they wrap rather
-        // than trust it.
-        let rx = &self.ring.segment().header().rx;
-        rx.received_messages.store(
-            rx.received_messages.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
-        );
-        rx.received_bytes.store(
-            rx.received_bytes
-                .load(Ordering::Relaxed)
-                .wrapping_add(msg.len()),
-            Ordering::Relaxed,
-        );
         if self.head.get() - self.released.get() >= self.batch {
             self.release();
         }
@@ -662,6 +671,8 @@ impl<'a> LendingCursor<'a> {
     pub(crate) fn next(&mut self, deadline: Deadline) -> Result<(&[u8], u64, &Consumer), Fail> {
         self.finish_current();
         let msg = self.consumer.next(deadline)?;
+        // Received once lent, whatever becomes of the value (as `lend`).
+        self.consumer.count_received(1, msg.len());
         // SAFETY: bytes are released only by a receive on this consumer,
         // which the cursor borrows exclusively; its own next receive needs
         // `&mut self`, so the slice (which borrows `self`) is no longer
@@ -702,6 +713,9 @@ impl Drop for LendingCursor<'_> {
 #[cfg(not(loom))]
 struct Counted<'a> {
     consumer: &'a Consumer,
+    /// The fork generation of the receiver's process: a `fork` copy
+    /// (unwinding out of a callback, say) counts nothing.
+    owner: u64,
     messages: u64,
     bytes: u64,
 }
@@ -709,20 +723,9 @@ struct Counted<'a> {
 #[cfg(not(loom))]
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        // The receiver is the only writer: no RMW needed (as in `finish`).
-        let rx = &self.consumer.ring.segment().header().rx;
-        rx.received_messages.store(
-            rx.received_messages
-                .load(Ordering::Relaxed)
-                .wrapping_add(self.messages),
-            Ordering::Relaxed,
-        );
-        rx.received_bytes.store(
-            rx.received_bytes
-                .load(Ordering::Relaxed)
-                .wrapping_add(self.bytes),
-            Ordering::Relaxed,
-        );
+        if crate::sys::fork_generation() == self.owner {
+            self.consumer.count_received(self.messages, self.bytes);
+        }
     }
 }
 
