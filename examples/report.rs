@@ -192,6 +192,9 @@ struct Results {
     opts: Opts,
     tput: BTreeMap<TputKey, Option<f64>>,
     lat: BTreeMap<LatKey, Option<Percentiles>>,
+    /// Every run of the cells that decide a goal (the first run included).
+    spread_tput: BTreeMap<TputKey, Vec<f64>>,
+    spread_lat: BTreeMap<LatKey, Vec<u64>>,
     idle: Option<f64>,
     load_before: String,
     load_after: String,
@@ -305,6 +308,76 @@ fn main() {
         }
     }
 
+    // The cells that decide issue 13's goals, measured twice more (full
+    // runs only), so that the report shows their spread over three runs.
+    let mut spread_tput: BTreeMap<TputKey, Vec<f64>> = BTreeMap::new();
+    let mut spread_lat: BTreeMap<LatKey, Vec<u64>> = BTreeMap::new();
+    let deciding_tput: Vec<TputKey> = Path::ALL
+        .into_iter()
+        .flat_map(|path| {
+            [16, 64].into_iter().flat_map(move |size| {
+                [Peer::Shmpsc, Peer::ShmpscBatch, Peer::UnixSocket]
+                    .into_iter()
+                    .map(move |peer| (path, 1, size, peer))
+            })
+        })
+        .chain([(Path::Serde, 1, 64, Peer::ShmpscBorrowed)])
+        .filter(|k| opts.throughput && opts.peers.contains(&k.3))
+        .collect();
+    let deciding_lat: Vec<LatKey> = [
+        (Wait::Spin, Peer::Shmpsc, Path::Serde),
+        (Wait::Spin, Peer::Ipmpsc, Path::Serde),
+        (Wait::Spin, Peer::Floor, Path::Bytes),
+        (Wait::Block, Peer::Shmpsc, Path::Serde),
+    ]
+    .into_iter()
+    .filter(|k| opts.latency && opts.peers.contains(&k.1))
+    .collect();
+    for k in &deciding_tput {
+        if let Some(Some(v)) = tput.get(k) {
+            spread_tput.entry(*k).or_default().push(*v);
+        }
+    }
+    for k in &deciding_lat {
+        if let Some(Some(p)) = lat.get(k) {
+            spread_lat.entry(*k).or_default().push(p.p50);
+        }
+    }
+    for run in 2..=(if opts.quick { 1 } else { 3 }) {
+        for &(path, n, size, peer) in &deciding_tput {
+            let what = format!(
+                "run {run}: throughput {} {} {n}->1 {}",
+                path.name(),
+                size_name(size),
+                peer.name()
+            );
+            if let Some(v) = quietly(&what, || {
+                throughput(peer, path, size, n, opts.round(), opts.rigs())
+            }) {
+                eprintln!("{what}: {} msg/s", rate(v));
+                spread_tput
+                    .entry((path, n, size, peer))
+                    .or_default()
+                    .push(v);
+            }
+        }
+        for &(wait, peer, path) in &deciding_lat {
+            let what = format!(
+                "run {run}: latency {} {} {}",
+                wait.name(),
+                peer.name(),
+                path.name()
+            );
+            if let Some(p) = quietly(&what, || latency(peer, path, wait, budget, cap)) {
+                eprintln!("{what}: p50 {}", ns(p.p50));
+                spread_lat
+                    .entry((wait, peer, path))
+                    .or_default()
+                    .push(p.p50);
+            }
+        }
+    }
+
     let idle = if opts.peers.contains(&Peer::Shmpsc) {
         let r = quietly("idle receiver", || idle_receiver_cpu(opts.idle_window()));
         if let Some(f) = r {
@@ -322,6 +395,8 @@ fn main() {
     let results = Results {
         tput,
         lat,
+        spread_tput,
+        spread_lat,
         idle,
         load_before,
         load_after: load_average(),
@@ -483,6 +558,7 @@ fn markdown(r: &Results) -> String {
     );
 
     targets(r, &mut s);
+    spread(r, &mut s);
 
     let _ = writeln!(s, "## Throughput\n");
     let _ = writeln!(
@@ -605,6 +681,60 @@ fn peer_label(p: Peer) -> &'static str {
         Peer::Crossbeam => "crossbeam (in-process)",
         Peer::Floor => "floor: raw atomic ping-pong (always spins)",
     }
+}
+
+/// The cells that decide a goal, run by run (the first run is the one in
+/// the tables).
+fn spread(r: &Results, s: &mut String) {
+    let runs = r
+        .spread_tput
+        .values()
+        .map(Vec::len)
+        .chain(r.spread_lat.values().map(Vec::len))
+        .max()
+        .unwrap_or(0);
+    if runs < 2 {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Spread of the deciding cells over {runs} runs\n\nThe cells the targets \
+         above depend on, measured {runs} times in this report (run 1 is the one in the \
+         tables); the VM's figures move between runs, ratios much less.\n\n\
+         | cell | runs | lowest – highest |\n|---|---|---|"
+    );
+    for (&(path, n, size, peer), v) in &r.spread_tput {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let all: Vec<String> = v.iter().map(|&x| rate(x)).collect();
+        let _ = writeln!(
+            s,
+            "| {} {} {n}→1 {} | {} | {} – {} |",
+            peer_label(peer),
+            path.name(),
+            size_name(size),
+            all.join(", "),
+            rate(lo),
+            rate(hi)
+        );
+    }
+    for (&(wait, peer, path), v) in &r.spread_lat {
+        let all: Vec<String> = v.iter().map(|&x| ns(x)).collect();
+        let lo = v.iter().copied().min().unwrap_or(0);
+        let hi = v.iter().copied().max().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "| {} {} latency p50, {} | {} | {} – {} |",
+            peer_label(peer),
+            path.name(),
+            wait.name(),
+            all.join(", "),
+            ns(lo),
+            ns(hi)
+        );
+    }
+    s.push('\n');
 }
 
 fn targets(r: &Results, s: &mut String) {
