@@ -183,12 +183,7 @@ impl<'a, T> Batch<'a, T> {
             return Ok(());
         }
         let lost = self.block.messages() as usize;
-        let r = self
-            .tx
-            .send_payload(Payload::Block(&mut self.block), Deadline::Never);
-        // Sent (and cleared), or never to be sent.
-        self.block.clear();
-        r.map_err(|e| FlushError {
+        self.send_staged().map_err(|e| FlushError {
             lost,
             rejected: match e {
                 SendTimeoutError::Rejected((), r) => Some(r),
@@ -233,7 +228,7 @@ impl<'a, T> Batch<'a, T> {
         }
         let size = record_size(len);
         if self.block.size() + size > self.limit {
-            self.flush_for_stage()?;
+            self.send_staged()?;
         }
         if size > self.limit {
             // Too large for any block: on its own, in order after the rest.
@@ -243,15 +238,16 @@ impl<'a, T> Batch<'a, T> {
         Ok(())
     }
 
-    /// A flush on the way to staging a message: its failure is the
-    /// message's.
-    fn flush_for_stage(&mut self) -> Result<(), SendTimeoutError<()>> {
+    /// Sends the staged block, if any (for `flush`, and for a message that
+    /// finds the block full: then its failure is the message's).
+    fn send_staged(&mut self) -> Result<(), SendTimeoutError<()>> {
         if self.block.messages() == 0 {
             return Ok(());
         }
         let r = self
             .tx
             .send_payload(Payload::Block(&mut self.block), Deadline::Never);
+        // Sent (and cleared), or never to be sent.
         self.block.clear();
         r
     }

@@ -324,11 +324,7 @@ impl Consumer {
                 // checks it too).
                 return counted.messages as usize;
             }
-            let next = msg.end();
-            if next > self.delivered.get() {
-                self.delivered.set(next);
-                self.ring.deliver(next);
-            }
+            self.deliver_up_to(msg.end());
             if counted.messages as usize >= max {
                 break;
             }
@@ -352,15 +348,20 @@ impl Consumer {
     /// a batch when one is due. (It was counted received when lent.)
     #[inline]
     pub(crate) fn finish(&self, msg: Message) {
-        let next = msg.end();
-        // A callback that received again has delivered further already: the
-        // cursor never moves back.
-        if next > self.delivered.get() {
-            self.delivered.set(next);
-            self.ring.deliver(next);
-        }
+        self.deliver_up_to(msg.end());
         if self.head.get() - self.released.get() >= self.batch {
             self.release();
+        }
+    }
+
+    /// Records that everything before `to` was delivered (for a receiver
+    /// that takes over). The cursor never moves back: a callback that
+    /// received again has delivered further already.
+    #[inline]
+    fn deliver_up_to(&self, to: u64) {
+        if to > self.delivered.get() {
+            self.delivered.set(to);
+            self.ring.deliver(to);
         }
     }
 
@@ -580,10 +581,7 @@ impl Consumer {
         // The delivered cursor lags when padding, dead claims or damaged
         // bytes were skipped; a receiver taking over must never find it
         // behind the consumer cursor.
-        if to > self.delivered.get() {
-            self.delivered.set(to);
-            self.ring.deliver(to);
-        }
+        self.deliver_up_to(to);
         self.ring.release(from, to);
         self.released.set(to);
         self.wake_senders();
