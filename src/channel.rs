@@ -267,6 +267,8 @@ impl Builder {
                 crate::sys::watch_forks();
                 crate::sys::fork_generation()
             },
+            #[cfg(feature = "async")]
+            watch: std::sync::OnceLock::new(),
             _t: PhantomData,
         })
     }
@@ -428,6 +430,9 @@ struct SenderInner {
     /// refuses to send (it shares the slot's intent word with the original).
     opened_by: u32,
     fork_generation: u64,
+    /// The second mapping that async sends wait through (see `reactor`).
+    #[cfg(feature = "async")]
+    watch: std::sync::OnceLock<Arc<crate::reactor::Watch>>,
 }
 
 impl SenderInner {
@@ -570,6 +575,8 @@ impl<T: Serialize> Sender<T> {
                     crate::sys::watch_forks();
                     crate::sys::fork_generation()
                 },
+                #[cfg(feature = "async")]
+                watch: std::sync::OnceLock::new(),
             }),
             _t: PhantomData,
         }
@@ -811,6 +818,45 @@ impl<T> Sender<T> {
         &self.inner.producer
     }
 
+    /// The second mapping of the channel that async sends wait through,
+    /// made on first use; `None` if it cannot be made (then they poll).
+    #[cfg(feature = "async")]
+    pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
+        if let Some(w) = self.inner.watch.get() {
+            return Some(w.clone());
+        }
+        let seg = self
+            .producer()
+            .segment()
+            .reopen(message_type::<T>(self.inner.codec))
+            .ok()?;
+        Some(
+            self.inner
+                .watch
+                .get_or_init(|| crate::reactor::Watch::new(seg))
+                .clone(),
+        )
+    }
+
+    /// The length of `msg` encoded, if it can be encoded.
+    #[cfg(feature = "async")]
+    pub(crate) fn encoded_len(&self, msg: &T) -> Option<usize>
+    where
+        T: Serialize,
+    {
+        let mut buf = Vec::new();
+        codec::encode(self.inner.codec, msg, &mut buf).ok()
+    }
+
+    /// Sends `msg` if the ring has room now, with the richest error.
+    #[cfg(feature = "async")]
+    pub(crate) fn try_send_encoded(&self, msg: T) -> Result<(), SendTimeoutError<T>>
+    where
+        T: Serialize,
+    {
+        self.send_encoded(msg, Deadline::Now)
+    }
+
     /// Sends one claim's payload (a message, or a batch's block).
     pub(crate) fn send_payload(
         &self,
@@ -887,6 +933,9 @@ pub struct Receiver<T> {
     /// `fork` sees another one, receives nothing and leaves the channel
     /// alone when dropped (see `Receiver`).
     fork_generation: u64,
+    /// The second mapping that async receives wait through (see `reactor`).
+    #[cfg(feature = "async")]
+    watch: std::sync::OnceLock<Arc<crate::reactor::Watch>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -1079,6 +1128,30 @@ impl<T> Receiver<T> {
             codec: self.codec,
             _t: PhantomData,
         }
+    }
+
+    #[cfg(feature = "async")]
+    pub(crate) fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    /// The second mapping of the channel that async receives wait through,
+    /// made on first use; `None` if it cannot be made (then they poll).
+    #[cfg(feature = "async")]
+    pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
+        if let Some(w) = self.watch.get() {
+            return Some(w.clone());
+        }
+        let seg = self
+            .consumer
+            .segment()
+            .reopen(message_type::<T>(self.codec))
+            .ok()?;
+        Some(
+            self.watch
+                .get_or_init(|| crate::reactor::Watch::new(seg))
+                .clone(),
+        )
     }
 
     /// Whether this is a copy made by `fork` of a receiver made in another

@@ -135,6 +135,8 @@ compile_error!("shmpsc uses futexes and open-file-description locks: it supports
 mod admin;
 #[cfg(all(test, not(loom)))]
 mod alloc_probe;
+#[cfg(all(feature = "async", not(loom)))]
+mod async_api;
 #[cfg(not(loom))]
 mod batch;
 #[cfg(not(loom))]
@@ -148,6 +150,8 @@ pub use hooks::test_hook_yields;
 mod layout;
 mod lock;
 mod peers;
+#[cfg(all(feature = "async", not(loom)))]
+mod reactor;
 mod ring;
 #[cfg(not(loom))]
 mod segment;
@@ -169,6 +173,8 @@ pub mod logging;
 pub use admin::{
     inspect, list, remove, remove_unused, sweep, ChannelInfo, ReceiverState, SenderInfo, Sweep,
 };
+#[cfg(all(feature = "async", not(loom)))]
+pub use async_api::{RecvFuture, RecvStream, SendFuture};
 #[cfg(not(loom))]
 pub use batch::{Batch, FlushError};
 #[cfg(not(loom))]

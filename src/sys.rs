@@ -72,6 +72,106 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
     debug_assert!(r >= 0, "futex_wake failed: {}", Errno::last());
 }
 
+/// The `futex_waitv` system call's number (the same on every 64-bit Linux
+/// architecture that has it; the libc crate names it for some targets only).
+#[cfg(feature = "async")]
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+
+/// At most this many words per `futex_waitv` call (the kernel's
+/// `FUTEX_WAITV_MAX`).
+#[cfg(feature = "async")]
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+/// One word for [`futex_waitv`]: sleep while `*word == expected`.
+#[cfg(feature = "async")]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+#[cfg(feature = "async")]
+impl FutexWaitv {
+    /// A 32-bit shared futex word (no `FUTEX2_PRIVATE`: the words live in
+    /// shared memory). Only the word's address is taken: the kernel reads
+    /// it, nothing here dereferences it, so the caller must keep the
+    /// mapping alive while the entry is waited on (else the call fails
+    /// with `EFAULT`, which is reported as woken).
+    pub(crate) fn new(word: &AtomicU32, expected: u32) -> FutexWaitv {
+        const FUTEX2_SIZE_U32: u32 = 0x02;
+        FutexWaitv {
+            val: u64::from(expected),
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }
+    }
+}
+
+/// What [`futex_waitv`] ended with.
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitvEnd {
+    /// A wake-up on the word at this index.
+    Woken(usize),
+    /// A word did not hold its expected value, the call was interrupted,
+    /// or it failed: look at every word.
+    Changed,
+    /// The deadline passed.
+    TimedOut,
+    /// The kernel has no `futex_waitv` (before Linux 5.16).
+    Unsupported,
+}
+
+/// Sleeps until one of `words` is woken (or does not hold its expected
+/// value), or until `deadline` on `CLOCK_MONOTONIC` (`None`: no deadline).
+/// At most [`FUTEX_WAITV_MAX`] words.
+#[cfg(feature = "async")]
+pub(crate) fn futex_waitv(words: &[FutexWaitv], deadline: Option<std::time::Instant>) -> WaitvEnd {
+    debug_assert!(!words.is_empty() && words.len() <= FUTEX_WAITV_MAX);
+    // The absolute deadline on CLOCK_MONOTONIC, from the time left (an
+    // `Instant` is CLOCK_MONOTONIC on Linux, but its fields are private).
+    let ts = deadline.map(|d| {
+        let left = d.saturating_duration_since(std::time::Instant::now());
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+            .unwrap_or_default();
+        let at = now.saturating_add(left);
+        libc::timespec {
+            tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: at.subsec_nanos() as libc::c_long,
+        }
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `words` is a valid array of `futex_waitv` structs (repr(C),
+    // the kernel's layout) of the given length, and `ts_ptr` is null or a
+    // valid timespec on our stack; the kernel only reads both, and reads
+    // the words' addresses as user memory (a bad one fails with EFAULT).
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0 as libc::c_uint,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return WaitvEnd::Woken(r as usize);
+    }
+    match Errno::last() {
+        Errno::ETIMEDOUT => WaitvEnd::TimedOut,
+        Errno::ENOSYS => WaitvEnd::Unsupported,
+        _ => WaitvEnd::Changed,
+    }
+}
+
 fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
     ofd_flock_range(kind, byte, 1)
 }

@@ -106,6 +106,26 @@ pub(crate) fn sleep(
     barrier: impl FnOnce(),
     ready: impl FnOnce() -> bool,
 ) -> Wake {
+    let r = match announce(seq, who, barrier, ready) {
+        None => Wake::Woken,
+        Some(seen) if futex_wait(seq, seen, timeout) => Wake::Woken,
+        Some(_) => Wake::TimedOut,
+    };
+    who.withdraw();
+    r
+}
+
+/// The first half of [`sleep`], for a waiter that does not block a thread
+/// (an async receive or send): announces `who`, then re-checks `ready()`.
+/// Returns the value of `seq` to wait on while it holds (the caller waits,
+/// then withdraws the announcement), or `None` if the condition holds
+/// already (the announcement stays: withdraw it).
+pub(crate) fn announce(
+    seq: &AtomicU32,
+    who: &impl Announce,
+    barrier: impl FnOnce(),
+    ready: impl FnOnce() -> bool,
+) -> Option<u32> {
     let seen = seq.load(Ordering::Acquire);
     who.announce();
     // SYNC POINT: sleeper. Pairs with the fence in `wake_if_waiting` (or,
@@ -113,13 +133,11 @@ pub(crate) fn sleep(
     // `AsymmetricWake::wake_if_waiting`).
     fence(Ordering::SeqCst);
     barrier();
-    let r = if ready() || futex_wait(seq, seen, timeout) {
-        Wake::Woken
+    if ready() {
+        None
     } else {
-        Wake::TimedOut
-    };
-    who.withdraw();
-    r
+        Some(seen)
+    }
 }
 
 /// Wakes sleepers on `seq` if `any_waiting()` says someone announced. Call

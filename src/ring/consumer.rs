@@ -64,6 +64,16 @@ pub(crate) enum Fail {
     Invalid(InvalidMessage),
 }
 
+/// What an async receive waits on (see [`Consumer::announce_wait`]).
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AsyncWait {
+    /// The value of the receiver's futex word (`data.seq`) to wait on.
+    pub(crate) seen: u32,
+    /// A dead sender's claim is pending: look again at the next tick.
+    pub(crate) dead_claim: bool,
+}
+
 /// The consumer: the one receiving endpoint's state, in `Cell`s (a
 /// receiver is used by one thread at a time; it is `Send`, not `Sync`).
 #[derive(Debug)]
@@ -274,6 +284,53 @@ impl Consumer {
                 continue;
             }
         }
+    }
+
+    /// For an async receive after [`Consumer::next`] found nothing with
+    /// `Deadline::Now` (which released what was consumed and ran
+    /// maintenance when due): announces the receiver as waiting for the
+    /// record at `head`, as a blocking receive does before it sleeps, so
+    /// that the sender that commits it wakes the futex word. Returns what
+    /// to wait on, or `None` if something is ready already (nothing is then
+    /// announced: receive again). After `Some`, call
+    /// [`Consumer::withdraw_wait`] once the wait ends.
+    #[cfg(feature = "async")]
+    pub(crate) fn announce_wait(&self) -> Option<AsyncWait> {
+        let seg = self.ring.segment();
+        let h = seg.header();
+        let at = self.head.get();
+        let reachable = at - self.released.get() < seg.geometry().capacity;
+        let ignore = self.stray_word_at(at);
+        // `next` reports an empty ring without senders as disconnected:
+        // nothing committed and no sender means a dead sender's claim that
+        // maintenance skips at its next tick.
+        let dead_claim = !peers::any_active(seg);
+        let ready = || {
+            (reachable && self.ring.ready_at(at, ignore))
+                || (!dead_claim && !peers::any_active(seg))
+        };
+        let me = wait::At {
+            word: &h.data.waiting_at,
+            value: at + 1,
+        };
+        let barrier = || wait::AsymmetricWake::heavy_barrier(&h.config.features);
+        match wait::announce(&h.data.seq, &me, barrier, ready) {
+            Some(seen) => Some(AsyncWait { seen, dead_claim }),
+            None => {
+                wait::Announce::withdraw(&me);
+                None
+            }
+        }
+    }
+
+    /// Ends the wait that [`Consumer::announce_wait`] announced.
+    #[cfg(feature = "async")]
+    pub(crate) fn withdraw_wait(&self) {
+        let me = wait::At {
+            word: &self.ring.segment().header().data.waiting_at,
+            value: 0,
+        };
+        wait::Announce::withdraw(&me);
     }
 
     /// Lends the bytes of `msg` (from [`Consumer::next`]) to `f`, and counts

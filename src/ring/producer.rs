@@ -88,6 +88,11 @@ impl Producer {
         self.ring.segment()
     }
 
+    #[cfg(feature = "async")]
+    pub(crate) fn tick(&self) -> Duration {
+        self.tick
+    }
+
     pub(crate) fn slot(&self) -> usize {
         self.slot
     }
@@ -139,6 +144,56 @@ impl Producer {
     fn disconnect(&self) -> SendTimeoutError<()> {
         self.disconnected.store(true, Ordering::Relaxed);
         SendTimeoutError::Disconnected(())
+    }
+
+    /// Whether the ring has room for a record of `len` payload bytes now, or
+    /// the receiver was dropped (either ends a wait for room).
+    fn room_for(&self, len: u64) -> bool {
+        let h = self.ring.segment().header();
+        let tail = h.tail.load(Ordering::Relaxed);
+        // SYNC POINT: as the reload of `head` in `Ring::claim_any`.
+        let head = h.rx.head.load(Ordering::Acquire);
+        tail.wrapping_sub(head)
+            .checked_add(record_size(len))
+            .is_some_and(|u| u <= self.ring.segment().geometry().capacity)
+            || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
+    }
+
+    /// For an async send that found the ring full: announces this sender as
+    /// waiting for room for a record of `len` payload bytes, as a blocking
+    /// send does before it sleeps, so that the receiver's release wakes
+    /// the futex word. Returns the value of `control.space_seq` to wait on,
+    /// or `None` if there is room already (nothing is then announced: send
+    /// again). After `Some`, call [`Producer::withdraw_wait`] once the wait
+    /// ends.
+    #[cfg(feature = "async")]
+    pub(crate) fn announce_wait(&self, len: u64) -> Option<u32> {
+        let seg = self.ring.segment();
+        let me = SharedBit {
+            bit: peers::sleeper_bit(seg, self.slot),
+            sleepers: &self.sleepers,
+        };
+        let seen = wait::announce(
+            &seg.header().control.space_seq,
+            &me,
+            || {},
+            || self.room_for(len),
+        );
+        if seen.is_none() {
+            wait::Announce::withdraw(&me);
+        }
+        seen
+    }
+
+    /// Ends the wait that [`Producer::announce_wait`] announced.
+    #[cfg(feature = "async")]
+    pub(crate) fn withdraw_wait(&self) {
+        let seg = self.ring.segment();
+        let me = SharedBit {
+            bit: peers::sleeper_bit(seg, self.slot),
+            sleepers: &self.sleepers,
+        };
+        wait::Announce::withdraw(&me);
     }
 
     /// Sends `payload`: claims room, writes, commits. `local` is held from
@@ -222,15 +277,7 @@ impl Producer {
                 return (local, Err(r));
             }
             drop(local);
-            let room = || {
-                let tail = h.tail.load(Ordering::Relaxed);
-                // SYNC POINT: as the reload of `head` in `Ring::claim_any`.
-                let head = h.rx.head.load(Ordering::Acquire);
-                tail.wrapping_sub(head)
-                    .checked_add(record_size(len))
-                    .is_some_and(|u| u <= geo.capacity)
-                    || h.control.rx_state.load(Ordering::Acquire) == RX_DROPPED
-            };
+            let room = || self.room_for(len);
             if !wait::spin_until(deadline.instant(), room) {
                 let Some(timeout) = wait::next_sleep(self.tick, deadline.instant()) else {
                     return (self.lock(), Err(SendTimeoutError::Timeout(())));

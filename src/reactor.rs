@@ -1,0 +1,307 @@
+//! Wake-ups for async receives and sends, from the same futex words the
+//! blocking calls sleep on, with no polling: per process, helper threads
+//! ("shards", at most [`PER_SHARD`] pending waits each) park in one
+//! `futex_waitv` over every pending wait's word plus a doorbell word of
+//! their own, and wake a task's `Waker` when its word changes.
+//!
+//! Liveness is the one thing no futex reports (a process killed with
+//! SIGKILL wakes nobody): each pending wait carries a [`Watch`], and once
+//! per tick the shard asks the kernel (a lock test, no wake-up of the task)
+//! whether the peer it waits for is gone; only then is the task woken, to
+//! find out as the blocking calls do. An idle wait costs the shard one
+//! lock test per tick, not a poll of the task.
+//!
+//! A wait never points into the endpoint's own mapping: a [`Watch`] maps
+//! the channel again (`Segment::reopen`), and every pending wait holds it,
+//! so a future that is leaked (never dropped) leaves the shard waiting on
+//! a word that stays mapped.
+#![deny(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::layout::Header;
+use crate::peers;
+use crate::segment::Segment;
+use crate::sys::{self, FutexWaitv, WaitvEnd, FUTEX_WAITV_MAX};
+
+/// Pending waits per shard: `futex_waitv` takes 128 words, one of which
+/// is the shard's doorbell.
+const PER_SHARD: usize = FUTEX_WAITV_MAX - 1;
+
+/// Without `futex_waitv` (Linux before 5.16), a shard looks at its words
+/// this often instead; and a wait without a [`Watch`] is woken this often.
+const FALLBACK_POLL: Duration = Duration::from_millis(1);
+
+/// Which peer a wait depends on, and so what the shard checks each tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A receive: woken when a sender's process is gone (its claim may be
+    /// pending, or it was the last sender).
+    Senders,
+    /// A receive with a dead sender's claim pending: woken every tick, when
+    /// the receiver's maintenance skips it.
+    EveryTick,
+    /// A send waiting for room: woken when the receiver is dropped or gone.
+    Receiver,
+}
+
+/// A second mapping of an endpoint's channel, which the shards wait on and
+/// check liveness through (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Watch {
+    seg: Segment,
+}
+
+impl Watch {
+    pub(crate) fn new(seg: Segment) -> Arc<Watch> {
+        Arc::new(Watch { seg })
+    }
+
+    /// Whether the peer that a wait of kind `peer` depends on may be gone.
+    fn peer_gone(&self, peer: Peer) -> bool {
+        match peer {
+            Peer::EveryTick => true,
+            Peer::Senders => {
+                peers::active_slots(&self.seg).any(|i| !peers::sender_alive(&self.seg, i))
+            }
+            Peer::Receiver => peers::receiver_state(&self.seg) != peers::ReceiverState::Alive,
+        }
+    }
+}
+
+/// The futex word of the header that a wait sleeps on.
+pub(crate) type WordOf = fn(&Header) -> &AtomicU32;
+
+/// One pending wait.
+struct Entry {
+    id: u64,
+    /// `None` when the channel could not be mapped again: the task is then
+    /// woken every [`FALLBACK_POLL`] to look (polling, the one case that
+    /// does).
+    watch: Option<Arc<Watch>>,
+    word: WordOf,
+    seen: u32,
+    peer: Peer,
+    tick: Duration,
+    next_check: Instant,
+    waker: Waker,
+}
+
+impl Entry {
+    fn word(&self) -> Option<&AtomicU32> {
+        self.watch.as_ref().map(|w| (self.word)(w.seg.header()))
+    }
+}
+
+#[derive(Default)]
+struct ShardState {
+    entries: Vec<Entry>,
+    /// The last wait's id.
+    next_id: u64,
+}
+
+/// One helper thread and its waits.
+struct Shard {
+    state: Mutex<ShardState>,
+    /// Bumped (and woken) when the set of waits changes.
+    doorbell: AtomicU32,
+    /// Waits registered and not yet woken or cancelled (to pick a shard).
+    load: AtomicUsize,
+}
+
+impl Shard {
+    fn ring(&self) {
+        crate::wait::wake(&self.doorbell, true);
+    }
+
+    fn run(&self) {
+        let mut words: Vec<FutexWaitv> = Vec::with_capacity(FUTEX_WAITV_MAX);
+        let mut fallback = false;
+        loop {
+            words.clear();
+            let bell = self.doorbell.load(Ordering::Acquire);
+            words.push(FutexWaitv::new(&self.doorbell, bell));
+            let deadline = {
+                let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let woken = self.take_due(&mut st);
+                for e in &st.entries {
+                    if let Some(word) = e.word() {
+                        words.push(FutexWaitv::new(word, e.seen));
+                    }
+                }
+                let next = st.entries.iter().map(|e| e.next_check).min();
+                drop(st);
+                // Outside the lock: a waker may run code that cancels a wait.
+                woken.into_iter().for_each(Waker::wake);
+                next
+            };
+            let deadline = if fallback {
+                Some(deadline.map_or(Instant::now() + FALLBACK_POLL, |d| {
+                    d.min(Instant::now() + FALLBACK_POLL)
+                }))
+            } else {
+                deadline
+            };
+            if fallback {
+                let left = deadline.map_or(FALLBACK_POLL, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                sys::futex_wait(&self.doorbell, bell, left);
+            } else if sys::futex_waitv(&words, deadline) == WaitvEnd::Unsupported {
+                fallback = true;
+            }
+        }
+    }
+
+    /// Takes out every wait whose word changed, and those whose peer may
+    /// be gone at their tick; returns their wakers.
+    fn take_due(&self, st: &mut ShardState) -> Vec<Waker> {
+        let now = Instant::now();
+        let mut woken = Vec::new();
+        let mut i = 0;
+        while i < st.entries.len() {
+            let e = &mut st.entries[i];
+            // Relaxed: a changed word only sends the task to look again;
+            // what it reads then is ordered by the channel's own protocol.
+            let changed = e
+                .word()
+                .is_some_and(|w| w.load(Ordering::Relaxed) != e.seen);
+            let gone = !changed && now >= e.next_check && {
+                e.next_check = now + e.tick;
+                e.watch.as_ref().map_or(true, |w| w.peer_gone(e.peer))
+            };
+            if changed || gone {
+                let e = st.entries.swap_remove(i);
+                self.load.fetch_sub(1, Ordering::Relaxed);
+                woken.push(e.waker);
+            } else {
+                i += 1;
+            }
+        }
+        woken
+    }
+}
+
+/// The shards of this process (made again in a child of `fork`, whose
+/// threads are gone).
+struct Reactor {
+    generation: u64,
+    shards: Vec<Arc<Shard>>,
+}
+
+static REACTOR: Mutex<Option<Reactor>> = Mutex::new(None);
+
+/// A shard with room for one more wait, started if need be.
+fn shard() -> Arc<Shard> {
+    let mut r = REACTOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let generation = sys::fork_generation();
+    if r.as_ref().is_some_and(|r| r.generation != generation) {
+        // A child of `fork`: the parent's threads are not here.
+        *r = None;
+    }
+    let r = r.get_or_insert_with(|| Reactor {
+        generation,
+        shards: Vec::new(),
+    });
+    if let Some(s) = r
+        .shards
+        .iter()
+        .find(|s| s.load.load(Ordering::Relaxed) < PER_SHARD)
+    {
+        s.load.fetch_add(1, Ordering::Relaxed);
+        return s.clone();
+    }
+    let s = Arc::new(Shard {
+        state: Mutex::new(ShardState::default()),
+        doorbell: AtomicU32::new(0),
+        load: AtomicUsize::new(1),
+    });
+    let run = s.clone();
+    std::thread::Builder::new()
+        .name("shmpsc-async".into())
+        .spawn(move || run.run())
+        .expect("shmpsc: cannot start the async helper thread");
+    r.shards.push(s.clone());
+    s
+}
+
+/// A pending wait: the task's waker is woken when `word` no longer holds
+/// `seen`, or when the peer may be gone (checked every `tick`). Dropping
+/// it cancels the wait.
+pub(crate) struct Registration {
+    shard: Arc<Shard>,
+    id: u64,
+}
+
+impl Registration {
+    /// Waits on `word` of `watch`'s header while it holds `seen` (without
+    /// a watch: for [`FALLBACK_POLL`]).
+    pub(crate) fn new(
+        watch: Option<&Arc<Watch>>,
+        word: WordOf,
+        seen: u32,
+        peer: Peer,
+        tick: Duration,
+        waker: &Waker,
+    ) -> Registration {
+        let shard = shard();
+        let id = {
+            let mut st = shard.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.next_id += 1;
+            let id = st.next_id;
+            let tick = if watch.is_some() { tick } else { FALLBACK_POLL };
+            st.entries.push(Entry {
+                id,
+                watch: watch.cloned(),
+                word,
+                seen,
+                peer,
+                tick,
+                next_check: Instant::now() + tick,
+                waker: waker.clone(),
+            });
+            id
+        };
+        shard.ring();
+        Registration { shard, id }
+    }
+
+    /// Whether the wait is still pending (not woken yet); updates the waker
+    /// to wake if it is.
+    pub(crate) fn pending(&self, waker: &Waker) -> bool {
+        let mut st = self
+            .shard
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match st.entries.iter_mut().find(|e| e.id == self.id) {
+            Some(e) => {
+                if !e.waker.will_wake(waker) {
+                    e.waker = waker.clone();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut st = self
+            .shard
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = st.entries.iter().position(|e| e.id == self.id) {
+            st.entries.swap_remove(i);
+            self.shard.load.fetch_sub(1, Ordering::Relaxed);
+            drop(st);
+            // The shard no longer waits on the word.
+            self.shard.ring();
+        }
+    }
+}

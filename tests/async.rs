@@ -1,0 +1,377 @@
+//! The async API (feature `async`) with real processes: per-sender order
+//! under tokio (multi-thread and current-thread) and `futures::executor`,
+//! disconnection, a sender killed with SIGKILL, a receiver killed while
+//! `send_async` waits, cancellation in `select!` with no loss, and the sync
+//! API after async waits. Every wait is bounded by the hang guard.
+
+mod common;
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use common::msg::{Msg, Tracker};
+use common::{
+    channel_name, emit, param, run_child_role, unique_name, wait_for_stdin_eof, Spawn, HANG_GUARD,
+};
+use futures_core::Stream;
+use shmpsc::{Builder, RecvError, SendError, Sender, TrySendError};
+
+fn run_role(role: &str) {
+    match role {
+        "sender" => role_sender(),
+        "send_then_idle" => role_send_then_idle(),
+        "idle_receiver" => role_idle_receiver(),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Opens a sender (the one passed by the parent) and sends `count`
+/// messages with the blocking API.
+fn role_sender() {
+    let id: u32 = param("id");
+    let count: u64 = param("count");
+    let tx = Sender::<Msg>::open(&channel_name()).expect("open");
+    for seq in 0..count {
+        tx.send(Msg::new(id, seq)).expect("send");
+    }
+}
+
+/// Sends `count` messages, reports `sent`, stays alive until killed.
+fn role_send_then_idle() {
+    let count: u64 = param("count");
+    let tx = Sender::<Msg>::open(&channel_name()).expect("open");
+    for seq in 0..count {
+        tx.send(Msg::new(0, seq)).expect("send");
+    }
+    emit("sent");
+    wait_for_stdin_eof();
+    drop(tx);
+}
+
+/// Creates a 4 KiB channel, reports `ready`, never receives, stays alive
+/// until killed.
+fn role_idle_receiver() {
+    let rx = Builder::new(&channel_name())
+        .capacity(4096)
+        .receiver::<Msg>()
+        .expect("create");
+    emit("ready");
+    wait_for_stdin_eof();
+    drop(rx);
+}
+
+/// `count` messages from each of `senders` child processes, received with
+/// `recv` (an async closure over the receiver) until `Disconnected`.
+fn senders(
+    test: &str,
+    name: &str,
+    tx: &Sender<Msg>,
+    senders: u32,
+    count: u64,
+) -> Vec<common::Child> {
+    (0..senders)
+        .map(|id| {
+            let mut spawn = Spawn::new(test, "sender", name)
+                .param("id", id)
+                .param("count", count);
+            tx.pass_to(spawn.command()).unwrap();
+            spawn.spawn()
+        })
+        .collect()
+}
+
+/// Receives with `recv_async` until `Disconnected`, checking per-sender
+/// order, exactly once.
+async fn drain_async(rx: &mut shmpsc::Receiver<Msg>, tracker: &mut Tracker) {
+    loop {
+        match rx.recv_async().await {
+            Ok(m) => tracker.accept(&m),
+            Err(RecvError::Disconnected) => return,
+            Err(e) => panic!("recv_async: {e}"),
+        }
+    }
+}
+
+const SENDERS: u32 = 3;
+const COUNT: u64 = 20_000;
+
+#[test]
+fn recv_async_per_sender_order_tokio_multi_thread() {
+    run_child_role(run_role);
+    let name = unique_name("async-mt");
+    let (tx, mut rx) = shmpsc::channel::<Msg>(&name).unwrap();
+    let mut children = senders(
+        "recv_async_per_sender_order_tokio_multi_thread",
+        &name,
+        &tx,
+        SENDERS,
+        COUNT,
+    );
+    drop(tx);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Spawned: the future is `Send` and runs on a worker thread.
+    let tracker = rt.block_on(async move {
+        tokio::spawn(async move {
+            let mut tracker = Tracker::new(SENDERS as usize);
+            tokio::time::timeout(HANG_GUARD, drain_async(&mut rx, &mut tracker))
+                .await
+                .expect("hang guard");
+            tracker
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(tracker.next, vec![COUNT; SENDERS as usize]);
+    for c in &mut children {
+        c.wait_success();
+    }
+}
+
+#[test]
+fn stream_per_sender_order_tokio_current_thread() {
+    run_child_role(run_role);
+    let name = unique_name("async-ct");
+    let (tx, rx) = shmpsc::channel::<Msg>(&name).unwrap();
+    let mut children = senders(
+        "stream_per_sender_order_tokio_current_thread",
+        &name,
+        &tx,
+        SENDERS,
+        COUNT,
+    );
+    drop(tx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stream = rx.into_stream();
+    let mut tracker = Tracker::new(SENDERS as usize);
+    rt.block_on(async {
+        tokio::time::timeout(HANG_GUARD, async {
+            while let Some(m) = next(&mut stream).await {
+                tracker.accept(&m);
+            }
+        })
+        .await
+        .expect("hang guard");
+    });
+    assert_eq!(tracker.next, vec![COUNT; SENDERS as usize]);
+    assert_eq!(stream.skipped(), 0);
+    for c in &mut children {
+        c.wait_success();
+    }
+}
+
+#[test]
+fn recv_async_and_send_async_futures_executor() {
+    run_child_role(run_role);
+    let name = unique_name("async-fx");
+    // A small ring: the receiver waits for senders and, below, an async
+    // sender waits for room.
+    let rx = Builder::new(&name)
+        .capacity(4096)
+        .receiver::<Msg>()
+        .unwrap();
+    let tx = rx.sender().unwrap();
+    let mut children = senders(
+        "recv_async_and_send_async_futures_executor",
+        &name,
+        &tx,
+        SENDERS,
+        COUNT,
+    );
+    let mut rx = rx;
+    let mut tracker = Tracker::new(SENDERS as usize + 1);
+    // This thread's own sender sends with `send_async` while the receiver
+    // drains on another thread.
+    let own = std::thread::spawn(move || {
+        futures_executor::block_on(async {
+            for seq in 0..COUNT {
+                tx.send_async(Msg::new(SENDERS, seq))
+                    .await
+                    .expect("send_async");
+            }
+        })
+    });
+    futures_executor::block_on(drain_async(&mut rx, &mut tracker));
+    own.join().unwrap();
+    assert_eq!(tracker.next, vec![COUNT; SENDERS as usize + 1]);
+    for c in &mut children {
+        c.wait_success();
+    }
+}
+
+/// The next item of a stream.
+async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
+}
+
+#[test]
+fn killed_sender_ends_the_stream() {
+    run_child_role(run_role);
+    let name = unique_name("async-kill-tx");
+    let rx = shmpsc::Builder::new(&name).receiver::<Msg>().unwrap();
+    let mut child = Spawn::new("killed_sender_ends_the_stream", "send_then_idle", &name)
+        .param("count", 100)
+        .spawn();
+    child.expect_event("sent");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stream = rx.into_stream();
+    let mut tracker = Tracker::new(1);
+    rt.block_on(async {
+        for _ in 0..100 {
+            tracker.accept(&next(&mut stream).await.expect("a message"));
+        }
+        // The stream is pending now (the sender lives and sends nothing);
+        // killing the sender's process ends it, within a tick.
+        let mut pending = std::pin::pin!(next(&mut stream));
+        assert!(poll_once(pending.as_mut()).is_pending());
+        child.kill();
+        let end = tokio::time::timeout(HANG_GUARD, pending).await;
+        assert_eq!(end.expect("hang guard"), None);
+    });
+    assert_eq!(tracker.next, [100]);
+}
+
+#[test]
+fn killed_receiver_fails_a_pending_send_async() {
+    run_child_role(run_role);
+    let name = unique_name("async-kill-rx");
+    let mut child = Spawn::new(
+        "killed_receiver_fails_a_pending_send_async",
+        "idle_receiver",
+        &name,
+    )
+    .spawn();
+    child.expect_event("ready");
+    let tx = Sender::<Msg>::open(&name).unwrap();
+    let mut n = 0;
+    loop {
+        match tx.try_send(Msg::new(0, n)) {
+            Ok(()) => n += 1,
+            Err(TrySendError::Full(_)) => break,
+            Err(e) => panic!("filling: {e:?}"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = Msg::new(0, n);
+    let r = rt.block_on(async {
+        let mut send = std::pin::pin!(tx.send_async(m.clone()));
+        assert!(poll_once(send.as_mut()).is_pending(), "the ring is full");
+        child.kill();
+        tokio::time::timeout(HANG_GUARD, send)
+            .await
+            .expect("hang guard")
+    });
+    match r {
+        Err(SendError::Disconnected(back)) => assert_eq!(back, m),
+        other => panic!("send_async after the receiver died: {other:?}"),
+    }
+}
+
+#[test]
+fn dropped_receiver_fails_a_pending_send_async() {
+    let name = unique_name("async-drop-rx");
+    let rx = Builder::new(&name)
+        .capacity(4096)
+        .receiver::<u64>()
+        .unwrap();
+    let tx = rx.sender().unwrap();
+    let mut n = 0;
+    while tx.try_send(n).is_ok() {
+        n += 1;
+    }
+    let r = futures_executor::block_on(async {
+        let mut send = std::pin::pin!(tx.send_async(n));
+        assert!(poll_once(send.as_mut()).is_pending(), "the ring is full");
+        drop(rx);
+        send.await
+    });
+    assert!(
+        matches!(r, Err(SendError::Disconnected(v)) if v == n),
+        "{r:?}"
+    );
+}
+
+/// A receive in the losing branch of `select!`, cancelled thousands of
+/// times, pending or not: every message arrives once, in order.
+#[test]
+fn select_cancellation_loses_nothing() {
+    run_child_role(run_role);
+    const N: u64 = 50_000;
+    let name = unique_name("async-select");
+    let (tx, mut rx) = shmpsc::channel::<Msg>(&name).unwrap();
+    let mut children = senders("select_cancellation_loses_nothing", &name, &tx, 2, N);
+    drop(tx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut tracker = Tracker::new(2);
+    let (mut won, mut lost) = (0u64, 0u64);
+    rt.block_on(async {
+        tokio::time::timeout(HANG_GUARD, async {
+            loop {
+                tokio::select! {
+                    biased;
+                    // Ready on every other poll: the receive loses often,
+                    // both before it looked and while it was pending.
+                    _ = yield_once() => lost += 1,
+                    r = rx.recv_async() => match r {
+                        Ok(m) => {
+                            tracker.accept(&m);
+                            won += 1;
+                        }
+                        Err(RecvError::Disconnected) => break,
+                        Err(e) => panic!("{e}"),
+                    },
+                }
+            }
+        })
+        .await
+        .expect("hang guard");
+    });
+    assert_eq!(tracker.next, [N, N]);
+    assert_eq!(won, 2 * N);
+    eprintln!("{won} receives won, {lost} lost to the other branch (cancelled)");
+    for c in &mut children {
+        c.wait_success();
+    }
+    // The announcement was withdrawn by every cancelled receive: the
+    // blocking API still works on the same receiver.
+    let tx = rx.sender().unwrap();
+    tx.send(Msg::new(0, N)).unwrap();
+    assert_eq!(rx.recv().unwrap(), Msg::new(0, N));
+}
+
+/// Pending once, then ready.
+async fn yield_once() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Polls a future once with a waker that does nothing.
+fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(&futures_util::task::noop_waker()))
+}
