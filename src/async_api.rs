@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::channel::{Receiver, Sender};
 use crate::error::{RecvError, SendError, SendTimeoutError, TryRecvError};
 use crate::reactor::{Peer, Registration, Watch};
+use crate::ring::consumer::Fail;
 
 /// Looks this many times in one poll when the channel keeps changing
 /// between the look and the announcement; then the task yields (it is
@@ -48,7 +49,18 @@ impl RecvWait {
             if r.pending(cx.waker()) {
                 return Poll::Pending;
             }
+            let gone = r.peer_gone();
             self.end(rx);
+            if gone {
+                // A sender's process may be gone: skip its claim or see
+                // the channel disconnected now, as a blocking receive
+                // does when it wakes at its tick.
+                match rx.consumer().maintain() {
+                    Ok(()) | Err(Fail::Empty) => {}
+                    Err(Fail::Disconnected) => return Poll::Ready(Err(RecvError::Disconnected)),
+                    Err(Fail::Invalid(i)) => return Poll::Ready(Err(RecvError::Invalid(i))),
+                }
+            }
         }
         for _ in 0..LOOKS_PER_POLL {
             match rx.try_recv() {

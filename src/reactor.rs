@@ -78,6 +78,8 @@ pub(crate) type WordOf = fn(&Header) -> &AtomicU32;
 /// One pending wait.
 struct Entry {
     id: u64,
+    /// Set to [`GONE`] before the waker is woken by a liveness check.
+    outcome: Arc<AtomicU32>,
     /// `None` when the channel could not be mapped again: the task is then
     /// woken every [`FALLBACK_POLL`] to look (polling, the one case that
     /// does).
@@ -103,8 +105,25 @@ struct ShardState {
     next_id: u64,
 }
 
+/// The outcome of a wait that a liveness check ended.
+const GONE: u32 = 1;
+
+/// The next liveness check of a wait with this `tick`, at most a tick from
+/// `now`: on a grid of ticks from the shard's `epoch`, so that the checks
+/// of every wait with the same tick (the default, mostly) happen in one
+/// wake-up of the shard, not one each.
+fn next_check(epoch: Instant, now: Instant, tick: Duration) -> Instant {
+    let tick_ns = tick.as_nanos().max(1);
+    let since = now.saturating_duration_since(epoch).as_nanos();
+    let n = since / tick_ns + 1;
+    let at = Duration::from_nanos(u64::try_from(n * tick_ns).unwrap_or(u64::MAX));
+    epoch.checked_add(at).unwrap_or(now + tick)
+}
+
 /// One helper thread and its waits.
 struct Shard {
+    /// The origin of the liveness checks' grid (see [`next_check`]).
+    epoch: Instant,
     state: Mutex<ShardState>,
     /// Bumped (and woken) when the set of waits changes.
     doorbell: AtomicU32,
@@ -170,11 +189,14 @@ impl Shard {
                 .word()
                 .is_some_and(|w| w.load(Ordering::Relaxed) != e.seen);
             let gone = !changed && now >= e.next_check && {
-                e.next_check = now + e.tick;
+                e.next_check = next_check(self.epoch, now, e.tick);
                 e.watch.as_ref().map_or(true, |w| w.peer_gone(e.peer))
             };
             if changed || gone {
                 let e = st.entries.swap_remove(i);
+                if gone {
+                    e.outcome.store(GONE, Ordering::Relaxed);
+                }
                 self.load.fetch_sub(1, Ordering::Relaxed);
                 woken.push(e.waker);
             } else {
@@ -215,6 +237,7 @@ fn shard() -> Arc<Shard> {
         return s.clone();
     }
     let s = Arc::new(Shard {
+        epoch: Instant::now(),
         state: Mutex::new(ShardState::default()),
         doorbell: AtomicU32::new(0),
         load: AtomicUsize::new(1),
@@ -234,6 +257,7 @@ fn shard() -> Arc<Shard> {
 pub(crate) struct Registration {
     shard: Arc<Shard>,
     id: u64,
+    outcome: Arc<AtomicU32>,
 }
 
 impl Registration {
@@ -248,25 +272,33 @@ impl Registration {
         waker: &Waker,
     ) -> Registration {
         let shard = shard();
+        let outcome = Arc::new(AtomicU32::new(0));
         let id = {
             let mut st = shard.state.lock().unwrap_or_else(PoisonError::into_inner);
             st.next_id += 1;
             let id = st.next_id;
             let tick = if watch.is_some() { tick } else { FALLBACK_POLL };
+            let next_check = next_check(shard.epoch, Instant::now(), tick);
             st.entries.push(Entry {
                 id,
+                outcome: outcome.clone(),
                 watch: watch.cloned(),
                 word,
                 seen,
                 peer,
                 tick,
-                next_check: Instant::now() + tick,
+                next_check,
                 waker: waker.clone(),
             });
             id
         };
         shard.ring();
-        Registration { shard, id }
+        Registration { shard, id, outcome }
+    }
+
+    /// Whether a liveness check ended the wait: the peer may be gone.
+    pub(crate) fn peer_gone(&self) -> bool {
+        self.outcome.load(Ordering::Relaxed) == GONE
     }
 
     /// Whether the wait is still pending (not woken yet); updates the waker

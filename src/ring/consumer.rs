@@ -323,6 +323,15 @@ impl Consumer {
         }
     }
 
+    /// Liveness maintenance now (an async receive that was told a sender's
+    /// process may be gone): what a blocking receive does when it wakes at
+    /// its tick. An error is the receive's result (a malformed record
+    /// skipped, a corrupt channel).
+    #[cfg(feature = "async")]
+    pub(crate) fn maintain(&self) -> Result<(), Fail> {
+        self.maintain_now().map(|_| ())
+    }
+
     /// Ends the wait that [`Consumer::announce_wait`] announced.
     #[cfg(feature = "async")]
     pub(crate) fn withdraw_wait(&self) {
