@@ -22,6 +22,7 @@ fn run_role(role: &str) {
         "sender" => role_sender(),
         "send_then_idle" => role_send_then_idle(),
         "idle_receiver" => role_idle_receiver(),
+        "send_two_then_idle" => role_send_two_then_idle(),
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -45,6 +46,17 @@ fn role_send_then_idle() {
         tx.send(Msg::new(0, seq)).expect("send");
     }
     emit("sent");
+    wait_for_stdin_eof();
+    drop(tx);
+}
+
+/// Sends messages 0 and 1 (a test hook may stop it at its first claim),
+/// then stays alive until its stdin closes.
+fn role_send_two_then_idle() {
+    let tx = Sender::<Msg>::open(&channel_name()).expect("open");
+    for seq in 0..2 {
+        tx.send(Msg::new(0, seq)).expect("send");
+    }
     wait_for_stdin_eof();
     drop(tx);
 }
@@ -374,4 +386,134 @@ async fn yield_once() {
 /// Polls a future once with a waker that does nothing.
 fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(&futures_util::task::noop_waker()))
+}
+
+// ------------------------------------------------- dead claims at the head
+
+/// A sender killed between claim and commit while a `recv_async` waits for
+/// that very record; a new sender takes the dead one's slot (one slot in
+/// all) and sends. The receive gets the new message: the dead claim is
+/// skipped at a tick, as a blocking receive skips it, although no slot is
+/// left that looks dead.
+#[test]
+fn dead_claim_at_head_with_its_slot_reused() {
+    run_child_role(run_role);
+    const TEST: &str = "dead_claim_at_head_with_its_slot_reused";
+    let name = unique_name("async-reuse");
+    let mut rx = Builder::new(&name)
+        .max_senders(1)
+        .receiver::<Msg>()
+        .unwrap();
+    let mut a = Spawn::new(TEST, "sender", &name)
+        .param("id", 0)
+        .param("count", 1);
+    a.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
+    let mut a = a.spawn();
+    a.wait_until_stopped();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let mut recv = std::pin::pin!(rx.recv_async());
+        assert!(poll_once(recv.as_mut()).is_pending());
+        a.kill();
+        let tx = Sender::<Msg>::open(&name).unwrap();
+        tx.send(Msg::new(1, 0)).unwrap();
+        tokio::time::timeout(HANG_GUARD, recv)
+            .await
+            .expect("hang guard: the dead claim was never skipped")
+    });
+    assert_eq!(got.unwrap(), Msg::new(1, 0));
+}
+
+/// A live sender B stopped with its claim at the head, and a sender A
+/// killed with its claim behind B's. Maintenance reaps A's slot but cannot
+/// skip A's claim while B's is in front. B then commits and sends one more
+/// message (past A's claim) and stays alive: the second `recv_async` gets
+/// it once A's claim is skipped at a tick.
+#[test]
+fn dead_claim_behind_a_live_claim() {
+    run_child_role(run_role);
+    const TEST: &str = "dead_claim_behind_a_live_claim";
+    let name = unique_name("async-behind");
+    let mut rx = Builder::new(&name).receiver::<Msg>().unwrap();
+    let mut b = Spawn::new(TEST, "send_two_then_idle", &name);
+    b.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
+    let mut b = b.spawn();
+    b.wait_until_stopped();
+    let mut a = Spawn::new(TEST, "sender", &name)
+        .param("id", 1)
+        .param("count", 1);
+    a.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
+    let mut a = a.spawn();
+    a.wait_until_stopped();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (first, second) = rt.block_on(async {
+        tokio::time::timeout(HANG_GUARD, async {
+            let first = {
+                let mut recv = std::pin::pin!(rx.recv_async());
+                assert!(poll_once(recv.as_mut()).is_pending());
+                a.kill();
+                // Until maintenance (run by the woken receive) reaped A's
+                // slot, the receive stays pending.
+                tokio::select! {
+                    r = &mut recv => panic!("nothing was committed yet: {r:?}"),
+                    () = async {
+                        while shmpsc::inspect(&name).unwrap().senders.len() != 1 {
+                            tokio::task::yield_now().await;
+                        }
+                    } => {}
+                }
+                b.signal(nix::sys::signal::Signal::SIGCONT);
+                recv.await
+            };
+            (first, rx.recv_async().await)
+        })
+        .await
+        .expect("hang guard: the dead claim behind a live one was never skipped")
+    });
+    b.close_stdin();
+    assert_eq!(first.unwrap(), Msg::new(0, 0));
+    assert_eq!(second.unwrap(), Msg::new(0, 1));
+    b.wait_success();
+}
+
+// ------------------------------------------------------------------- fork
+
+/// A pending `recv_async` copied by `fork` and dropped in the child leaves
+/// the parent's wait alone: the parent's future still gets the message.
+#[test]
+fn fork_child_dropping_a_pending_receive_leaves_the_parent_waiting() {
+    let name = unique_name("async-fork");
+    let mut rx = Builder::new(&name).receiver::<u64>().unwrap();
+    let tx = rx.sender().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        let mut recv = Box::pin(rx.recv_async());
+        assert!(poll_once(recv.as_mut()).is_pending());
+        // SAFETY: the child drops the future, polls nothing, and leaves
+        // with `_exit` (no destructors, no atexit handlers).
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                drop(recv);
+                // SAFETY: `_exit` ends the process at once.
+                unsafe { nix::libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        tx.send(7).unwrap();
+        tokio::time::timeout(HANG_GUARD, recv)
+            .await
+            .expect("hang guard: the parent's receive was never woken")
+    });
+    assert_eq!(r, Ok(7));
 }
