@@ -75,17 +75,12 @@ impl RecvWait {
             let Some(w) = consumer.announce_wait() else {
                 continue;
             };
-            let peer = if w.dead_claim {
-                Peer::EveryTick
-            } else {
-                Peer::Senders
-            };
             let watch: Option<Arc<Watch>> = rx.watch();
             self.registration = Some(Registration::new(
                 watch.as_ref(),
                 |h| &h.data.seq,
                 w.seen,
-                peer,
+                Peer::Senders { at: w.at },
                 consumer.tick(),
                 cx.waker(),
             ));
@@ -98,8 +93,11 @@ impl RecvWait {
     /// Ends a wait: cancels the registration and withdraws the receiver's
     /// announcement.
     fn end<T>(&mut self, rx: &Receiver<T>) {
-        if self.registration.take().is_some() {
-            rx.consumer().withdraw_wait();
+        if let Some(r) = self.registration.take() {
+            // A copy made by `fork` leaves the parent's announcement alone.
+            if !r.forked() {
+                rx.consumer().withdraw_wait();
+            }
         }
     }
 }
@@ -151,7 +149,8 @@ impl<T> std::fmt::Debug for RecvFuture<'_, T> {
 ///
 /// Cancel-safe: a pending `next()` has taken nothing from the channel.
 pub struct RecvStream<T> {
-    rx: Receiver<T>,
+    /// `None` only once `into_inner` took it.
+    rx: Option<Receiver<T>>,
     wait: RecvWait,
     skipped: u64,
     done: bool,
@@ -192,9 +191,12 @@ impl<T> RecvStream<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn into_inner(mut self) -> Receiver<T> {
-        self.wait.end(&self.rx);
-        // No `Drop` for `RecvStream`: the receiver moves out.
-        self.rx
+        let rx = self
+            .rx
+            .take()
+            .expect("a stream has its receiver until into_inner");
+        self.wait.end(&rx);
+        rx
     }
 }
 
@@ -203,15 +205,15 @@ impl<T: DeserializeOwned> futures_core::Stream for RecvStream<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
-        if this.done {
+        let Some(rx) = this.rx.as_ref().filter(|_| !this.done) else {
             return Poll::Ready(None);
-        }
+        };
         loop {
-            let r = match this.wait.poll(&this.rx, cx) {
+            let r = match this.wait.poll(rx, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => r,
             };
-            this.wait.end(&this.rx);
+            this.wait.end(rx);
             match r {
                 Ok(t) => return Poll::Ready(Some(t)),
                 Err(RecvError::Disconnected) => {
@@ -230,10 +232,18 @@ impl<T: DeserializeOwned> futures_core::FusedStream for RecvStream<T> {
     }
 }
 
+impl<T> Drop for RecvStream<T> {
+    fn drop(&mut self) {
+        if let Some(rx) = &self.rx {
+            self.wait.end(rx);
+        }
+    }
+}
+
 impl<T> std::fmt::Debug for RecvStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvStream")
-            .field("channel", &self.rx.name())
+            .field("channel", &self.rx.as_ref().map(Receiver::name))
             .field("skipped", &self.skipped)
             .field("done", &self.done)
             .finish()
@@ -291,7 +301,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// ```
     pub fn into_stream(self) -> RecvStream<T> {
         RecvStream {
-            rx: self,
+            rx: Some(self),
             wait: RecvWait::default(),
             skipped: 0,
             done: false,
@@ -314,8 +324,11 @@ pub struct SendFuture<'a, T> {
 
 impl<T> SendFuture<'_, T> {
     fn end(&mut self) {
-        if self.registration.take().is_some() {
-            self.tx.producer().withdraw_wait();
+        if let Some(r) = self.registration.take() {
+            // A copy made by `fork` leaves the parent's announcement alone.
+            if !r.forked() {
+                self.tx.producer().withdraw_wait();
+            }
         }
     }
 }

@@ -432,7 +432,7 @@ struct SenderInner {
     fork_generation: u64,
     /// The second mapping that async sends wait through (see `reactor`).
     #[cfg(feature = "async")]
-    watch: std::sync::OnceLock<Arc<crate::reactor::Watch>>,
+    watch: std::sync::OnceLock<Option<Arc<crate::reactor::Watch>>>,
 }
 
 impl SenderInner {
@@ -822,20 +822,17 @@ impl<T> Sender<T> {
     /// made on first use; `None` if it cannot be made (then they poll).
     #[cfg(feature = "async")]
     pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
-        if let Some(w) = self.inner.watch.get() {
-            return Some(w.clone());
-        }
-        let seg = self
-            .producer()
-            .segment()
-            .reopen(message_type::<T>(self.inner.codec))
-            .ok()?;
-        Some(
-            self.inner
-                .watch
-                .get_or_init(|| crate::reactor::Watch::new(seg))
-                .clone(),
-        )
+        // A failure is kept too: its waits then poll (see `reactor`).
+        self.inner
+            .watch
+            .get_or_init(|| {
+                self.producer()
+                    .segment()
+                    .reopen(message_type::<T>(self.inner.codec))
+                    .ok()
+                    .map(crate::reactor::Watch::new)
+            })
+            .clone()
     }
 
     /// The length of `msg` encoded, if it can be encoded.
@@ -935,7 +932,7 @@ pub struct Receiver<T> {
     fork_generation: u64,
     /// The second mapping that async receives wait through (see `reactor`).
     #[cfg(feature = "async")]
-    watch: std::sync::OnceLock<Arc<crate::reactor::Watch>>,
+    watch: std::sync::OnceLock<Option<Arc<crate::reactor::Watch>>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -1139,19 +1136,16 @@ impl<T> Receiver<T> {
     /// made on first use; `None` if it cannot be made (then they poll).
     #[cfg(feature = "async")]
     pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
-        if let Some(w) = self.watch.get() {
-            return Some(w.clone());
-        }
-        let seg = self
-            .consumer
-            .segment()
-            .reopen(message_type::<T>(self.codec))
-            .ok()?;
-        Some(
-            self.watch
-                .get_or_init(|| crate::reactor::Watch::new(seg))
-                .clone(),
-        )
+        // A failure is kept too: its waits then poll (see `reactor`).
+        self.watch
+            .get_or_init(|| {
+                self.consumer
+                    .segment()
+                    .reopen(message_type::<T>(self.codec))
+                    .ok()
+                    .map(crate::reactor::Watch::new)
+            })
+            .clone()
     }
 
     /// Whether this is a copy made by `fork` of a receiver made in another

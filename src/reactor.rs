@@ -17,7 +17,7 @@
 //! a word that stays mapped.
 #![deny(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -35,15 +35,20 @@ const PER_SHARD: usize = FUTEX_WAITV_MAX - 1;
 /// this often instead; and a wait without a [`Watch`] is woken this often.
 const FALLBACK_POLL: Duration = Duration::from_millis(1);
 
+/// Without `futex_waitv` and with no pending wait, a shard sleeps on its
+/// doorbell alone, for this long at a time.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
 /// Which peer a wait depends on, and so what the shard checks each tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peer {
-    /// A receive: woken when a sender's process is gone (its claim may be
-    /// pending, or it was the last sender).
-    Senders,
-    /// A receive with a dead sender's claim pending: woken every tick, when
-    /// the receiver's maintenance skips it.
-    EveryTick,
+    /// A receive waiting for the record at `at`: woken when a sender's
+    /// process is gone (it may have been the last sender), or when the
+    /// record at `at` is claimed but still not committed at a tick (its
+    /// claimer may be dead, and its slot reaped or reused already: the
+    /// receiver's maintenance decides, as a blocking receive's does at
+    /// each tick).
+    Senders { at: u64 },
     /// A send waiting for room: woken when the receiver is dropped or gone.
     Receiver,
 }
@@ -63,9 +68,10 @@ impl Watch {
     /// Whether the peer that a wait of kind `peer` depends on may be gone.
     fn peer_gone(&self, peer: Peer) -> bool {
         match peer {
-            Peer::EveryTick => true,
-            Peer::Senders => {
-                peers::active_slots(&self.seg).any(|i| !peers::sender_alive(&self.seg, i))
+            Peer::Senders { at } => {
+                // Relaxed: only decides whether the receiver looks again.
+                self.seg.header().tail.load(Ordering::Relaxed) > at
+                    || peers::active_slots(&self.seg).any(|i| !peers::sender_alive(&self.seg, i))
             }
             Peer::Receiver => peers::receiver_state(&self.seg) != peers::ReceiverState::Alive,
         }
@@ -154,10 +160,10 @@ impl Shard {
                 let next = st.entries.iter().map(|e| e.next_check).min();
                 drop(st);
                 // Outside the lock: a waker may run code that cancels a wait.
-                woken.into_iter().for_each(Waker::wake);
+                woken.into_iter().for_each(|e| e.waker.wake());
                 next
             };
-            let deadline = if fallback {
+            let deadline = if fallback && words.len() > 1 {
                 Some(deadline.map_or(Instant::now() + FALLBACK_POLL, |d| {
                     d.min(Instant::now() + FALLBACK_POLL)
                 }))
@@ -165,9 +171,15 @@ impl Shard {
                 deadline
             };
             if fallback {
-                let left = deadline.map_or(FALLBACK_POLL, |d| {
-                    d.saturating_duration_since(Instant::now())
-                });
+                // Only the doorbell can be waited on: with no waits, until
+                // it rings; else until the next look.
+                let left = if words.len() == 1 {
+                    IDLE_WAIT
+                } else {
+                    deadline.map_or(FALLBACK_POLL, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    })
+                };
                 sys::futex_wait(&self.doorbell, bell, left);
             } else if sys::futex_waitv(&words, deadline) == WaitvEnd::Unsupported {
                 fallback = true;
@@ -176,8 +188,9 @@ impl Shard {
     }
 
     /// Takes out every wait whose word changed, and those whose peer may
-    /// be gone at their tick; returns their wakers.
-    fn take_due(&self, st: &mut ShardState) -> Vec<Waker> {
+    /// be gone at their tick; returns them (to be woken and dropped outside
+    /// the lock).
+    fn take_due(&self, st: &mut ShardState) -> Vec<Entry> {
         let now = Instant::now();
         let mut woken = Vec::new();
         let mut i = 0;
@@ -198,7 +211,7 @@ impl Shard {
                     e.outcome.store(GONE, Ordering::Relaxed);
                 }
                 self.load.fetch_sub(1, Ordering::Relaxed);
-                woken.push(e.waker);
+                woken.push(e);
             } else {
                 i += 1;
             }
@@ -207,47 +220,67 @@ impl Shard {
     }
 }
 
-/// The shards of this process (made again in a child of `fork`, whose
-/// threads are gone).
+/// The shards of one process: made again in a child of `fork`, where the
+/// parent's threads are gone and its locks may be held for ever.
 struct Reactor {
     generation: u64,
-    shards: Vec<Arc<Shard>>,
+    shards: Mutex<Vec<&'static Shard>>,
 }
 
-static REACTOR: Mutex<Option<Reactor>> = Mutex::new(None);
+/// This process's reactor (leaked: one per fork generation that uses
+/// async, never freed).
+static REACTOR: AtomicPtr<Reactor> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The reactor of this process (this fork generation).
+#[allow(unsafe_code)]
+fn reactor() -> &'static Reactor {
+    let generation = sys::fork_generation();
+    let mut current = REACTOR.load(Ordering::Acquire);
+    loop {
+        // SAFETY: a non-null pointer in `REACTOR` comes from `Box::leak`
+        // below and is never freed, so it is valid for 'static.
+        if let Some(r) = unsafe { current.as_ref() } {
+            if r.generation == generation {
+                return r;
+            }
+        }
+        let fresh: &'static mut Reactor = Box::leak(Box::new(Reactor {
+            generation,
+            shards: Mutex::new(Vec::new()),
+        }));
+        // SYNC POINT: pairs with the Acquire load above (and in the failed
+        // exchange): the reactor is initialised before it is seen.
+        match REACTOR.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return fresh,
+            // Another thread installed one: use it if it is this
+            // generation's (the fresh one stays leaked, unused; rare).
+            Err(other) => current = other,
+        }
+    }
+}
 
 /// A shard with room for one more wait, started if need be.
-fn shard() -> Arc<Shard> {
-    let mut r = REACTOR.lock().unwrap_or_else(PoisonError::into_inner);
-    let generation = sys::fork_generation();
-    if r.as_ref().is_some_and(|r| r.generation != generation) {
-        // A child of `fork`: the parent's threads are not here.
-        *r = None;
-    }
-    let r = r.get_or_insert_with(|| Reactor {
-        generation,
-        shards: Vec::new(),
-    });
-    if let Some(s) = r
-        .shards
+fn shard() -> &'static Shard {
+    let r = reactor();
+    let mut shards = r.shards.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(s) = shards
         .iter()
         .find(|s| s.load.load(Ordering::Relaxed) < PER_SHARD)
     {
         s.load.fetch_add(1, Ordering::Relaxed);
-        return s.clone();
+        return s;
     }
-    let s = Arc::new(Shard {
+    let s: &'static Shard = Box::leak(Box::new(Shard {
         epoch: Instant::now(),
         state: Mutex::new(ShardState::default()),
         doorbell: AtomicU32::new(0),
         load: AtomicUsize::new(1),
-    });
-    let run = s.clone();
+    }));
     std::thread::Builder::new()
         .name("shmpsc-async".into())
-        .spawn(move || run.run())
+        .spawn(move || s.run())
         .expect("shmpsc: cannot start the async helper thread");
-    r.shards.push(s.clone());
+    shards.push(s);
     s
 }
 
@@ -255,9 +288,11 @@ fn shard() -> Arc<Shard> {
 /// `seen`, or when the peer may be gone (checked every `tick`). Dropping
 /// it cancels the wait.
 pub(crate) struct Registration {
-    shard: Arc<Shard>,
+    shard: &'static Shard,
     id: u64,
     outcome: Arc<AtomicU32>,
+    /// The fork generation of the process that registered.
+    generation: u64,
 }
 
 impl Registration {
@@ -293,7 +328,12 @@ impl Registration {
             id
         };
         shard.ring();
-        Registration { shard, id, outcome }
+        Registration {
+            shard,
+            id,
+            outcome,
+            generation: sys::fork_generation(),
+        }
     }
 
     /// Whether a liveness check ended the wait: the peer may be gone.
@@ -302,38 +342,55 @@ impl Registration {
     }
 
     /// Whether the wait is still pending (not woken yet); updates the waker
-    /// to wake if it is.
+    /// to wake if it is. A copy made by `fork` is never pending: the
+    /// parent's shard threads are not in the child.
     pub(crate) fn pending(&self, waker: &Waker) -> bool {
+        if self.forked() {
+            return false;
+        }
         let mut st = self
             .shard
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match st.entries.iter_mut().find(|e| e.id == self.id) {
-            Some(e) => {
-                if !e.waker.will_wake(waker) {
-                    e.waker = waker.clone();
-                }
-                true
-            }
-            None => false,
-        }
+        let old = match st.entries.iter_mut().find(|e| e.id == self.id) {
+            Some(e) if e.waker.will_wake(waker) => None,
+            Some(e) => Some(std::mem::replace(&mut e.waker, waker.clone())),
+            None => return false,
+        };
+        drop(st);
+        // Outside the lock: dropping a waker may drop a task, whose own
+        // waits lock this shard.
+        drop(old);
+        true
+    }
+
+    /// Whether this registration was made in another process (a copy made
+    /// by `fork`): it must touch neither the shard nor the channel.
+    pub(crate) fn forked(&self) -> bool {
+        sys::fork_generation() != self.generation
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if self.forked() {
+            return;
+        }
         let mut st = self
             .shard
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = st.entries.iter().position(|e| e.id == self.id) {
-            st.entries.swap_remove(i);
-            self.shard.load.fetch_sub(1, Ordering::Relaxed);
-            drop(st);
-            // The shard no longer waits on the word.
-            self.shard.ring();
-        }
+        let Some(i) = st.entries.iter().position(|e| e.id == self.id) else {
+            return;
+        };
+        let entry = st.entries.swap_remove(i);
+        self.shard.load.fetch_sub(1, Ordering::Relaxed);
+        drop(st);
+        // Outside the lock (see `pending`).
+        drop(entry);
+        // The shard no longer waits on the word.
+        self.shard.ring();
     }
 }

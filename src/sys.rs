@@ -122,7 +122,7 @@ pub(crate) enum WaitvEnd {
     Changed,
     /// The deadline passed.
     TimedOut,
-    /// The kernel has no `futex_waitv` (before Linux 5.16).
+    /// The kernel has no `futex_waitv` (before Linux 5.16), or refuses it.
     Unsupported,
 }
 
@@ -167,8 +167,11 @@ pub(crate) fn futex_waitv(words: &[FutexWaitv], deadline: Option<std::time::Inst
     }
     match Errno::last() {
         Errno::ETIMEDOUT => WaitvEnd::TimedOut,
-        Errno::ENOSYS => WaitvEnd::Unsupported,
-        _ => WaitvEnd::Changed,
+        // A value that changed, a signal, or a word no longer mapped: look.
+        Errno::EAGAIN | Errno::EINTR | Errno::EFAULT => WaitvEnd::Changed,
+        // ENOSYS (before Linux 5.16), EPERM (a seccomp filter that predates
+        // the call), EINVAL, anything else: retrying would spin.
+        _ => WaitvEnd::Unsupported,
     }
 }
 

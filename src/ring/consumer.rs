@@ -70,8 +70,8 @@ pub(crate) enum Fail {
 pub(crate) struct AsyncWait {
     /// The value of the receiver's futex word (`data.seq`) to wait on.
     pub(crate) seen: u32,
-    /// A dead sender's claim is pending: look again at the next tick.
-    pub(crate) dead_claim: bool,
+    /// The position of the awaited record.
+    pub(crate) at: u64,
 }
 
 /// The consumer: the one receiving endpoint's state, in `Cell`s (a
@@ -315,7 +315,7 @@ impl Consumer {
         };
         let barrier = || wait::AsymmetricWake::heavy_barrier(&h.config.features);
         match wait::announce(&h.data.seq, &me, barrier, ready) {
-            Some(seen) => Some(AsyncWait { seen, dead_claim }),
+            Some(seen) => Some(AsyncWait { seen, at }),
             None => {
                 wait::Announce::withdraw(&me);
                 None
