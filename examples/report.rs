@@ -44,7 +44,7 @@ impl Opts {
         self.peers
             .iter()
             .copied()
-            .filter(|&p| p != Peer::Floor)
+            .filter(|p| !Peer::LATENCY_ONLY.contains(p))
             .collect()
     }
 
@@ -76,7 +76,7 @@ impl Opts {
 fn parse_args() -> Opts {
     let mut opts = Opts {
         out: PathBuf::from("docs/bench"),
-        peers: Peer::ALL.into_iter().chain([Peer::Floor]).collect(),
+        peers: Peer::ALL.into_iter().chain(Peer::LATENCY_ONLY).collect(),
         quick: false,
         throughput: true,
         latency: true,
@@ -680,6 +680,8 @@ fn peer_label(p: Peer) -> &'static str {
         Peer::Pipe => "pipe (buffered)",
         Peer::Crossbeam => "crossbeam (in-process)",
         Peer::Floor => "floor: raw atomic ping-pong (always spins)",
+        Peer::ShmpscAsync => "**shmpsc** (`recv_async`, tokio; always waits)",
+        Peer::TokioUnix => "tokio `UnixStream` (always waits)",
     }
 }
 
@@ -901,6 +903,8 @@ fn color(p: Peer) -> &'static str {
         Peer::Pipe => "#9467bd",
         Peer::Crossbeam => "#7f7f7f",
         Peer::Floor => "#000000",
+        Peer::ShmpscAsync => "#ff9896",
+        Peer::TokioUnix => "#98df8a",
     }
 }
 

@@ -21,6 +21,7 @@
 //! | crossbeam-channel, two threads of one process | `peer_crossbeam` |
 #![allow(dead_code)] // each including binary uses a different part
 
+pub mod peer_async;
 pub mod peer_crossbeam;
 pub mod peer_floor;
 pub mod peer_ipc_channel;
@@ -47,7 +48,7 @@ pub const SIZES: [usize; 4] = [16, 64, 1024, 64 * 1024];
 /// Numbers of sender processes measured.
 pub const SENDERS: [usize; 3] = [1, 2, 4];
 /// The latency comparisons: every peer's serde path, and shmpsc's bytes path.
-pub const LATENCY_ROWS: [(Peer, Path); 8] = [
+pub const LATENCY_ROWS: [(Peer, Path); 10] = [
     (Peer::Floor, Path::Bytes),
     (Peer::Shmpsc, Path::Serde),
     (Peer::Shmpsc, Path::Bytes),
@@ -56,6 +57,8 @@ pub const LATENCY_ROWS: [(Peer, Path); 8] = [
     (Peer::UnixSocket, Path::Serde),
     (Peer::Pipe, Path::Serde),
     (Peer::Crossbeam, Path::Serde),
+    (Peer::ShmpscAsync, Path::Serde),
+    (Peer::TokioUnix, Path::Serde),
 ];
 /// Message size of the latency comparisons.
 pub const LATENCY_SIZE: usize = 64;
@@ -101,6 +104,12 @@ pub enum Peer {
     /// The floor: a raw atomic ping-pong between the two processes (one
     /// shared word per direction). Latency rows only: not in [`Peer::ALL`].
     Floor,
+    /// This crate received with `recv_async` in a current-thread tokio
+    /// runtime (latency rows only).
+    ShmpscAsync,
+    /// A Unix stream socket read through tokio's `UnixStream` (latency rows
+    /// only).
+    TokioUnix,
 }
 
 impl Peer {
@@ -117,6 +126,10 @@ impl Peer {
     ];
 
     /// The peer's name in benchmark ids, tables and command lines.
+    /// Peers of the latency rows only: the raw ping-pong floor, and the
+    /// async receivers.
+    pub const LATENCY_ONLY: [Peer; 3] = [Peer::Floor, Peer::ShmpscAsync, Peer::TokioUnix];
+
     pub fn name(self) -> &'static str {
         match self {
             Peer::Shmpsc => "shmpsc",
@@ -128,6 +141,8 @@ impl Peer {
             Peer::Pipe => "pipe",
             Peer::Crossbeam => "crossbeam",
             Peer::Floor => "floor",
+            Peer::ShmpscAsync => "shmpsc-async",
+            Peer::TokioUnix => "tokio-unix",
         }
     }
 
@@ -135,7 +150,7 @@ impl Peer {
     pub fn parse(s: &str) -> Option<Peer> {
         Peer::ALL
             .into_iter()
-            .chain([Peer::Floor])
+            .chain(Peer::LATENCY_ONLY)
             .find(|p| p.name() == s)
     }
 }
@@ -407,6 +422,8 @@ pub fn child_main() -> bool {
         Peer::Pipe => run::<peer_stream::Fifo>(&spec, &token),
         Peer::Crossbeam => peer_crossbeam::run(&spec),
         Peer::Floor => run::<peer_floor::Floor>(&spec, &token),
+        Peer::ShmpscAsync => run::<peer_async::ShmpscAsync>(&spec, &token),
+        Peer::TokioUnix => run::<peer_async::TokioUnix>(&spec, &token),
     }
     true
 }

@@ -22,6 +22,11 @@ pub struct ShmIn {
 }
 
 impl ShmIn {
+    /// The receiver (for the async peer, which receives with it).
+    pub fn into_receiver(self) -> Receiver<Msg> {
+        self.rx
+    }
+
     fn new(rx: Receiver<Msg>, spin: bool) -> ShmIn {
         ShmIn {
             rx,
