@@ -109,6 +109,8 @@ struct ShardState {
     entries: Vec<Entry>,
     /// The last wait's id.
     next_id: u64,
+    /// Changes whenever a wait is added or removed.
+    version: u64,
 }
 
 /// The outcome of a wait that a liveness check ended.
@@ -145,30 +147,34 @@ impl Shard {
     fn run(&self) {
         let mut words: Vec<FutexWaitv> = Vec::with_capacity(FUTEX_WAITV_MAX);
         let mut fallback = false;
+        // The set of waits `words` was built for (see `ShardState::version`).
+        let mut built = u64::MAX;
+        // Whether a word may have changed: not after a plain timeout, when
+        // only the liveness checks are due (they touch one page of each
+        // channel instead of two).
+        let mut scan = true;
         loop {
-            words.clear();
             let bell = self.doorbell.load(Ordering::Acquire);
-            words.push(FutexWaitv::new(&self.doorbell, bell));
             let deadline = {
                 let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let woken = self.take_due(&mut st);
-                for e in &st.entries {
-                    if let Some(word) = e.word() {
-                        words.push(FutexWaitv::new(word, e.seen));
+                let woken = self.take_due(&mut st, scan || fallback);
+                if st.version != built {
+                    built = st.version;
+                    words.clear();
+                    words.push(FutexWaitv::new(&self.doorbell, bell));
+                    for e in &st.entries {
+                        if let Some(word) = e.word() {
+                            words.push(FutexWaitv::new(word, e.seen));
+                        }
                     }
+                } else {
+                    words[0] = FutexWaitv::new(&self.doorbell, bell);
                 }
                 let next = st.entries.iter().map(|e| e.next_check).min();
                 drop(st);
                 // Outside the lock: a waker may run code that cancels a wait.
                 woken.into_iter().for_each(|e| e.waker.wake());
                 next
-            };
-            let deadline = if fallback && words.len() > 1 {
-                Some(deadline.map_or(Instant::now() + FALLBACK_POLL, |d| {
-                    d.min(Instant::now() + FALLBACK_POLL)
-                }))
-            } else {
-                deadline
             };
             if fallback {
                 // Only the doorbell can be waited on: with no waits, until
@@ -178,11 +184,16 @@ impl Shard {
                 } else {
                     deadline.map_or(FALLBACK_POLL, |d| {
                         d.saturating_duration_since(Instant::now())
+                            .min(FALLBACK_POLL)
                     })
                 };
                 sys::futex_wait(&self.doorbell, bell, left);
-            } else if sys::futex_waitv(&words, deadline) == WaitvEnd::Unsupported {
-                fallback = true;
+                continue;
+            }
+            match sys::futex_waitv(&words, deadline) {
+                WaitvEnd::Unsupported => fallback = true,
+                WaitvEnd::TimedOut => scan = false,
+                WaitvEnd::Woken(_) | WaitvEnd::Changed => scan = true,
             }
         }
     }
@@ -190,7 +201,7 @@ impl Shard {
     /// Takes out every wait whose word changed, and those whose peer may
     /// be gone at their tick; returns them (to be woken and dropped outside
     /// the lock).
-    fn take_due(&self, st: &mut ShardState) -> Vec<Entry> {
+    fn take_due(&self, st: &mut ShardState, scan: bool) -> Vec<Entry> {
         let now = Instant::now();
         let mut woken = Vec::new();
         let mut i = 0;
@@ -198,15 +209,16 @@ impl Shard {
             let e = &mut st.entries[i];
             // Relaxed: a changed word only sends the task to look again;
             // what it reads then is ordered by the channel's own protocol.
-            let changed = e
-                .word()
-                .is_some_and(|w| w.load(Ordering::Relaxed) != e.seen);
+            let changed = scan
+                && e.word()
+                    .is_some_and(|w| w.load(Ordering::Relaxed) != e.seen);
             let gone = !changed && now >= e.next_check && {
                 e.next_check = next_check(self.epoch, now, e.tick);
                 e.watch.as_ref().map_or(true, |w| w.peer_gone(e.peer))
             };
             if changed || gone {
                 let e = st.entries.swap_remove(i);
+                st.version += 1;
                 if gone {
                     e.outcome.store(GONE, Ordering::Relaxed);
                 }
@@ -311,6 +323,7 @@ impl Registration {
         let id = {
             let mut st = shard.state.lock().unwrap_or_else(PoisonError::into_inner);
             st.next_id += 1;
+            st.version += 1;
             let id = st.next_id;
             let tick = if watch.is_some() { tick } else { FALLBACK_POLL };
             let next_check = next_check(shard.epoch, Instant::now(), tick);
@@ -386,6 +399,7 @@ impl Drop for Registration {
             return;
         };
         let entry = st.entries.swap_remove(i);
+        st.version += 1;
         self.shard.load.fetch_sub(1, Ordering::Relaxed);
         drop(st);
         // Outside the lock (see `pending`).
