@@ -517,3 +517,37 @@ fn fork_child_dropping_a_pending_receive_leaves_the_parent_waiting() {
     });
     assert_eq!(r, Ok(7));
 }
+
+// --------------------------------------------------------------- takeover
+
+/// A receiver process killed with messages in the ring; a new receiver
+/// takes the channel over and gets every one of them with `recv_async`,
+/// in order, then `Disconnected` once the sender is gone: a takeover works
+/// for async receivers as for blocking ones.
+#[test]
+fn async_receiver_after_a_takeover() {
+    run_child_role(run_role);
+    const N: u64 = 50;
+    let name = unique_name("async-takeover");
+    let mut child = Spawn::new("async_receiver_after_a_takeover", "idle_receiver", &name).spawn();
+    child.expect_event("ready");
+    let tx = Sender::<Msg>::open(&name).unwrap();
+    for seq in 0..N {
+        tx.send(Msg::new(0, seq)).unwrap();
+    }
+    child.kill();
+    let mut rx = Builder::new(&name).receiver::<Msg>().unwrap();
+    assert!(rx.was_taken_over());
+    let mut tracker = Tracker::new(1);
+    futures_executor::block_on(async {
+        for _ in 0..N {
+            tracker.accept(&rx.recv_async().await.unwrap());
+        }
+        // Pending until the sender goes.
+        let mut end = std::pin::pin!(rx.recv_async());
+        assert!(poll_once(end.as_mut()).is_pending());
+        drop(tx);
+        assert_eq!(end.await, Err(RecvError::Disconnected));
+    });
+    assert_eq!(tracker.next, [N]);
+}
