@@ -886,6 +886,98 @@ impl<T> Sender<T> {
         self.inner.producer.segment().geometry().max_message
     }
 
+    /// Number of messages in the ring, sent by any sender and not yet
+    /// received (approximately while endpoints are active), as
+    /// [`Receiver::len`].
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-sender-len")?;
+    /// tx.send(1).unwrap();
+    /// tx.send(2).unwrap();
+    /// assert_eq!(tx.len(), 2);
+    /// rx.recv().unwrap();
+    /// assert_eq!(tx.len(), 1);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.producer.segment().pending_messages()
+    }
+
+    /// Whether no message is waiting in the ring (see [`Sender::len`]).
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::channel::<u8>("doc-sender-is-empty")?;
+    /// assert!(tx.is_empty());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring is full: it has no room now for even the smallest
+    /// message (one byte encoded), so a `try_send` would fail with `Full`.
+    /// A ring that is not full may still lack room for a large message.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::Builder::new("doc-sender-is-full").capacity(4096).create::<u64>()?;
+    /// assert!(!tx.is_full());
+    /// while tx.try_send(7).is_ok() {}
+    /// assert!(tx.is_full());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        !self.inner.producer.room_for(1)
+    }
+
+    /// Size of the ring's data area in bytes, as [`Receiver::capacity`]
+    /// (messages take their encoded size plus 8 to 15 bytes of framing).
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::Builder::new("doc-sender-capacity").capacity(8192).create::<u8>()?;
+    /// assert_eq!(tx.capacity(), 8192);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.inner.producer.segment().geometry().capacity as usize
+    }
+
+    /// Whether the receiver is gone: dropped, or its process exited or
+    /// died. Asks the kernel (one lock test), without sending. A channel
+    /// whose receiver is gone stays so for this sender, even if another
+    /// receiver takes the channel over: open a new sender then.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<u8>("doc-sender-is-disconnected")?;
+    /// assert!(!tx.is_disconnected());
+    /// drop(rx);
+    /// assert!(tx.is_disconnected());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.producer.receiver_gone()
+    }
+
+    /// Whether `other` sends to the same channel (the same shared-memory
+    /// object, whatever its name is now).
+    ///
+    /// ```
+    /// let (a, _rx) = shmpsc::channel::<u8>("doc-same-channel-a")?;
+    /// let (b, _rx2) = shmpsc::channel::<u8>("doc-same-channel-b")?;
+    /// assert!(a.same_channel(&a.clone()));
+    /// assert!(!a.same_channel(&b));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        if Arc::ptr_eq(&self.inner, &other.inner) {
+            return true;
+        }
+        let (a, b) = (
+            self.inner.producer.segment().identity(),
+            other.inner.producer.segment().identity(),
+        );
+        matches!((a, b), (Ok(a), Ok(b)) if a == b)
+    }
+
     /// The codec this sender encodes messages with (see [`Builder::codec`]).
     ///
     /// ```

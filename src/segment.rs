@@ -665,6 +665,20 @@ impl Segment {
     }
 
     /// Device and inode of this segment's object.
+    /// Number of messages in the ring (sent minus received, from the
+    /// statistics), approximately while endpoints are active. Statistics
+    /// live in shared memory: a nonsense value gives a nonsense count,
+    /// never a failure.
+    pub(crate) fn pending_messages(&self) -> usize {
+        let sent: u64 = self
+            .slots()
+            .iter()
+            .map(|s| s.sent_messages.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add);
+        let received = self.header().rx.received_messages.load(Ordering::Relaxed);
+        usize::try_from(sent.saturating_sub(received)).unwrap_or(usize::MAX)
+    }
+
     pub(crate) fn identity(&self) -> Result<sys::FileId, OpenError> {
         sys::file_stat(&self.file)
             .map(|st| st.id)

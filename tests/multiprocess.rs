@@ -538,3 +538,42 @@ fn senders_killed_at_random_moments() {
         }
     }
 }
+
+/// A sender's queries against a receiver in another process: `len`,
+/// `is_full`, `capacity`, `same_channel`, and `is_disconnected` once that
+/// process is killed (without sending).
+#[test]
+fn sender_queries_and_a_killed_receiver() {
+    run_child_role(run_role);
+    let name = unique_name("queries");
+    let mut child = Spawn::new(
+        "sender_queries_and_a_killed_receiver",
+        "idle_receiver",
+        &name,
+    )
+    .param("capacity", 4096)
+    .spawn();
+    child.expect_event("ready");
+    let tx = Sender::<Msg>::open(&name).unwrap();
+    let other = Sender::<Msg>::open(&name).unwrap();
+    assert!(tx.same_channel(&other) && tx.same_channel(&tx.clone()));
+    assert_eq!(tx.capacity(), 4096);
+    assert!(tx.is_empty() && !tx.is_full() && !tx.is_disconnected());
+    let mut n = 0;
+    while tx.try_send(Msg::new(0, n)).is_ok() {
+        n += 1;
+    }
+    // Room may be left for smaller records: fill it with 1-byte ones.
+    while tx.try_send_bytes(&[0]).is_ok() {
+        n += 1;
+    }
+    assert!(tx.is_full());
+    assert_eq!(tx.len() as u64, n);
+    assert_eq!(other.len() as u64, n);
+    child.kill();
+    assert!(tx.is_disconnected());
+    assert!(matches!(
+        tx.try_send(Msg::new(0, n)),
+        Err(TrySendError::Disconnected(_))
+    ));
+}

@@ -491,14 +491,7 @@ impl Consumer {
     /// Number of messages in the ring (sent minus received, from the
     /// statistics), approximately while senders are active.
     pub(crate) fn len(&self) -> usize {
-        let seg = self.ring.segment();
-        let sent: u64 = seg
-            .slots()
-            .iter()
-            .map(|s| s.sent_messages.load(Ordering::Relaxed))
-            .fold(0u64, u64::wrapping_add);
-        let received = seg.header().rx.received_messages.load(Ordering::Relaxed);
-        sent.saturating_sub(received) as usize
+        self.ring.segment().pending_messages()
     }
 
     // ------------------------------------------------------------ closing

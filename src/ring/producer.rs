@@ -141,6 +141,16 @@ impl Producer {
         !peers::receiver_alive(self.ring.segment())
     }
 
+    /// Whether the receiver is gone (dropped, or its process gone), asking
+    /// the kernel now; latched, as a send that finds it so.
+    pub(crate) fn receiver_gone(&self) -> bool {
+        if self.receiver_dropped() || !peers::receiver_alive(self.ring.segment()) {
+            self.disconnected.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
     fn disconnect(&self) -> SendTimeoutError<()> {
         self.disconnected.store(true, Ordering::Relaxed);
         SendTimeoutError::Disconnected(())
@@ -148,7 +158,7 @@ impl Producer {
 
     /// Whether the ring has room for a record of `len` payload bytes now, or
     /// the receiver was dropped (either ends a wait for room).
-    fn room_for(&self, len: u64) -> bool {
+    pub(crate) fn room_for(&self, len: u64) -> bool {
         let h = self.ring.segment().header();
         let tail = h.tail.load(Ordering::Relaxed);
         // SYNC POINT: as the reload of `head` in `Ring::claim_any`.
