@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{OpenError, OpenErrorKind};
 use crate::peers;
-use crate::segment::{Segment, WaitBudget, PREFIX};
+use crate::segment::{Pending, Segment, WaitBudget, PREFIX};
 use crate::sys;
 
 pub use crate::peers::ReceiverState;
@@ -75,6 +75,31 @@ pub struct ChannelInfo {
 }
 
 impl ChannelInfo {
+    /// Messages sent and not received (from the statistics; approximate
+    /// while endpoints are active).
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::channel::<u8>("doc-info-pending")?;
+    /// tx.send(1).unwrap();
+    /// assert_eq!(shmpsc::inspect("doc-info-pending")?.pending_messages(), 1);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn pending_messages(&self) -> u64 {
+        self.sent_messages.saturating_sub(self.received_messages)
+    }
+
+    /// Payload bytes of the messages sent and not received.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpsc::channel::<()>("doc-info-pending-bytes")?;
+    /// tx.send_bytes(b"abc").unwrap();
+    /// assert_eq!(shmpsc::inspect("doc-info-pending-bytes")?.pending_bytes(), 3);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn pending_bytes(&self) -> u64 {
+        self.sent_bytes.saturating_sub(self.received_bytes)
+    }
+
     /// Whether no live process uses the channel.
     pub fn is_unused(&self) -> bool {
         self.receiver != ReceiverState::Alive && !self.senders.iter().any(|s| s.alive)
@@ -148,11 +173,15 @@ pub fn list() -> io::Result<Vec<String>> {
 }
 
 /// Removes the channel `name` if no live process uses it (its receiver and
-/// every sender are dropped or dead). Fails with [`OpenErrorKind::InUse`]
-/// otherwise, with [`OpenErrorKind::NotFound`] if the name is gone (or now
-/// refers to another object than the one checked: a channel created since
-/// is never removed), with [`OpenErrorKind::Untrusted`] for an entry that is
-/// not a regular file, and with [`OpenErrorKind::Io`] (of kind
+/// every sender are dropped or dead) and it holds no undelivered message.
+/// Fails with [`OpenErrorKind::InUse`] (naming the processes) if a live
+/// process uses it, with [`OpenErrorKind::HasPending`] if messages were
+/// sent that no receiver got (a receiver that takes the channel over gets
+/// them; [`remove_forced`] removes it anyway), with
+/// [`OpenErrorKind::NotFound`] if the name is gone (or now refers to
+/// another object than the one checked: a channel created since is never
+/// removed), with [`OpenErrorKind::Untrusted`] for an entry that is not a
+/// regular file, and with [`OpenErrorKind::Io`] (of kind
 /// [`io::ErrorKind::TimedOut`]) if its remover lock stays held for a second
 /// (by another removal, or by another program). A channel being created is
 /// not visible under its name until it is ready, so it cannot be removed.
@@ -160,12 +189,27 @@ pub fn list() -> io::Result<Vec<String>> {
 /// ```
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-remove")?;
 /// let err = shmpsc::remove("doc-remove").unwrap_err();
-/// assert!(matches!(err.kind(), shmpsc::OpenErrorKind::InUse));
+/// assert!(matches!(err.kind(), shmpsc::OpenErrorKind::InUse { .. }));
 /// drop((tx, rx));
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
 pub fn remove(name: &str) -> Result<(), OpenError> {
-    Segment::remove_if_unused(name)
+    Segment::remove_if_unused(name, Pending::Keep)
+}
+
+/// Removes the channel `name` if no live process uses it, as [`remove`],
+/// also when it holds undelivered messages: they are lost.
+///
+/// ```
+/// let (tx, rx) = shmpsc::channel::<u8>("doc-remove-forced")?;
+/// tx.send(1).unwrap();
+/// drop(rx); // the receiver's drop removes the name itself
+/// let err = shmpsc::remove_forced("doc-remove-forced").unwrap_err();
+/// assert!(matches!(err.kind(), shmpsc::OpenErrorKind::NotFound));
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub fn remove_forced(name: &str) -> Result<(), OpenError> {
+    Segment::remove_if_unused(name, Pending::Discard)
 }
 
 /// What [`sweep`] did: the channels it removed, and the entries it left
@@ -183,14 +227,17 @@ pub struct Sweep {
 }
 
 /// Removes every channel whose name starts with `prefix` (`""` for all)
-/// that no live process uses, looking at each entry on its own: an entry
-/// that cannot be removed is reported in [`Sweep::skipped`] and the sweep
-/// goes on. Channels in use, and names that disappear meanwhile, are
-/// neither removed nor reported. An entry whose remover lock another
-/// program holds (anyone who can open an object can lock it) is skipped
-/// with that reason: the sweep waits for such locks at most a second in
-/// all, however many entries hold them. Fails only if `/dev/shm` cannot be
-/// listed.
+/// that no live process uses and that holds no undelivered message,
+/// looking at each entry on its own: an entry that cannot be removed is
+/// reported in [`Sweep::skipped`] and the sweep goes on. Channels with
+/// undelivered messages are reported there too
+/// ([`OpenErrorKind::HasPending`], with how many); [`sweep_forced`]
+/// removes them as well. Channels in use, and names that disappear
+/// meanwhile, are neither removed nor reported. An entry whose remover
+/// lock another program holds (anyone who can open an object can lock it)
+/// is skipped with that reason: the sweep waits for such locks at most a
+/// second in all, however many entries hold them. Fails only if
+/// `/dev/shm` cannot be listed.
 ///
 /// ```no_run
 /// let sweep = shmpsc::sweep("")?;
@@ -200,6 +247,22 @@ pub struct Sweep {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn sweep(prefix: &str) -> io::Result<Sweep> {
+    sweep_with(prefix, Pending::Keep)
+}
+
+/// [`sweep`], removing channels with undelivered messages too (their
+/// messages are lost).
+///
+/// ```no_run
+/// let sweep = shmpsc::sweep_forced("jobs-")?;
+/// println!("removed {:?}", sweep.removed);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn sweep_forced(prefix: &str) -> io::Result<Sweep> {
+    sweep_with(prefix, Pending::Discard)
+}
+
+fn sweep_with(prefix: &str, pending: Pending) -> io::Result<Sweep> {
     let mut out = Sweep::default();
     // One budget for waiting on other removers over the whole sweep: an
     // entry whose remover lock another program holds for ever costs it at
@@ -210,9 +273,13 @@ pub fn sweep(prefix: &str) -> io::Result<Sweep> {
         if !name.starts_with(prefix) {
             continue;
         }
-        match Segment::remove_if_unused_within(&name, &mut budget) {
+        match Segment::remove_if_unused_within(&name, &mut budget, pending) {
             Ok(()) => out.removed.push(name),
-            Err(e) if matches!(e.kind(), OpenErrorKind::InUse | OpenErrorKind::NotFound) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    OpenErrorKind::InUse { .. } | OpenErrorKind::NotFound
+                ) => {}
             Err(e) => out.skipped.push(e),
         }
     }

@@ -596,7 +596,21 @@ pub enum OpenErrorKind {
         reason: String,
     },
     /// A live process still uses the channel, so it was not removed.
-    InUse,
+    InUse {
+        /// The processes that use it, as they recorded themselves in the
+        /// channel (the receiver first, if it is alive; informational: the
+        /// locks, not these numbers, decide).
+        pids: Vec<u32>,
+    },
+    /// No live process uses the channel, but it holds messages that no
+    /// receiver got: removing it would lose them, so it was not removed
+    /// (see [`remove_forced`](crate::remove_forced)).
+    HasPending {
+        /// Messages sent and not received.
+        messages: u64,
+        /// Their payload bytes.
+        bytes: u64,
+    },
     /// The channel is still being created (or its creator died while creating it).
     NotReady,
     /// The sender passed to this process with `Sender::pass_to` belongs to
@@ -733,10 +747,29 @@ impl fmt::Display for OpenError {
                  it is unused, remove it with shmpsc::remove(\"{name}\") (or `shmpsc rm {name}`) \
                  and create it again"
             ),
-            OpenErrorKind::InUse => write!(
+            OpenErrorKind::InUse { pids } if !pids.is_empty() => {
+                let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+                write!(
+                    f,
+                    "channel `{name}` is in use by process{} {} and was not removed: stop \
+                     {} first",
+                    if pids.len() == 1 { "" } else { "es" },
+                    list.join(", "),
+                    if pids.len() == 1 { "it" } else { "them" }
+                )
+            }
+            OpenErrorKind::InUse { .. } => write!(
                 f,
                 "channel `{name}` is in use by a live receiver or sender and was not removed: \
                  stop those processes first"
+            ),
+            OpenErrorKind::HasPending { messages, bytes } => write!(
+                f,
+                "channel `{name}` holds {messages} undelivered message{} ({bytes} bytes) that \
+                 no receiver got, and was not removed: start its receiver to take them, or \
+                 remove it anyway (and lose them) with `shmpsc rm --force` \
+                 (`shmpsc::remove_forced`)",
+                if *messages == 1 { "" } else { "s" }
             ),
             OpenErrorKind::NotReady => write!(
                 f,

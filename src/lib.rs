@@ -171,7 +171,8 @@ pub mod logging;
 
 #[cfg(not(loom))]
 pub use admin::{
-    inspect, list, remove, remove_unused, sweep, ChannelInfo, ReceiverState, SenderInfo, Sweep,
+    inspect, list, remove, remove_forced, remove_unused, sweep, sweep_forced, ChannelInfo,
+    ReceiverState, SenderInfo, Sweep,
 };
 #[cfg(all(feature = "async", not(loom)))]
 pub use async_api::{RecvFuture, RecvStream, SendFuture};

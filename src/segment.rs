@@ -84,6 +84,15 @@ pub(crate) enum Created {
     TakenOver,
 }
 
+/// What a removal does with a channel that holds undelivered messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// Refuse to remove it (`OpenErrorKind::HasPending`).
+    Keep,
+    /// Remove it anyway: its messages are lost.
+    Discard,
+}
+
 /// A mapped shmpsc segment.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -693,6 +702,11 @@ impl Segment {
     pub(crate) fn inspect(name: &str) -> Result<Segment, OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
+        Segment::snapshot_of(name, path, file)
+    }
+
+    /// [`Segment::inspect`] of an object already open as `file`.
+    fn snapshot_of(name: &str, path: String, file: File) -> Result<Segment, OpenError> {
         let st = check_object(name, &file, Trust::Known)?;
         crate::hooks::at(crate::hooks::Point::HeaderRead);
         let header = read_header(name, &file)?;
@@ -740,8 +754,8 @@ impl Segment {
     ///
     /// Another remover is waited for, up to [`REMOVER_WAIT`]; a remover
     /// byte held longer (by a program that is no remover) is reported.
-    pub(crate) fn remove_if_unused(name: &str) -> Result<(), OpenError> {
-        Segment::remove_if_unused_within(name, &mut WaitBudget::new())
+    pub(crate) fn remove_if_unused(name: &str, pending: Pending) -> Result<(), OpenError> {
+        Segment::remove_if_unused_within(name, &mut WaitBudget::new(), pending)
     }
 
     /// [`Segment::remove_if_unused`], waiting for another remover only as
@@ -752,6 +766,7 @@ impl Segment {
     pub(crate) fn remove_if_unused_within(
         name: &str,
         budget: &mut WaitBudget,
+        pending: Pending,
     ) -> Result<(), OpenError> {
         let path = shm_path(name)?;
         let file = sys::shm_open_existing(&path).map_err(|e| open_errno(name, "opening", e))?;
@@ -773,7 +788,8 @@ impl Segment {
             let Some(holder) = sys::ofd_lock_holder(&file, REMOVER_LOCK_BYTE)
                 .map_err(|e| OpenError::io(name, "looking at the channel's locks", e))?
             else {
-                return Err(OpenError::new(name, OpenErrorKind::InUse));
+                let pids = Segment::users(name, &path, &file);
+                return Err(OpenError::new(name, OpenErrorKind::InUse { pids }));
             };
             if !poll.pause() {
                 budget.spent(poll);
@@ -787,11 +803,69 @@ impl Segment {
         if !still_named(name, &path, &file)? {
             return Err(OpenError::new(name, OpenErrorKind::NotFound));
         }
+        if pending == Pending::Keep {
+            // Exact: while the locks are held, nobody can send or receive.
+            let (messages, bytes) = Segment::undelivered(name, &path, &file)?;
+            if messages > 0 {
+                return Err(OpenError::new(
+                    name,
+                    OpenErrorKind::HasPending { messages, bytes },
+                ));
+            }
+        }
         crate::hooks::at(crate::hooks::Point::RemoveChecked);
         match unlink_exact(name, &path, &file)? {
             true => Ok(()),
             false => Err(OpenError::new(name, OpenErrorKind::NotFound)),
         }
+    }
+
+    /// A snapshot (see [`Segment::inspect`]) of the object open as `file`,
+    /// read through a second descriptor (closing it leaves `file`'s locks).
+    fn snapshot_of_open(name: &str, path: &str, file: &File) -> Result<Segment, OpenError> {
+        let dup = file
+            .try_clone()
+            .map_err(|e| OpenError::io(name, "duplicating a descriptor", e))?;
+        Segment::snapshot_of(name, path.to_owned(), dup)
+    }
+
+    /// Messages (and their payload bytes) sent on the object open as `file`
+    /// and not received, from its statistics.
+    fn undelivered(name: &str, path: &str, file: &File) -> Result<(u64, u64), OpenError> {
+        let snap = Segment::snapshot_of_open(name, path, file)?;
+        let rx = &snap.header().rx;
+        let (sent, sent_bytes) = snap.slots().iter().fold((0u64, 0u64), |(m, b), s| {
+            (
+                m.wrapping_add(s.sent_messages.load(Ordering::Relaxed)),
+                b.wrapping_add(s.sent_bytes.load(Ordering::Relaxed)),
+            )
+        });
+        Ok((
+            sent.saturating_sub(rx.received_messages.load(Ordering::Relaxed)),
+            sent_bytes.saturating_sub(rx.received_bytes.load(Ordering::Relaxed)),
+        ))
+    }
+
+    /// The processes that use the object open as `file`, as they recorded
+    /// themselves: its receiver (if its lock is held) and its live
+    /// senders. Empty if the snapshot cannot be read.
+    fn users(name: &str, path: &str, file: &File) -> Vec<u32> {
+        let Ok(snap) = Segment::snapshot_of_open(name, path, file) else {
+            return Vec::new();
+        };
+        let h = snap.header();
+        let mut pids = Vec::new();
+        if Segment::receiver_locked(snap.file()) {
+            pids.push(h.control.rx_pid.load(Ordering::Relaxed));
+        }
+        for i in crate::peers::active_slots(&snap) {
+            if crate::peers::sender_alive(&snap, i) {
+                pids.push(snap.slots()[i].pid.load(Ordering::Relaxed));
+            }
+        }
+        pids.retain(|&p| p != 0);
+        pids.dedup();
+        pids
     }
 
     /// Reserves the segment's pages (see `sys::shm_reserve`): a segment

@@ -263,7 +263,9 @@ fn rm_refuses_a_channel_in_use_and_removes_an_unused_one() {
 
     let o = cli(&["rm", &live]);
     assert!(!o.status.success(), "removing a channel in use must fail");
-    assert!(stderr(&o).contains("in use"), "{}", stderr(&o));
+    // It names who uses it: this test process holds the receiver.
+    let me = format!("in use by process {}", std::process::id());
+    assert!(stderr(&o).contains(&me), "{}", stderr(&o));
     assert!(ls_row(&live).is_some());
 
     let out = cli_ok(&["rm", &dead]);
@@ -308,10 +310,41 @@ fn gc_removes_only_channels_no_live_process_uses() {
     let out = cli_ok(&["gc", "--prefix", &prefix]);
     assert_eq!(out.trim(), "no unused channels");
 
-    // Its last sender gone, the channel with the dead receiver is unused.
+    // Its last sender gone, the channel with the dead receiver is unused,
+    // but holds the message its sender sent: gc keeps it and says so (in
+    // the dry run too), `ls` shows it pending, and --force removes it.
     s.close_stdin();
     s.wait_success();
+    let row = ls_row(&dead_with_sender).expect("listed");
+    assert_eq!(row["PENDING"], "1 (1 B)", "{row:?}");
+    let out = cli_ok(&["gc", "--prefix", &prefix, "--dry-run"]);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "would keep {dead_with_sender}: it holds 1 undelivered messages (1 B) (--force to \
+             remove)\nno unused channels"
+        ),
+        "{out}"
+    );
     let out = cli_ok(&["gc", "--prefix", &prefix]);
+    assert!(
+        out.starts_with(&format!("skipped {dead_with_sender}: channel `{dead_with_sender}` holds 1 undelivered message (1 bytes)")),
+        "{out}"
+    );
+    assert!(ls_row(&dead_with_sender).is_some());
+    let o = cli(&["rm", &dead_with_sender]);
+    assert!(
+        !o.status.success(),
+        "rm of a channel with pending messages must fail"
+    );
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let out = cli_ok(&["gc", "--prefix", &prefix, "--dry-run", "--force"]);
+    assert_eq!(
+        out.trim(),
+        format!("would remove {dead_with_sender}, losing 1 undelivered messages (1 B)"),
+        "{out}"
+    );
+    let out = cli_ok(&["gc", "--prefix", &prefix, "--force"]);
     assert_eq!(out.trim(), format!("removed {dead_with_sender}"), "{out}");
     assert!(ls_row(&live).is_some());
 }

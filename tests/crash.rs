@@ -222,10 +222,16 @@ fn stale_segments_are_listed_and_removed() {
     assert_eq!(info.senders[0].pid, sender.pid());
     assert_eq!(info.sent_messages, 1);
     assert!(info.used > 0);
-    assert!(matches!(
-        shmpsc::remove(&stale).map_err(OpenError::into_kind),
-        Err(OpenErrorKind::InUse)
-    ));
+    // In use: the error names the receiver's and the sender's processes.
+    let err = shmpsc::remove(&stale).unwrap_err();
+    assert!(
+        err.to_string().contains(&receiver.pid().to_string()),
+        "{err}"
+    );
+    match err.into_kind() {
+        OpenErrorKind::InUse { pids } => assert_eq!(pids, [receiver.pid(), sender.pid()]),
+        other => panic!("{other:?}"),
+    }
 
     sender.kill();
     receiver.kill();
@@ -236,12 +242,40 @@ fn stale_segments_are_listed_and_removed() {
     assert!(info.is_unused());
     assert!(shmpsc::list().unwrap().contains(&stale));
 
-    // A live channel survives the sweep; the stale one does not.
+    assert_eq!(info.pending_messages(), 1);
+
+    // The stale channel holds a message no receiver got: the sweep and
+    // `remove` refuse it and say how much it holds; a receiver taking it
+    // over would get it.
     let live = unique_name("live");
     let (_tx, _rx) = shmpsc::channel::<Msg>(&live).unwrap();
     let removed = shmpsc::remove_unused().unwrap();
-    assert!(removed.contains(&stale), "{removed:?}");
-    assert!(!removed.contains(&live));
+    assert!(
+        !removed.contains(&stale) && !removed.contains(&live),
+        "{removed:?}"
+    );
+    let sweep = shmpsc::sweep(&stale).unwrap();
+    assert!(sweep.removed.is_empty());
+    assert!(
+        matches!(
+            sweep.skipped.as_slice(),
+            [e] if e.name() == stale
+                && matches!(e.kind(), OpenErrorKind::HasPending { messages: 1, bytes } if *bytes > 0)
+        ),
+        "{:?}",
+        sweep.skipped
+    );
+    let err = shmpsc::remove(&stale).unwrap_err();
+    assert!(err.to_string().contains("1 undelivered message"), "{err}");
+    assert!(shmpsc::list().unwrap().contains(&stale));
+
+    // Forced, it goes; a live channel survives a forced sweep. (Sweeps
+    // limited to this test's names: other tests' stale channels are theirs.)
+    assert_eq!(
+        shmpsc::sweep_forced(&stale).unwrap().removed,
+        std::slice::from_ref(&stale)
+    );
+    assert!(shmpsc::sweep_forced(&live).unwrap().removed.is_empty());
     let names = shmpsc::list().unwrap();
     assert!(!names.contains(&stale));
     assert!(names.contains(&live));

@@ -185,7 +185,7 @@ fn remove_when_unused(name: &str) {
         match shmpsc::remove(name) {
             Ok(()) => return,
             Err(e)
-                if matches!(e.kind(), OpenErrorKind::InUse)
+                if matches!(e.kind(), OpenErrorKind::InUse { .. })
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::yield_now()
@@ -928,7 +928,7 @@ fn in_use_says_to_stop_the_users() {
     let name = unique_name("in-use");
     let (_tx, _rx) = shmpsc::channel::<u64>(&name).unwrap();
     let e = shmpsc::remove(&name).unwrap_err();
-    assert!(matches!(e.kind(), OpenErrorKind::InUse), "{e:?}");
+    assert!(matches!(e.kind(), OpenErrorKind::InUse { .. }), "{e:?}");
     assert_helpful(&e, &name, &["stop"]);
 }
 

@@ -5,8 +5,8 @@
 //! ```text
 //! shmpsc ls                      every channel: receiver, senders, fill, counters
 //! shmpsc stat NAME [--watch]     one channel in detail, with rates
-//! shmpsc rm NAME...              remove channels that no live process uses
-//! shmpsc gc [--dry-run]          remove every channel that no live process uses
+//! shmpsc rm [--force] NAME...    remove channels that no live process uses
+//! shmpsc gc [--dry-run] [--force] remove every channel that no live process uses
 //! shmpsc bench                   shmpsc vs a Unix socket vs a pipe, across processes
 //! ```
 //!
@@ -67,11 +67,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
-    /// Remove channels that no live process uses (refused for a channel in use).
+    /// Remove channels that no live process uses (refused for a channel in
+    /// use, naming its processes, and for one holding undelivered messages
+    /// unless --force).
     Rm {
         /// Channel names.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Also remove channels that hold undelivered messages (they are lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Remove every channel that no live process uses: receiver dropped or
     /// dead, and no live sender.
@@ -79,9 +84,12 @@ enum Cmd {
         /// Only channels whose name starts with this.
         #[arg(long)]
         prefix: Option<String>,
-        /// Only list what would be removed.
+        /// Only list what would be removed, and what each would lose.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove channels that hold undelivered messages (they are lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Measure shmpsc against a Unix socket and a pipe: one sender process
     /// streams N messages to this process, for each message size.
@@ -142,8 +150,12 @@ fn main() -> ExitCode {
             count,
             interval,
         } => stat(&name, watch, count, interval),
-        Cmd::Rm { names } => rm(&names),
-        Cmd::Gc { prefix, dry_run } => gc(prefix.as_deref(), dry_run),
+        Cmd::Rm { names, force } => rm(&names, force),
+        Cmd::Gc {
+            prefix,
+            dry_run,
+            force,
+        } => gc(prefix.as_deref(), dry_run, force),
         Cmd::Bench {
             messages,
             sizes,
@@ -258,6 +270,15 @@ fn fill(info: &ChannelInfo) -> String {
     format!("{:.1}%", info.used as f64 * 100.0 / info.capacity as f64)
 }
 
+/// Messages sent and not received, and their bytes: `41 (656 B)`.
+fn pending_cell(info: &ChannelInfo) -> String {
+    format!(
+        "{} ({})",
+        info.pending_messages(),
+        bytes(info.pending_bytes())
+    )
+}
+
 fn filtered(prefix: Option<&str>) -> io::Result<Vec<String>> {
     let mut names = shmpsc::list()?;
     if let Some(p) = prefix {
@@ -293,6 +314,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
                     pids_cell(&pids(false)),
                     bytes(info.capacity),
                     fill(&info),
+                    pending_cell(&info),
                     info.sent_messages.to_string(),
                     bytes(info.sent_bytes),
                     info.received_messages.to_string(),
@@ -303,7 +325,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
             Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
             Err(e) => {
                 let mut row = vec![shown(&name), "?".to_owned()];
-                row.resize(10, "?".to_owned());
+                row.resize(11, "?".to_owned());
                 rows.push(row);
                 errors.push(e.to_string());
             }
@@ -319,6 +341,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
             "DEAD SENDERS",
             "CAPACITY",
             "FILL",
+            "PENDING",
             "SENT MSGS",
             "SENT BYTES",
             "RECV MSGS",
@@ -326,7 +349,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
         ],
         &rows,
         &[
-            false, false, false, false, true, true, true, true, true, true,
+            false, false, false, false, true, true, true, true, true, true, true,
         ],
     );
     for e in errors {
@@ -426,6 +449,12 @@ fn print_stat(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) {
         bytes(info.max_message),
         info.max_senders
     );
+    let _ = writeln!(
+        out,
+        "pending      {} messages, {} (sent and not received)",
+        info.pending_messages(),
+        bytes(info.pending_bytes())
+    );
     let rates = match before {
         Some((b, dt)) => format!(
             "   rate: {} msg/s, {}/s",
@@ -514,10 +543,15 @@ fn print_stat(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) {
 
 // -------------------------------------------------------------- rm and gc
 
-fn rm(names: &[String]) -> Result<bool> {
+fn rm(names: &[String], force: bool) -> Result<bool> {
     let mut ok = true;
     for name in names {
-        match shmpsc::remove(name) {
+        let removed = if force {
+            shmpsc::remove_forced(name)
+        } else {
+            shmpsc::remove(name)
+        };
+        match removed {
             Ok(()) => println!("removed {}", shown(name)),
             Err(e) => {
                 eprintln!("shmpsc: cannot remove {}: {e}", shown(name));
@@ -533,18 +567,36 @@ fn shown(name: &str) -> String {
     name.escape_debug().to_string()
 }
 
-/// Removes what no live process uses. What gc must leave alone (a channel
-/// in use or being created, another user's channel, a symlink or anything
-/// else that is not a channel) is reported, with why, and is no failure:
-/// the exit status is 0 unless /dev/shm cannot be listed.
-fn gc(prefix: Option<&str>, dry_run: bool) -> Result<bool> {
+/// Removes what no live process uses and holds no undelivered message
+/// (with `force`, also what does). What gc leaves alone (a channel in use
+/// or being created, one with undelivered messages, another user's
+/// channel, a symlink or anything else that is not a channel) is
+/// reported, with why, and is no failure: the exit status is 0 unless
+/// /dev/shm cannot be listed.
+fn gc(prefix: Option<&str>, dry_run: bool, force: bool) -> Result<bool> {
     if dry_run {
         let mut n = 0;
         for name in filtered(prefix)? {
             match shmpsc::inspect(&name) {
-                Ok(info) if info.is_unused() => {
+                Ok(info) if info.is_unused() && info.pending_messages() == 0 => {
                     println!("would remove {}", shown(&name));
                     n += 1;
+                }
+                Ok(info) if info.is_unused() => {
+                    let what = format!(
+                        "{} undelivered messages ({})",
+                        info.pending_messages(),
+                        bytes(info.pending_bytes())
+                    );
+                    if force {
+                        println!("would remove {}, losing {what}", shown(&name));
+                        n += 1;
+                    } else {
+                        println!(
+                            "would keep {}: it holds {what} (--force to remove)",
+                            shown(&name)
+                        );
+                    }
                 }
                 Ok(_) => {}
                 Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
@@ -558,7 +610,12 @@ fn gc(prefix: Option<&str>, dry_run: bool) -> Result<bool> {
         }
         return Ok(true);
     }
-    let sweep = shmpsc::sweep(prefix.unwrap_or(""))?;
+    let prefix = prefix.unwrap_or("");
+    let sweep = if force {
+        shmpsc::sweep_forced(prefix)?
+    } else {
+        shmpsc::sweep(prefix)?
+    };
     for name in &sweep.removed {
         println!("removed {}", shown(name));
     }
