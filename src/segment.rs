@@ -831,8 +831,14 @@ impl Segment {
 
     /// Messages (and their payload bytes) sent on the object open as `file`
     /// and not received, from its statistics.
+    /// A segment whose header is corrupt holds nothing any receiver can
+    /// get (none can open it): nothing to lose, `(0, 0)`.
     fn undelivered(name: &str, path: &str, file: &File) -> Result<(u64, u64), OpenError> {
-        let snap = Segment::snapshot_of_open(name, path, file)?;
+        let snap = match Segment::snapshot_of_open(name, path, file) {
+            Ok(snap) => snap,
+            Err(e) if matches!(e.kind(), OpenErrorKind::Corrupt { .. }) => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
         let rx = &snap.header().rx;
         let (sent, sent_bytes) = snap.slots().iter().fold((0u64, 0u64), |(m, b), s| {
             (
