@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_SENDERS: u32 = 64;
 /// its peer died.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(50);
 
+/// The shortest liveness tick a [`Builder`] accepts.
+const MIN_TICK: Duration = Duration::from_millis(1);
+
 /// What a channel of `T` encoded with `codec` carries: endpoints that
 /// disagree on either are refused at open.
 fn message_type<T>(codec: Codec) -> MessageType {
@@ -81,7 +84,7 @@ pub fn channel<T: Serialize + DeserializeOwned>(
 /// assert_eq!(rx.capacity(), 1 << 16);
 /// # Ok::<(), shmpsc::OpenError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Builder {
     name: String,
     capacity: u64,
@@ -91,6 +94,21 @@ pub struct Builder {
     tick: Duration,
     trusted_owners: Vec<u32>,
     codec: Codec,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("max_message", &self.max_message)
+            .field("max_senders", &self.max_senders)
+            .field("mode", &format_args!("{:#o}", self.mode))
+            .field("tick", &self.tick)
+            .field("trusted_owners", &self.trusted_owners)
+            .field("codec", &self.codec)
+            .finish()
+    }
 }
 
 impl Builder {
@@ -151,27 +169,59 @@ impl Builder {
     }
 
     /// Permission bits of the shared-memory object. Default `0o600` (owner
-    /// only); `0o660` lets the owner's group send too.
+    /// only); `0o660` lets the owner's group send too. Only the bits of
+    /// `0o777` are allowed: creating the channel with others (set-user-ID,
+    /// sticky, or a value written in decimal by mistake, such as `600`
+    /// for `0o1130`) fails with [`OpenErrorKind::InvalidConfig`].
     ///
     /// ```
     /// let b = shmpsc::Builder::new("doc-mode").mode(0o660);
     /// # let _ = b;
     /// ```
     pub fn mode(mut self, mode: u32) -> Builder {
-        self.mode = mode & 0o777;
+        // Checked when the channel is created: bits beyond 0o777 are refused.
+        self.mode = mode;
         self
     }
 
     /// How often a blocked endpoint checks whether its peers are alive (and
-    /// so how late, at most, it notices a death). Default 50 ms.
+    /// so how late, at most, it notices a death). Default 50 ms; at least
+    /// 1 ms (below that, making an endpoint fails with
+    /// [`OpenErrorKind::InvalidConfig`]).
     ///
     /// ```
     /// let b = shmpsc::Builder::new("doc-tick").tick(std::time::Duration::from_millis(10));
     /// # let _ = b;
     /// ```
     pub fn tick(mut self, tick: Duration) -> Builder {
-        self.tick = tick.max(Duration::from_millis(1));
+        // Checked when an endpoint is made: below `MIN_TICK` is refused.
+        self.tick = tick;
         self
+    }
+
+    /// Checks the settings that the builder's methods take as given.
+    fn check(&self) -> Result<(), OpenError> {
+        let invalid = |reason: String| {
+            Err(OpenError::new(
+                &self.name,
+                OpenErrorKind::InvalidConfig { reason },
+            ))
+        };
+        if self.tick < MIN_TICK {
+            return invalid(format!(
+                "tick {:?} is below the minimum of {MIN_TICK:?} (a blocked endpoint would wake \
+                 up too often); use 1 ms or more",
+                self.tick
+            ));
+        }
+        if self.mode & !0o777 != 0 {
+            return invalid(format!(
+                "mode {:#o} has bits beyond 0o777 (permission bits only; was it written in \
+                 decimal, 600 for 0o600?)",
+                self.mode
+            ));
+        }
+        Ok(())
     }
 
     /// Lets a sender opened with this builder attach to a channel whose
@@ -248,6 +298,17 @@ impl Builder {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn receiver<T: DeserializeOwned>(&self) -> Result<Receiver<T>, OpenError> {
+        self.check()?;
+        if self.name.starts_with('-') {
+            return Err(OpenError::new(
+                &self.name,
+                OpenErrorKind::InvalidName {
+                    reason: "it starts with `-`, which command lines take for an option (the \
+                             `shmpsc` command too); start it with a letter or digit"
+                        .to_owned(),
+                },
+            ));
+        }
         let geo = self.geometry()?;
         let (seg, created) =
             Segment::create(&self.name, geo, self.mode, message_type::<T>(self.codec))?;
@@ -299,6 +360,7 @@ impl Builder {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
+        self.check()?;
         let ty = message_type::<T>(self.codec);
         if let Some(passed) = take_passed(&self.name) {
             if let Some(opened) = self.open_passed(passed, ty) {

@@ -1254,7 +1254,7 @@ fn check_mode(name: &str, mode: u32) -> Result<(), OpenError> {
         if rw != 0 && rw != 0o6 {
             return Err(OpenError::new(name, OpenErrorKind::InvalidConfig {
                 reason: format!(
-                    "mode {mode:#o} gives {who} {} access without {}; an endpoint needs both,                      so give both (0o660 for the group, 0o666 for everyone) or neither (0o600)",
+                    "mode {mode:#o} gives {who} {} access without {}; an endpoint needs both, so give both (0o660 for the group, 0o666 for everyone) or neither (0o600)",
                     if rw == 0o4 { "read" } else { "write" },
                     if rw == 0o4 { "write" } else { "read" },
                 ),

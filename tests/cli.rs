@@ -240,6 +240,16 @@ fn stat_shows_one_channel_and_watch_stops_after_count() {
     }
     assert!(!out.contains("refresh 4"), "{out}");
     assert_eq!(out.matches("channel      ").count(), 3, "{out}");
+    assert!(out.contains("pending      "), "{out}");
+
+    // --count alone implies --watch.
+    let out = cli_ok(&["stat", &name, "--count", "2", "--interval", "0.01"]);
+    assert!(out.contains("refresh 2/2") && !out.contains("refresh 3"), "{out}");
+
+    // Comma-separated flags show comma-separated defaults.
+    let help = cli_ok(&["bench", "--help"]);
+    assert!(help.contains("[default: 64,1024]"), "{help}");
+    assert!(help.contains("[default: shmpsc,unix,pipe]"), "{help}");
 
     let o = cli(&["stat", "cli-no-such-channel-anywhere"]);
     assert!(!o.status.success());

@@ -59,8 +59,8 @@ enum Cmd {
         /// Refresh every interval until interrupted (Ctrl-C).
         #[arg(long, short)]
         watch: bool,
-        /// With --watch: stop after this many refreshes.
-        #[arg(long, requires = "watch")]
+        /// Refresh this many times, then stop (implies --watch).
+        #[arg(long)]
         count: Option<u64>,
         /// Seconds between samples (rates are measured over one interval);
         /// 0 prints at once, without rates.
@@ -98,10 +98,10 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         messages: u64,
         /// Message sizes in bytes, comma-separated (1 to 1048576).
-        #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1024])]
+        #[arg(long, value_delimiter = ',', default_value = "64,1024")]
         sizes: Vec<usize>,
         /// Transports to measure, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = [Transport::Shmpsc, Transport::Unix, Transport::Pipe])]
+        #[arg(long, value_delimiter = ',', default_value = "shmpsc,unix,pipe")]
         transports: Vec<Transport>,
     },
     /// (internal) The sender process of `shmpsc bench`.
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
             watch,
             count,
             interval,
-        } => stat(&name, watch, count, interval),
+        } => stat(&name, watch || count.is_some(), count, interval),
         Cmd::Rm { names, force } => rm(&names, force),
         Cmd::Gc {
             prefix,
