@@ -602,6 +602,21 @@ pub enum OpenErrorKind {
         /// locks, not these numbers, decide).
         pids: Vec<u32>,
     },
+    /// A receiver would take over a channel left by a receiver that died,
+    /// but the channel's message type or settings differ from this
+    /// receiver's, and it still holds messages or has live senders: taking
+    /// it over would lose them or break them. (With nothing to lose, the
+    /// channel is created anew with this receiver's type and settings.)
+    Stale {
+        /// The dead receiver's process id (as it recorded itself).
+        receiver_pid: u32,
+        /// Messages sent and not received.
+        pending: u64,
+        /// Live senders' process ids.
+        live_senders: Vec<u32>,
+        /// What differs, in words.
+        mismatch: String,
+    },
     /// No live process uses the channel, but it holds messages that no
     /// receiver got: removing it would lose them, so it was not removed
     /// (see [`remove_forced`](crate::remove_forced)).
@@ -691,7 +706,12 @@ impl fmt::Display for OpenError {
         let name = &self.name;
         match &self.kind {
             OpenErrorKind::NotFound => {
-                write!(f, "channel `{name}` not found: is the receiver running?")
+                write!(
+                    f,
+                    "channel `{name}` not found: no channel has this name (a sender needs its \
+                     receiver to have created it: is the receiver running? `shmpsc ls` lists the \
+                     channels)"
+                )
             }
             OpenErrorKind::AlreadyExists => write!(
                 f,
@@ -763,6 +783,30 @@ impl fmt::Display for OpenError {
                 "channel `{name}` is in use by a live receiver or sender and was not removed: \
                  stop those processes first"
             ),
+            OpenErrorKind::Stale {
+                receiver_pid,
+                pending,
+                live_senders,
+                mismatch,
+            } => {
+                write!(
+                    f,
+                    "channel `{name}` was left by a receiver that died (pid {receiver_pid}) \
+                     with {pending} undelivered message{}",
+                    if *pending == 1 { "" } else { "s" }
+                )?;
+                if !live_senders.is_empty() {
+                    let list: Vec<String> = live_senders.iter().map(u32::to_string).collect();
+                    write!(f, " and live senders (pid {})", list.join(", "))?;
+                }
+                write!(
+                    f,
+                    ", and {mismatch}. A receiver that takes a channel over keeps its type \
+                     and settings: to get its messages, run a receiver with the channel's own; \
+                     or remove it (losing them) with `shmpsc rm --force {name}` once its \
+                     senders are stopped, and create it again"
+                )
+            }
             OpenErrorKind::HasPending { messages, bytes } => write!(
                 f,
                 "channel `{name}` holds {messages} undelivered message{} ({bytes} bytes) that \

@@ -394,7 +394,10 @@ impl Segment {
             return Segment::initialise(name, path, file, geo, ty)
                 .map(|s| Some((s, Created::Fresh)));
         }
-        let seg = Segment::open_checked(name, path, file, ty, Trust::Known)?;
+        let seg = Segment::open_checked(name, path, file, None, Trust::Known)?;
+        if let Some(mismatch) = differences(&seg, geo, ty) {
+            return Segment::replace_stale(name, path, seg, mismatch);
+        }
         seg.reserve()?;
         let c = &seg.header().control;
         c.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -411,6 +414,48 @@ impl Segment {
             .store(features, Ordering::SeqCst);
         c.rx_state.store(RX_ALIVE, Ordering::Release);
         Ok(Some((seg, Created::TakenOver)))
+    }
+
+    /// A dead receiver's channel whose type or settings differ from the
+    /// new receiver's (`mismatch` says how): with nothing to lose (no
+    /// message pending, no sender attached) its name is removed, as
+    /// [`Segment::remove_if_unused`] removes it, and `Ok(None)` sends the
+    /// caller to create the channel anew; otherwise refused with
+    /// [`OpenErrorKind::Stale`].
+    fn replace_stale(
+        name: &str,
+        path: &str,
+        seg: Segment,
+        mismatch: String,
+    ) -> Result<Option<(Segment, Created)>, OpenError> {
+        let stale = |seg: &Segment| {
+            // (The receiver lock is this receiver's: only senders show.)
+            let live_senders = Segment::users(name, path, seg.file());
+            OpenError::new(
+                name,
+                OpenErrorKind::Stale {
+                    receiver_pid: seg.header().control.rx_pid.load(Ordering::Relaxed),
+                    pending: seg.pending_messages() as u64,
+                    live_senders,
+                    mismatch: mismatch.clone(),
+                },
+            )
+        };
+        // Every endpoint byte (this receiver holds its own already): none
+        // is free while a sender is attached, and no sender can attach
+        // while they are held.
+        let all = REMOVER_LOCK_BYTE + 1;
+        if !sys::ofd_try_lock_range(seg.file(), RECEIVER_LOCK_BYTE, all)
+            .map_err(|e| OpenError::io(name, "locking", e))?
+        {
+            return Err(stale(&seg));
+        }
+        if seg.pending_messages() > 0 {
+            return Err(stale(&seg));
+        }
+        unlink_exact(name, path, seg.file())?;
+        // Dropping `seg` closes the file and releases its locks.
+        Ok(None)
     }
 
     fn initialise(
@@ -1131,6 +1176,39 @@ fn check_object(name: &str, file: &File, trust: Trust<'_>) -> Result<sys::Stat, 
         }
     }
     Ok(st)
+}
+
+/// How a dead receiver's channel differs from what a new receiver asks
+/// for (geometry `geo`, message type `ty`), in words; `None` if it does not.
+fn differences(seg: &Segment, geo: Geometry, ty: MessageType) -> Option<String> {
+    let mut what = Vec::new();
+    let found = seg.header().config.fingerprint.load(Ordering::Relaxed);
+    if found != ty.fingerprint() {
+        what.push(format!(
+            "it carries another message type or codec than `{}` ({})",
+            ty.name, ty.codec
+        ));
+    }
+    let old = seg.geometry();
+    if old.capacity != geo.capacity {
+        what.push(format!(
+            "its capacity is {} bytes, not the {} asked for",
+            old.capacity, geo.capacity
+        ));
+    }
+    if old.max_message != geo.max_message {
+        what.push(format!(
+            "its maximum message size is {} bytes, not the {} asked for",
+            old.max_message, geo.max_message
+        ));
+    }
+    if old.max_senders != geo.max_senders {
+        what.push(format!(
+            "it has {} sender slots, not the {} asked for",
+            old.max_senders, geo.max_senders
+        ));
+    }
+    (!what.is_empty()).then(|| what.join("; "))
 }
 
 /// Reads the header of `file` with `pread`, into private memory: nothing

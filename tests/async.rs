@@ -536,7 +536,11 @@ fn async_receiver_after_a_takeover() {
         tx.send(Msg::new(0, seq)).unwrap();
     }
     child.kill();
-    let mut rx = Builder::new(&name).receiver::<Msg>().unwrap();
+    // The dead receiver's settings (a 4 KiB ring): a takeover keeps them.
+    let mut rx = Builder::new(&name)
+        .capacity(4096)
+        .receiver::<Msg>()
+        .unwrap();
     assert!(rx.was_taken_over());
     let mut tracker = Tracker::new(1);
     futures_executor::block_on(async {

@@ -244,7 +244,10 @@ fn stat_shows_one_channel_and_watch_stops_after_count() {
 
     // --count alone implies --watch.
     let out = cli_ok(&["stat", &name, "--count", "2", "--interval", "0.01"]);
-    assert!(out.contains("refresh 2/2") && !out.contains("refresh 3"), "{out}");
+    assert!(
+        out.contains("refresh 2/2") && !out.contains("refresh 3"),
+        "{out}"
+    );
 
     // Comma-separated flags show comma-separated defaults.
     let help = cli_ok(&["bench", "--help"]);

@@ -173,7 +173,11 @@ fn killed_receiver_whose_fork_lives_blocks_senders() {
     // ticks is a bound against a hang, not a timing claim).
     let r = tx.send_timeout(n, TICK * 40);
     let state = shmpsc::inspect(&name).map(|i| i.receiver);
-    let taken = Builder::new(&name).tick(TICK).receiver::<u64>();
+    // The dead receiver's settings (a 4 KiB ring): a takeover keeps them.
+    let taken = Builder::new(&name)
+        .capacity(4096)
+        .tick(TICK)
+        .receiver::<u64>();
     kill_pid(&grandchild);
     assert!(
         matches!(r, Err(SendTimeoutError::Disconnected(_))),

@@ -238,10 +238,15 @@ fn panicking_callback_on_a_whole_lap_message_is_not_offered_again() {
     assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), b"after");
 }
 
-/// A receiver that takes over a 4 KiB channel with a default builder (which
-/// asks for 1 MiB) must size its release batch from the segment it took
-/// over: with a batch larger than the ring it never gave room back while
-/// messages flowed and read a lap past it (spurious `Invalid`s).
+/// A dead receiver's 4 KiB channel, and a new receiver with a default
+/// builder (which asks for 1 MiB). While the channel holds a message, the
+/// takeover is refused with an error that names both capacities (taking it
+/// over would keep 4 KiB, silently); with the channel's own settings it is
+/// taken over, and its release batch is sized from the segment taken over
+/// (with a batch larger than the ring it never gave room back while
+/// messages flowed and read a lap past it: spurious `Invalid`s). Once
+/// empty and unused, the channel is created anew with the builder's
+/// settings.
 #[test]
 fn takeover_with_a_larger_builder_releases_within_the_ring() {
     run_child_role(run_role);
@@ -253,10 +258,22 @@ fn takeover_with_a_larger_builder_releases_within_the_ring() {
     )
     .spawn();
     child.expect_event("created");
+    Sender::<u64>::open(&name).unwrap().send(7).unwrap();
     child.kill();
-    let rx = Builder::new(&name).receiver::<u64>().unwrap();
+    let err = Builder::new(&name).receiver::<u64>().unwrap_err();
+    assert!(
+        matches!(err.kind(), shmpsc::OpenErrorKind::Stale { pending: 1, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("its capacity is 4096 bytes, not the 1048576 asked for"),
+        "{text}"
+    );
+    let rx = builder(&name).receiver::<u64>().unwrap();
     assert!(rx.was_taken_over());
     assert_eq!(rx.capacity(), CAP as usize);
+    assert_eq!(rx.recv(), Ok(7));
     const N: u64 = 20_000;
     let tx = Sender::<u64>::open(&name).unwrap();
     let sender = std::thread::spawn(move || {
@@ -283,6 +300,20 @@ fn takeover_with_a_larger_builder_releases_within_the_ring() {
     drop(rx);
     assert_eq!(sender.join().unwrap(), N);
     assert_eq!((next, invalid), (N, 0));
+
+    // Left empty by a receiver that dies: a default builder creates the
+    // channel anew, with its own settings.
+    let mut child = Spawn::new(
+        "takeover_with_a_larger_builder_releases_within_the_ring",
+        "small_receiver_then_wait",
+        &name,
+    )
+    .spawn();
+    child.expect_event("created");
+    child.kill();
+    let rx = Builder::new(&name).receiver::<u64>().unwrap();
+    assert!(!rx.was_taken_over());
+    assert_eq!(rx.capacity(), shmpsc::DEFAULT_CAPACITY as usize);
 }
 
 /// One stray word at the head of an idle ring (written by something that
