@@ -822,7 +822,7 @@ fn targets(r: &Results, s: &mut String) {
                             path.name(),
                             size_name(size)
                         );
-                        if worst.as_ref().map_or(true, |(w, _)| a / b < *w) {
+                        if worst.as_ref().is_none_or(|(w, _)| a / b < *w) {
                             worst = Some((a / b, cell));
                         }
                     }

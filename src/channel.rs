@@ -962,7 +962,8 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.inner.producer.segment().pending_messages()
+        let seg = self.inner.producer.segment();
+        crate::layout::pending_messages(seg.header(), seg.slots())
     }
 
     /// Whether no message is waiting in the ring (see [`Sender::len`]).

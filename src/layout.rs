@@ -38,7 +38,7 @@ pub(crate) const MIN_CAPACITY: u64 = 4096;
 pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 /// Largest number of sender slots.
 pub(crate) const MAX_SENDERS: u32 = 4096;
-const _: () = assert!(MAX_SENDERS % 64 == 0);
+const _: () = assert!(MAX_SENDERS.is_multiple_of(64));
 /// Positions start at 0 and grow by the bytes sent: no channel reaches
 /// 2^63 (centuries at memory bandwidth). A cursor read from shared memory
 /// at or past it is corrupt, and staying below it keeps the arithmetic on
@@ -451,6 +451,29 @@ pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
         }
     }
     h
+}
+
+/// Messages, and their payload bytes, sent and not received: the senders'
+/// statistics (every slot keeps its counters across owners) minus the
+/// receiver's. Approximate while endpoints are active. Statistics live in
+/// shared memory: a nonsense value gives a nonsense count, never a failure.
+pub(crate) fn undelivered(header: &Header, slots: &[Slot]) -> (u64, u64) {
+    let (sent, sent_bytes) = slots.iter().fold((0u64, 0u64), |(m, b), s| {
+        (
+            m.wrapping_add(s.sent_messages.load(Ordering::Relaxed)),
+            b.wrapping_add(s.sent_bytes.load(Ordering::Relaxed)),
+        )
+    });
+    let rx = &header.rx;
+    (
+        sent.saturating_sub(rx.received_messages.load(Ordering::Relaxed)),
+        sent_bytes.saturating_sub(rx.received_bytes.load(Ordering::Relaxed)),
+    )
+}
+
+/// [`undelivered`] messages, as a length.
+pub(crate) fn pending_messages(header: &Header, slots: &[Slot]) -> usize {
+    usize::try_from(undelivered(header, slots).0).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ impl Shard {
                     .is_some_and(|w| w.load(Ordering::Relaxed) != e.seen);
             let gone = !changed && now >= e.next_check && {
                 e.next_check = next_check(self.epoch, now, e.tick);
-                e.watch.as_ref().map_or(true, |w| w.peer_gone(e.peer))
+                e.watch.as_ref().is_none_or(|w| w.peer_gone(e.peer))
             };
             if changed || gone {
                 let e = st.entries.swap_remove(i);

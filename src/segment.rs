@@ -435,7 +435,7 @@ impl Segment {
                 name,
                 OpenErrorKind::Stale {
                     receiver_pid: seg.header().control.rx_pid.load(Ordering::Relaxed),
-                    pending: seg.pending_messages() as u64,
+                    pending: crate::layout::undelivered(seg.header(), seg.slots()).0,
                     live_senders,
                     mismatch: mismatch.clone(),
                 },
@@ -450,7 +450,7 @@ impl Segment {
         {
             return Err(stale(&seg));
         }
-        if seg.pending_messages() > 0 {
+        if crate::layout::undelivered(seg.header(), seg.slots()).0 > 0 {
             return Err(stale(&seg));
         }
         unlink_exact(name, path, seg.file())?;
@@ -719,20 +719,6 @@ impl Segment {
     }
 
     /// Device and inode of this segment's object.
-    /// Number of messages in the ring (sent minus received, from the
-    /// statistics), approximately while endpoints are active. Statistics
-    /// live in shared memory: a nonsense value gives a nonsense count,
-    /// never a failure.
-    pub(crate) fn pending_messages(&self) -> usize {
-        let sent: u64 = self
-            .slots()
-            .iter()
-            .map(|s| s.sent_messages.load(Ordering::Relaxed))
-            .fold(0u64, u64::wrapping_add);
-        let received = self.header().rx.received_messages.load(Ordering::Relaxed);
-        usize::try_from(sent.saturating_sub(received)).unwrap_or(usize::MAX)
-    }
-
     pub(crate) fn identity(&self) -> Result<sys::FileId, OpenError> {
         sys::file_stat(&self.file)
             .map(|st| st.id)
@@ -875,8 +861,7 @@ impl Segment {
     }
 
     /// Messages (and their payload bytes) sent on the object open as `file`
-    /// and not received, from its statistics.
-    /// A segment whose header is corrupt holds nothing any receiver can
+    /// and not received, from its statistics. A segment whose header is corrupt holds nothing any receiver can
     /// get (none can open it): nothing to lose, `(0, 0)`.
     fn undelivered(name: &str, path: &str, file: &File) -> Result<(u64, u64), OpenError> {
         let snap = match Segment::snapshot_of_open(name, path, file) {
@@ -884,17 +869,7 @@ impl Segment {
             Err(e) if matches!(e.kind(), OpenErrorKind::Corrupt { .. }) => return Ok((0, 0)),
             Err(e) => return Err(e),
         };
-        let rx = &snap.header().rx;
-        let (sent, sent_bytes) = snap.slots().iter().fold((0u64, 0u64), |(m, b), s| {
-            (
-                m.wrapping_add(s.sent_messages.load(Ordering::Relaxed)),
-                b.wrapping_add(s.sent_bytes.load(Ordering::Relaxed)),
-            )
-        });
-        Ok((
-            sent.saturating_sub(rx.received_messages.load(Ordering::Relaxed)),
-            sent_bytes.saturating_sub(rx.received_bytes.load(Ordering::Relaxed)),
-        ))
+        Ok(crate::layout::undelivered(snap.header(), snap.slots()))
     }
 
     /// The processes that use the object open as `file`, as they recorded
@@ -1052,7 +1027,7 @@ impl<'a> DataArea<'a> {
     /// the word is aligned).
     #[inline]
     pub(crate) unsafe fn word(self, off: usize) -> &'a AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: in bounds and aligned (the caller's contract); the mapping
         // lives as long as `'a`; shared words are only accessed atomically,
         // and every bit pattern is a valid `AtomicU64`.

@@ -108,7 +108,7 @@ impl<'a> DataArea<'a> {
     ///
     /// `off` is 8-aligned and inside the area.
     pub(crate) unsafe fn word(self, off: usize) -> &'a AtomicU64 {
-        assert!(off % 8 == 0);
+        assert!(off.is_multiple_of(8));
         &self.words[off / 8]
     }
 
@@ -118,7 +118,7 @@ impl<'a> DataArea<'a> {
     ///
     /// As `segment::DataArea::write`.
     pub(crate) unsafe fn write(self, off: usize, bytes: &[u8]) {
-        assert!(off % 8 == 0);
+        assert!(off.is_multiple_of(8));
         for (i, chunk) in bytes.chunks(8).enumerate() {
             let mut w = [0u8; 8];
             w[..chunk.len()].copy_from_slice(chunk);
@@ -132,7 +132,7 @@ impl<'a> DataArea<'a> {
     ///
     /// As `segment::DataArea::read`.
     pub(crate) unsafe fn read<R>(self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
-        assert!(off % 8 == 0);
+        assert!(off.is_multiple_of(8));
         let mut bytes = Vec::with_capacity(len + 8);
         for w in &self.words[off / 8..(off + len).div_ceil(8)] {
             bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
@@ -146,7 +146,7 @@ impl<'a> DataArea<'a> {
     ///
     /// As `segment::DataArea::zero`.
     pub(crate) unsafe fn zero(self, off: usize, len: usize) {
-        assert!(off % 8 == 0 && len % 8 == 0);
+        assert!(off.is_multiple_of(8) && len.is_multiple_of(8));
         for w in &self.words[off / 8..(off + len) / 8] {
             w.store(0, Ordering::Relaxed);
         }

@@ -714,7 +714,7 @@ impl Meter {
         if self.received == self.messages {
             self.last = Some(Instant::now());
         }
-        if self.received % 4096 == 0 {
+        if self.received.is_multiple_of(4096) {
             self.pb.set_position(self.received);
         }
         Ok(())

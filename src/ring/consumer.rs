@@ -491,7 +491,8 @@ impl Consumer {
     /// Number of messages in the ring (sent minus received, from the
     /// statistics), approximately while senders are active.
     pub(crate) fn len(&self) -> usize {
-        self.ring.segment().pending_messages()
+        let seg = self.ring.segment();
+        crate::layout::pending_messages(seg.header(), seg.slots())
     }
 
     // ------------------------------------------------------------ closing

@@ -222,7 +222,7 @@ impl Ring {
     /// records are).
     #[inline]
     fn word(&self, pos: u64) -> &AtomicU64 {
-        debug_assert!(pos % 8 == 0);
+        debug_assert!(pos.is_multiple_of(8));
         // Masked to an 8-aligned offset inside the data area, whatever
         // `pos` is.
         let off = (pos & (self.cap - 1) & !7) as usize;

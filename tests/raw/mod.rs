@@ -139,7 +139,10 @@ impl Raw {
     }
 
     fn at<A>(&self, off: usize, size: usize) -> &A {
-        assert!(off % size == 0 && off + size <= self.len(), "offset {off}");
+        assert!(
+            off.is_multiple_of(size) && off + size <= self.len(),
+            "offset {off}"
+        );
         // SAFETY: in bounds and aligned (checked above; the mapping is page
         // aligned); atomics may alias memory that other processes change.
         unsafe { &*(self.map.as_mut_ptr().add(off) as *const A) }
