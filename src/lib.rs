@@ -122,6 +122,7 @@
 //! lock (they refuse to send and receive nothing). See "Failure model" in
 //! the README for how, and for the few cases this does not cover (a raw
 //! `clone` system call, no `/proc`, more than 512 endpoints in a process).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
