@@ -623,7 +623,28 @@ impl<T: Serialize> Sender<T> {
         if !peers::receiver_alive(&seg) || peers::being_removed(&seg) {
             return Err(OpenError::new(seg.name(), OpenErrorKind::ReceiverGone));
         }
-        let (slot, _) = peers::acquire(&seg, false)?;
+        crate::hooks::at(crate::hooks::Point::SenderChecked);
+        let gone = || OpenError::new(seg.name(), OpenErrorKind::ReceiverGone);
+        let slot = match peers::acquire(&seg, false) {
+            Ok((slot, _)) => slot,
+            // Every slot byte is held by a remover (or by a receiver that
+            // replaces the dead one's channel), not by senders.
+            Err(e)
+                if matches!(e.kind(), OpenErrorKind::TooManySenders { .. })
+                    && peers::being_removed(&seg) =>
+            {
+                return Err(gone())
+            }
+            Err(e) => return Err(e),
+        };
+        // Looked at again with the slot held: between the first look and the
+        // slot's lock, the receiver may have died and its channel been
+        // removed (or replaced by a new receiver, which marks it dropped);
+        // a sender must not send into an object no receiver will read.
+        if !peers::receiver_alive(&seg) || peers::being_removed(&seg) {
+            peers::release(&seg, slot);
+            return Err(gone());
+        }
         Ok(Sender::from_parts(seg, slot, tick, codec))
     }
 

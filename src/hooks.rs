@@ -31,6 +31,9 @@ pub(crate) enum Point {
     /// About to read the header of an object this process did not create
     /// (open, inspect, remove), after the checks made before reading it.
     HeaderRead,
+    /// `Sender::attach`: the receiver was seen alive, before a slot is
+    /// taken.
+    SenderChecked,
 }
 
 #[cfg(feature = "test-hooks")]
@@ -77,6 +80,7 @@ fn armed(point: Point, state: &std::sync::atomic::AtomicU8) {
         Point::RemoveOpened => "remove-opened",
         Point::RemoveChecked => "remove-checked",
         Point::HeaderRead => "header-read",
+        Point::SenderChecked => "sender-checked",
     };
     if p != name || COUNT.fetch_add(1, Ordering::Relaxed) + 1 != *n {
         return;

@@ -395,7 +395,7 @@ impl Segment {
                 .map(|s| Some((s, Created::Fresh)));
         }
         let seg = Segment::open_checked(name, path, file, None, Trust::Known)?;
-        if let Some(mismatch) = differences(&seg, geo, ty) {
+        if let Some(mismatch) = differences(&seg, geo, ty, st.perms, mode) {
             return Segment::replace_stale(name, path, seg, mismatch);
         }
         seg.reserve()?;
@@ -431,13 +431,22 @@ impl Segment {
         let stale = |seg: &Segment| {
             // (The receiver lock is this receiver's: only senders show.)
             let live_senders = Segment::users(name, path, seg.file());
+            let pending = seg.committed_records(seg.file()).0;
+            let mut mismatch = mismatch.clone();
+            if pending == 0 && live_senders.is_empty() {
+                // Refused for a lock that no sender of the channel holds.
+                mismatch.push_str(&format!(
+                    "; a process that is no live sender holds some of its locks (find it \
+                     with `fuser -v /dev/shm/{PREFIX}{name}`)"
+                ));
+            }
             OpenError::new(
                 name,
                 OpenErrorKind::Stale {
                     receiver_pid: seg.header().control.rx_pid.load(Ordering::Relaxed),
-                    pending: crate::layout::undelivered(seg.header(), seg.slots()).0,
+                    pending,
                     live_senders,
-                    mismatch: mismatch.clone(),
+                    mismatch,
                 },
             )
         };
@@ -450,9 +459,17 @@ impl Segment {
         {
             return Err(stale(&seg));
         }
-        if crate::layout::undelivered(seg.header(), seg.slots()).0 > 0 {
+        if seg.committed_records(seg.file()).0 > 0 {
             return Err(stale(&seg));
         }
+        // A sender that found this receiver alive (its lock is held) may be
+        // about to take a slot of this object, after the locks are gone:
+        // it must find the channel closed, not send into a nameless object.
+        seg.header()
+            .control
+            .rx_state
+            .store(crate::layout::RX_DROPPED, Ordering::Release);
+        crate::wait::wake(&seg.header().control.space_seq, true);
         unlink_exact(name, path, seg.file())?;
         // Dropping `seg` closes the file and releases its locks.
         Ok(None)
@@ -866,10 +883,85 @@ impl Segment {
     fn undelivered(name: &str, path: &str, file: &File) -> Result<(u64, u64), OpenError> {
         let snap = match Segment::snapshot_of_open(name, path, file) {
             Ok(snap) => snap,
-            Err(e) if matches!(e.kind(), OpenErrorKind::Corrupt { .. }) => return Ok((0, 0)),
+            // Never ready (its creator died setting it up): senders only use
+            // ready segments.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    OpenErrorKind::Corrupt { .. } | OpenErrorKind::NotReady
+                ) =>
+            {
+                return Ok((0, 0))
+            }
+            Err(e) if matches!(e.kind(), OpenErrorKind::IncompatibleVersion { .. }) => {
+                return Err(OpenError::io(
+                    name,
+                    "counting its undelivered messages",
+                    io::Error::other(format!(
+                        "{e}; this version cannot tell whether it holds messages, so it keeps \
+                         it: remove it with that version, or with `shmpsc rm --force {name}` \
+                         if its messages may be lost"
+                    )),
+                ))
+            }
             Err(e) => return Err(e),
         };
-        Ok(crate::layout::undelivered(snap.header(), snap.slots()))
+        Ok(snap.committed_records(file))
+    }
+
+    /// The committed records (count, payload bytes) between the delivered
+    /// cursor and the claim cursor of this snapshot's object, open as
+    /// `file`: what a receiver taking it over would deliver. Read from the
+    /// ring itself (one header at a time, with `pread`), not from the
+    /// statistics, which lag a sender killed between its commit and its
+    /// count and which anyone may overwrite. A dead sender's claim is
+    /// stepped over (it is never delivered); where a header cannot be read
+    /// or parsed the walk stops, and what is left counts as one message (a
+    /// receiver's resync might find records there). Cursors that no
+    /// receiver would accept mean nothing can be delivered.
+    fn committed_records(&self, file: &File) -> (u64, u64) {
+        let geo = self.geometry();
+        let cap = geo.capacity;
+        let rx = &self.header().rx;
+        let head = rx.head.load(Ordering::Relaxed);
+        let delivered = rx.delivered.load(Ordering::Relaxed).max(head);
+        let tail = self.header().tail.load(Ordering::Relaxed);
+        if !head.is_multiple_of(8)
+            || !delivered.is_multiple_of(8)
+            || tail < delivered
+            || tail - head > cap
+        {
+            return (0, 0);
+        }
+        let (mut messages, mut bytes, mut pos) = (0u64, 0u64, delivered);
+        while pos < tail {
+            let off = pos & (cap - 1);
+            let mut w = [0u8; 8];
+            if file
+                .read_exact_at(&mut w, geo.data_offset as u64 + off)
+                .is_err()
+            {
+                return (messages + 1, bytes);
+            }
+            let word = u64::from_ne_bytes(w);
+            let next = match crate::layout::parse_record(word, pos) {
+                Ok(crate::layout::Record::Committed(len)) => {
+                    messages += 1;
+                    bytes += u64::from(len);
+                    pos + crate::layout::record_size(u64::from(len))
+                }
+                Ok(crate::layout::Record::Claimed(len)) => {
+                    pos + crate::layout::record_size(u64::from(len))
+                }
+                Ok(crate::layout::Record::Padding(_)) => pos + (cap - off),
+                Ok(crate::layout::Record::Empty) | Err(_) => return (messages + 1, bytes),
+            };
+            if next <= pos || next > tail || next - head > cap {
+                return (messages + 1, bytes);
+            }
+            pos = next;
+        }
+        (messages, bytes)
     }
 
     /// The processes that use the object open as `file`, as they recorded
@@ -1154,9 +1246,22 @@ fn check_object(name: &str, file: &File, trust: Trust<'_>) -> Result<sys::Stat, 
 }
 
 /// How a dead receiver's channel differs from what a new receiver asks
-/// for (geometry `geo`, message type `ty`), in words; `None` if it does not.
-fn differences(seg: &Segment, geo: Geometry, ty: MessageType) -> Option<String> {
+/// for (geometry `geo`, message type `ty`, permission bits `mode`; the
+/// object has `perms`), in words; `None` if it does not.
+fn differences(
+    seg: &Segment,
+    geo: Geometry,
+    ty: MessageType,
+    perms: u32,
+    mode: u32,
+) -> Option<String> {
     let mut what = Vec::new();
+    // (Wider than asked is refused before: see `try_take_over`.)
+    if perms != mode {
+        what.push(format!(
+            "its mode is {perms:#o}, not the {mode:#o} asked for"
+        ));
+    }
     let found = seg.header().config.fingerprint.load(Ordering::Relaxed);
     if found != ty.fingerprint() {
         what.push(format!(

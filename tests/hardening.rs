@@ -133,7 +133,10 @@ fn run_role(role: &str) {
             // will look for where they end.
             raw.set_u64(raw::TAIL, CAP);
             drop(raw);
-            match Builder::new(&name).receiver::<u64>() {
+            // The forged channel's own settings: a takeover, not a
+            // replacement (which a differing receiver would be refused, for
+            // the claims it holds).
+            match Builder::new(&name).max_message_size(1024).receiver::<u64>() {
                 Ok(rx) => {
                     emit("outcome taken");
                     let r = rx.recv_timeout(Duration::from_millis(200));
@@ -861,8 +864,9 @@ fn truncated_segment_is_corrupt() {
     tx.send(1).unwrap();
     assert_eq!(rx.recv(), Ok(1));
     drop((tx, rx));
-    // Or `remove` takes it: unused, whatever its contents (a channel being
-    // created has no name until it is ready, so this cannot be one).
+    // Or `remove` takes it: unused, and a corrupt segment holds nothing a
+    // receiver could get (a channel being created has no name until it is
+    // ready, so this cannot be one).
     let name = common::dead_receiver_channel("truncated_segment_is_corrupt", "truncated-rm");
     fs::OpenOptions::new()
         .write(true)

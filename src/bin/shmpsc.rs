@@ -3,8 +3,8 @@
 //! and a pipe.
 //!
 //! ```text
-//! shmpsc ls                      every channel: receiver, senders, fill, counters
-//! shmpsc stat NAME [--watch]     one channel in detail, with rates
+//! shmpsc ls [--json]             every channel: receiver, senders, fill, counters
+//! shmpsc stat NAME [--watch] [--json]  one channel in detail, with rates
 //! shmpsc rm [--force] NAME...    remove channels that no live process uses
 //! shmpsc gc [--dry-run] [--force] remove every channel that no live process uses
 //! shmpsc bench                   shmpsc vs a Unix socket vs a pipe, across processes
@@ -51,6 +51,9 @@ enum Cmd {
         /// Only channels whose name starts with this.
         #[arg(long)]
         prefix: Option<String>,
+        /// Print a JSON array (one object per channel) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Show one channel in detail, with rates measured over one interval.
     Stat {
@@ -66,6 +69,9 @@ enum Cmd {
         /// 0 prints at once, without rates.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+        /// Print JSON (one object per line with --watch) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove channels that no live process uses (refused for a channel in
     /// use, naming its processes, and for one holding undelivered messages
@@ -143,13 +149,14 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Cmd::Ls { prefix } => ls(prefix.as_deref()),
+        Cmd::Ls { prefix, json } => ls(prefix.as_deref(), json),
         Cmd::Stat {
             name,
             watch,
             count,
             interval,
-        } => stat(&name, watch || count.is_some(), count, interval),
+            json,
+        } => stat(&name, watch || count.is_some(), count, interval, json),
         Cmd::Rm { names, force } => rm(&names, force),
         Cmd::Gc {
             prefix,
@@ -289,8 +296,20 @@ fn filtered(prefix: Option<&str>) -> io::Result<Vec<String>> {
 
 // --------------------------------------------------------------------- ls
 
-fn ls(prefix: Option<&str>) -> Result<bool> {
+fn ls(prefix: Option<&str>, json: bool) -> Result<bool> {
     let names = filtered(prefix)?;
+    if json {
+        let all: Vec<serde_json::Value> = names
+            .iter()
+            .filter_map(|name| match shmpsc::inspect(name) {
+                Ok(info) => Some(info_json(&info, None)),
+                Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => None,
+                Err(e) => Some(serde_json::json!({ "name": name, "error": e.to_string() })),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(true);
+    }
     if names.is_empty() {
         println!("no shmpsc channels (in /dev/shm)");
         return Ok(true);
@@ -360,7 +379,7 @@ fn ls(prefix: Option<&str>) -> Result<bool> {
 
 // ------------------------------------------------------------------- stat
 
-fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64) -> Result<bool> {
+fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64, json: bool) -> Result<bool> {
     if !interval.is_finite() || interval < 0.0 {
         return Err("--interval must be a number of seconds, 0 or more".into());
     }
@@ -371,15 +390,22 @@ fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64) -> Result<bo
             Duration::MAX.as_secs_f64()
         )
     })?;
-    let tty = io::stdout().is_terminal();
+    let tty = io::stdout().is_terminal() && !json;
+    let show = |info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>| {
+        if json {
+            println!("{}", info_json(info, before));
+        } else {
+            print_stat(info, before);
+        }
+    };
     let mut prev = (shmpsc::inspect(name)?, Instant::now());
     if !watch {
         if interval.is_zero() {
-            print_stat(&prev.0, None);
+            show(&prev.0, None);
         } else {
             std::thread::sleep(interval);
             let now = (shmpsc::inspect(name)?, Instant::now());
-            print_stat(&now.0, Some((&prev.0, now.1 - prev.1)));
+            show(&now.0, Some((&prev.0, now.1 - prev.1)));
         }
         return Ok(true);
     }
@@ -394,18 +420,23 @@ fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64) -> Result<bo
         } else {
             (shmpsc::inspect(name)?, Instant::now())
         };
-        if tty {
-            // Clear the screen and go home, as `watch` does.
-            print!("\x1b[2J\x1b[H");
-        }
-        match limit {
-            Some(n) => println!("-- {name}: refresh {refresh}/{n}"),
-            None => println!("-- {name}: refresh {refresh} (Ctrl-C to stop)"),
-        }
         let rates = (refresh > 1).then(|| (&prev.0, now.1 - prev.1));
-        print_stat(&now.0, rates);
-        if !tty {
-            println!();
+        if json {
+            // JSON lines: one object per refresh.
+            show(&now.0, rates);
+        } else {
+            if tty {
+                // Clear the screen and go home, as `watch` does.
+                print!("\x1b[2J\x1b[H");
+            }
+            match limit {
+                Some(n) => println!("-- {name}: refresh {refresh}/{n}"),
+                None => println!("-- {name}: refresh {refresh} (Ctrl-C to stop)"),
+            }
+            show(&now.0, rates);
+            if !tty {
+                println!();
+            }
         }
         let _ = io::stdout().flush();
         if limit.is_some_and(|n| refresh >= n) {
@@ -413,6 +444,55 @@ fn stat(name: &str, watch: bool, limit: Option<u64>, interval: f64) -> Result<bo
         }
         prev = now;
     }
+}
+
+/// A channel as JSON, for scripts and monitoring: every field of
+/// [`ChannelInfo`], the pending counts, and (given an earlier snapshot and
+/// the time between) the receive rates.
+fn info_json(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) -> serde_json::Value {
+    let senders: Vec<serde_json::Value> = info
+        .senders
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "slot": s.slot,
+                "pid": s.pid,
+                "alive": s.alive,
+                "sent_messages": s.sent_messages,
+                "sent_bytes": s.sent_bytes,
+            })
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "name": info.name,
+        "receiver": {
+            "state": match info.receiver {
+                ReceiverState::Alive => "alive",
+                ReceiverState::Dead => "dead",
+                ReceiverState::Dropped => "dropped",
+            },
+            "pid": info.receiver_pid,
+        },
+        "senders": senders,
+        "capacity": info.capacity,
+        "used": info.used,
+        "max_message": info.max_message,
+        "max_senders": info.max_senders,
+        "pending_messages": info.pending_messages(),
+        "pending_bytes": info.pending_bytes(),
+        "sent_messages": info.sent_messages,
+        "sent_bytes": info.sent_bytes,
+        "received_messages": info.received_messages,
+        "received_bytes": info.received_bytes,
+        "invalid_messages": info.invalid_messages,
+        "recovered_bytes": info.recovered_bytes,
+        "takeovers": info.takeovers,
+    });
+    if let Some((b, dt)) = before {
+        v["received_messages_per_s"] = rate(info.received_messages, b.received_messages, dt).into();
+        v["received_bytes_per_s"] = rate(info.received_bytes, b.received_bytes, dt).into();
+    }
+    v
 }
 
 fn rate(now: u64, before: u64, dt: Duration) -> f64 {
@@ -600,8 +680,9 @@ fn gc(prefix: Option<&str>, dry_run: bool, force: bool) -> Result<bool> {
                 }
                 Ok(_) => {}
                 Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
-                // Unreadable (e.g. a leftover that is not a channel): `rm`
-                // decides by the locks alone.
+                // Unreadable (e.g. a leftover that is not a channel, or
+                // another version's): the removal decides, by the locks and,
+                // where it can, by what the ring holds.
                 Err(e) => println!("would try {} ({e})", shown(&name)),
             }
         }
