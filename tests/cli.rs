@@ -173,6 +173,50 @@ fn ls_shows_receiver_senders_counters_and_a_killed_sender_as_dead() {
     assert_eq!(row["SENT MSGS"], "8", "{row:?}");
     assert_eq!(row["RECV MSGS"], "0", "{row:?}");
     assert_eq!(row["CAPACITY"], "1.0 MiB");
+    assert!(row["PENDING"].starts_with("8 ("), "{row:?}");
+
+    // The same as JSON, for scripts and monitoring.
+    let all: serde_json::Value =
+        serde_json::from_str(&cli_ok(&["ls", "--json", "--prefix", &name])).unwrap();
+    let ch = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name.as_str())
+        .expect("listed in the JSON");
+    assert_eq!(ch["receiver"]["state"], "alive");
+    assert_eq!(ch["receiver"]["pid"], std::process::id());
+    assert_eq!(ch["sent_messages"], 8);
+    assert_eq!(ch["pending_messages"], 8);
+    assert_eq!(ch["capacity"], 1 << 20);
+    let senders = ch["senders"].as_array().unwrap();
+    assert_eq!(senders.len(), 2, "{ch}");
+    let dead: Vec<_> = senders.iter().filter(|s| s["alive"] == false).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["pid"], killed_pid);
+    // `stat --json`: one object; with --count, one per line.
+    let one: serde_json::Value =
+        serde_json::from_str(&cli_ok(&["stat", &name, "--json", "--interval", "0"])).unwrap();
+    assert_eq!(one["name"], name.as_str());
+    assert!(
+        one.get("received_messages_per_s").is_none(),
+        "no rates without an interval"
+    );
+    let lines = cli_ok(&[
+        "stat",
+        &name,
+        "--json",
+        "--count",
+        "2",
+        "--interval",
+        "0.01",
+    ]);
+    let objects: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 2, "{lines}");
+    assert!(objects[1]["received_messages_per_s"].is_number(), "{lines}");
 
     // Receive everything: the counters follow.
     let got: Vec<u64> = (0..8).map(|_| rx.recv().unwrap()).collect();
