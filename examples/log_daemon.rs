@@ -10,6 +10,10 @@
 //!
 //! # or by hand: the daemon in one terminal (Ctrl-C prints the counts) ...
 //! cargo run --release --example log_daemon --features tracing,log -- --channel logs
+//! # ... or as JSON lines (one record per line: time, level, pid, process,
+//! # target, message, fields), which Vector, Fluent Bit and the
+//! # OpenTelemetry collector's file receiver read, to ship the stream off the host
+//! cargo run --release --example log_daemon --features tracing,log -- --channel logs --json --out logs.jsonl
 //! # ... and logging workers in others
 //! cargo run --release --example log_daemon --features tracing,log -- --worker 1 --channel logs
 //! ```
@@ -38,10 +42,6 @@ use tracing_subscriber::layer::SubscriberExt;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-/// Ring size of the log channel: room for about 30,000 typical records
-/// while the daemon is slow, stopped or restarting.
-const CAPACITY: u64 = 4 << 20;
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| {
@@ -59,13 +59,14 @@ fn main() -> Result<()> {
         worker(&channel, id.parse()?, records, crash)
     } else if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: log_daemon [--channel NAME] [--out FILE]      run the daemon (Ctrl-C stops it)\n       \
+            "usage: log_daemon [--channel NAME] [--out FILE] [--json]  run the daemon (Ctrl-C stops it)\n       \
              log_daemon --worker ID [--channel NAME] [--records N] [--crash-after K]\n       \
              log_daemon --demo                                  daemon + workers + restart, end to end"
         );
         Ok(())
     } else {
-        daemon(&channel, value("--out").map(PathBuf::from).as_deref())
+        let json = args.iter().any(|a| a == "--json");
+        daemon(&channel, value("--out").map(PathBuf::from).as_deref(), json)
     }
 }
 
@@ -84,7 +85,7 @@ struct Source {
     by_level: [u64; 5],
 }
 
-fn daemon(channel: &str, out: Option<&Path>) -> Result<()> {
+fn daemon(channel: &str, out: Option<&Path>, json: bool) -> Result<()> {
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
@@ -94,9 +95,9 @@ fn daemon(channel: &str, out: Option<&Path>) -> Result<()> {
     // sees `Disconnected`, however many logging processes come and go. If a
     // previous daemon on this name died, this takes its channel over, with
     // every record it had not received.
-    let (_keep, rx) = shmpsc::Builder::new(channel)
-        .capacity(CAPACITY)
-        .create::<LogRecord>()?;
+    // Sized for bursts (16 MiB, about 100,000 records) while the daemon is
+    // slow, stopped or restarting.
+    let (_keep, rx) = shmpsc::logging::channel(channel)?;
     if rx.was_taken_over() {
         eprintln!(
             "log_daemon: took channel `{channel}` over from a daemon that died; {} records \
@@ -120,7 +121,12 @@ fn daemon(channel: &str, out: Option<&Path>) -> Result<()> {
     let mut write = |record: LogRecord| -> io::Result<()> {
         use std::fmt::Write as _;
         line.clear();
-        let _ = writeln!(line, "{record}");
+        if json {
+            line.push_str(&record.json_line());
+            line.push('\n');
+        } else {
+            let _ = writeln!(line, "{record}");
+        }
         // One write per record: a line is never split, even in a file
         // shared by two daemons in turn.
         sink.write_all(line.as_bytes())?;

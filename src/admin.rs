@@ -68,6 +68,9 @@ pub struct ChannelInfo {
     pub received_bytes: u64,
     /// Records the receiver could not decode, or found malformed.
     pub invalid_messages: u64,
+    /// Messages that senders dropped because the ring was full (logging
+    /// sinks count theirs; other senders wait or report `Full` instead).
+    pub dropped_messages: u64,
     /// Bytes of dead senders' unfinished claims that the receiver skipped.
     pub recovered_bytes: u64,
     /// How many times a receiver took the channel over from a dead one.
@@ -156,6 +159,11 @@ pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
         received_messages: h.rx.received_messages.load(Ordering::Relaxed),
         received_bytes: h.rx.received_bytes.load(Ordering::Relaxed),
         invalid_messages: h.rx.invalid_messages.load(Ordering::Relaxed),
+        dropped_messages: seg
+            .slots()
+            .iter()
+            .map(|s| u64::from(s.dropped.load(Ordering::Relaxed)))
+            .sum(),
         recovered_bytes: h.rx.recovered_bytes.load(Ordering::Relaxed),
         takeovers: h.control.takeovers.load(Ordering::Relaxed),
     })

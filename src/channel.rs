@@ -1025,6 +1025,17 @@ impl<T> Sender<T> {
         self.inner.producer.segment().geometry().capacity as usize
     }
 
+    /// Counts a message that this sender's caller dropped because the
+    /// ring was full, in the channel's statistics (a logging sink's drop).
+    #[cfg(any(feature = "log", feature = "tracing"))]
+    pub(crate) fn count_dropped(&self) {
+        let seg = self.inner.producer.segment();
+        if let Some(slot) = seg.slots().get(self.inner.producer.slot()) {
+            slot.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Whether the receiver is gone: dropped, or its process exited or
     /// died. Asks the kernel (one lock test), without sending. A channel
     /// whose receiver is gone stays so for this sender, even if another

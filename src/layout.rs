@@ -165,8 +165,10 @@ pub(crate) struct Header {
 pub(crate) struct Slot {
     /// For display only.
     pub(crate) pid: AtomicU32,
-    /// Reserved.
-    pub(crate) flags: AtomicU32,
+    /// Messages this slot's senders dropped because the ring was full
+    /// (logging sinks count theirs here, for `shmpsc stat` and `ls`);
+    /// cumulative over owners, wrapping. (Reserved and zero before.)
+    pub(crate) dropped: AtomicU32,
     /// Position this sender is claiming (set before the CAS on `tail`,
     /// cleared after commit), or `NO_INTENT`.
     pub(crate) intent: AtomicU64,

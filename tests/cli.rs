@@ -500,6 +500,13 @@ mod log_sink {
         }
         assert_eq!(sink.reconnects(), 1);
         assert_eq!(sink.dropped(), 1 + tries);
+        // First the report of what was dropped while the daemon was away.
+        let report = rx.recv().unwrap();
+        assert_eq!(report.target, shmpsc::logging::DROPPED_TARGET);
+        assert_eq!(
+            report.field("dropped"),
+            Some((1 + tries).to_string().as_str())
+        );
         let r = rx.recv().unwrap();
         assert_eq!((r.level, r.message.as_str()), (Level::Warn, "back"));
     }

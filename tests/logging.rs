@@ -21,10 +21,20 @@ use std::sync::mpsc;
 use common::HANG_GUARD;
 use nix::fcntl::{fcntl, FcntlArg};
 use shmpsc::logging::test_hooks::ReconnectGate;
-use shmpsc::logging::{Level, LogRecord, LogSink};
+use shmpsc::logging::{Level, LogRecord, LogSink, DROPPED_TARGET};
 
 fn record(message: &str) -> LogRecord {
     LogRecord::new(Level::Info, "test", message)
+}
+
+/// `r` is a sink's report that it dropped `n` records.
+fn assert_dropped_report(r: &LogRecord, n: u64) {
+    assert_eq!(
+        (r.target.as_str(), r.level),
+        (DROPPED_TARGET, Level::Warn),
+        "{r}"
+    );
+    assert_eq!(r.field("dropped"), Some(n.to_string().as_str()), "{r}");
 }
 
 /// Runs `f` on another thread and returns what it returns; fails the test
@@ -133,6 +143,8 @@ fn new_and_send_return_while_the_channel_is_not_ready() {
     gate.release();
     assert!(sink.wait_connected(HANG_GUARD), "hang guard: no connection");
     assert!(sink.send(record("connected")));
+    // First, what was dropped meanwhile.
+    assert_dropped_report(&rx.recv().unwrap(), 11);
     assert_eq!(rx.recv().unwrap().message, "connected");
     assert_eq!((sink.sent(), sink.dropped()), (1, 11));
     assert_eq!(sink.reconnects(), 1);
@@ -181,6 +193,7 @@ fn a_lost_daemon_is_reconnected_off_the_callers_thread() {
     gate.release();
     assert!(sink.wait_connected(HANG_GUARD), "hang guard: no reconnect");
     assert!(sink.send(record("back")));
+    assert_dropped_report(&rx.recv().unwrap(), 6);
     assert_eq!(rx.recv().unwrap().message, "back");
     assert_eq!((sink.sent(), sink.dropped(), sink.reconnects()), (2, 6, 1));
 }
@@ -226,9 +239,18 @@ fn a_forked_child_reconnects_on_its_own() {
     let mut child =
         common::Spawn::new("a_forked_child_reconnects_on_its_own", "fork-logger", &name).spawn();
     child.wait_success();
-    let got: Vec<(String, u32)> = rx.try_iter().map(|r| (r.message, r.pid)).collect();
-    let messages: Vec<&str> = got.iter().map(|(m, _)| m.as_str()).collect();
-    assert_eq!(messages, ["parent", "forked", "parent again"]);
-    assert_ne!(got[0].1, got[1].1, "the forked copy logs with its own pid");
-    assert_eq!(got[0].1, got[2].1);
+    let got: Vec<LogRecord> = rx.try_iter().collect();
+    let messages: Vec<&str> = got.iter().map(|r| r.message.as_str()).collect();
+    // The forked copy dropped one record (its inherited sender refused it)
+    // and reports it; the parent had dropped none.
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert_eq!(messages[0], "parent");
+    assert_dropped_report(&got[1], 1);
+    assert_eq!(messages[2..], ["forked", "parent again"]);
+    assert_ne!(
+        got[0].pid, got[2].pid,
+        "the forked copy logs with its own pid"
+    );
+    assert_eq!(got[1].pid, got[2].pid, "the copy reports its own drops");
+    assert_eq!(got[0].pid, got[3].pid);
 }

@@ -334,6 +334,7 @@ fn ls(prefix: Option<&str>, json: bool) -> Result<bool> {
                     bytes(info.capacity),
                     fill(&info),
                     pending_cell(&info),
+                    info.dropped_messages.to_string(),
                     info.sent_messages.to_string(),
                     bytes(info.sent_bytes),
                     info.received_messages.to_string(),
@@ -344,7 +345,7 @@ fn ls(prefix: Option<&str>, json: bool) -> Result<bool> {
             Err(e) if matches!(e.kind(), OpenErrorKind::NotFound) => {}
             Err(e) => {
                 let mut row = vec![shown(&name), "?".to_owned()];
-                row.resize(11, "?".to_owned());
+                row.resize(12, "?".to_owned());
                 rows.push(row);
                 errors.push(e.to_string());
             }
@@ -361,6 +362,7 @@ fn ls(prefix: Option<&str>, json: bool) -> Result<bool> {
             "CAPACITY",
             "FILL",
             "PENDING",
+            "DROPPED",
             "SENT MSGS",
             "SENT BYTES",
             "RECV MSGS",
@@ -368,7 +370,7 @@ fn ls(prefix: Option<&str>, json: bool) -> Result<bool> {
         ],
         &rows,
         &[
-            false, false, false, false, true, true, true, true, true, true, true,
+            false, false, false, false, true, true, true, true, true, true, true, true,
         ],
     );
     for e in errors {
@@ -485,6 +487,7 @@ fn info_json(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) -> se
         "received_messages": info.received_messages,
         "received_bytes": info.received_bytes,
         "invalid_messages": info.invalid_messages,
+        "dropped_messages": info.dropped_messages,
         "recovered_bytes": info.recovered_bytes,
         "takeovers": info.takeovers,
     });
@@ -557,9 +560,11 @@ fn print_stat(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) {
     );
     let _ = writeln!(
         out,
-        "problems     {} undecodable records, {} skipped from dead senders' unfinished claims",
+        "problems     {} undecodable records, {} skipped from dead senders' unfinished claims, \
+         {} messages dropped by senders on a full ring",
         info.invalid_messages,
-        bytes(info.recovered_bytes)
+        bytes(info.recovered_bytes),
+        info.dropped_messages
     );
     let _ = writeln!(
         out,

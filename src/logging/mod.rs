@@ -79,7 +79,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Builder, Codec, OpenError, OpenErrorKind, ReceiverState, Rejection, Sender, TrySendError,
+    Builder, Codec, OpenError, OpenErrorKind, Receiver, ReceiverState, Rejection, SendTimeoutError,
+    Sender, TrySendError,
 };
 
 #[cfg(feature = "log")]
@@ -285,6 +286,84 @@ impl LogRecord {
     pub fn time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.time_unix_ns)
     }
+
+    /// The record as one line of JSON (no newline): `time` (RFC 3339 UTC,
+    /// as [`utc_time`](LogRecord::utc_time)), `level`, `pid`, `process`,
+    /// `target`, `message`, and `fields` as an object of strings. JSON
+    /// lines are what Vector, Fluent Bit and the OpenTelemetry collector's
+    /// file receiver read: a daemon that writes them ships the aggregated
+    /// stream off the host (see `examples/log_daemon.rs --json`).
+    ///
+    /// ```
+    /// use shmpsc::logging::{Level, LogRecord};
+    /// let mut r = LogRecord::new(Level::Warn, "db", "slow \"query\"").with_field("ms", 250);
+    /// r.time_unix_ns = 0;
+    /// r.pid = 7;
+    /// r.process = "app".into();
+    /// assert_eq!(
+    ///     r.json_line(),
+    ///     r#"{"time":"1970-01-01T00:00:00.000000Z","level":"WARN","pid":7,"process":"app","target":"db","message":"slow \"query\"","fields":{"ms":"250"}}"#
+    /// );
+    /// ```
+    pub fn json_line(&self) -> String {
+        use fmt::Write as _;
+        fn string(out: &mut String, s: &str) {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                        let _ = write!(out, "\\u{:04x}", c as u32);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        let mut out = String::with_capacity(128 + self.message.len());
+        let _ = write!(out, "{{\"time\":\"{}\",\"level\":", self.utc_time());
+        string(&mut out, self.level.as_str());
+        let _ = write!(out, ",\"pid\":{},\"process\":", self.pid);
+        string(&mut out, &self.process);
+        out.push_str(",\"target\":");
+        string(&mut out, &self.target);
+        out.push_str(",\"message\":");
+        string(&mut out, &self.message);
+        out.push_str(",\"fields\":{");
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            string(&mut out, k);
+            out.push(':');
+            string(&mut out, v);
+        }
+        out.push_str("}}");
+        out
+    }
+
+    /// When the record was made, as an RFC 3339 UTC time with microseconds
+    /// (`2024-12-31T12:34:56.000001Z`), the form log shippers parse.
+    ///
+    /// ```
+    /// use shmpsc::logging::{Level, LogRecord};
+    /// let mut record = LogRecord::new(Level::Info, "t", "m");
+    /// record.time_unix_ns = 1_735_648_496_000_001_000;
+    /// assert_eq!(record.utc_time().to_string(), "2024-12-31T12:34:56.000001Z");
+    /// ```
+    pub fn utc_time(&self) -> impl fmt::Display {
+        struct Utc(u64);
+        impl fmt::Display for Utc {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_utc(f, self.0)
+            }
+        }
+        Utc(self.time_unix_ns)
+    }
 }
 
 /// Writes `ns` since the Unix epoch as an RFC 3339 UTC time with
@@ -406,6 +485,47 @@ struct Shared {
     sent: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
+    /// How long a send may wait for room, in nanoseconds (0: not at all;
+    /// see [`Policy`]).
+    wait_ns: AtomicU64,
+}
+
+/// What a sink does with a record when the ring is full (see
+/// [`LogSink::set_policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Drop it and count it, at once (the default: a log call never waits
+    /// for the daemon).
+    Drop,
+    /// Wait up to this long for room (the daemon catching up with a
+    /// burst), then drop it and count it. A log call may then take that
+    /// long.
+    WaitUpTo(Duration),
+}
+
+/// The target of the record a sink sends to say that it dropped records
+/// (see [`LogSink::send`]); its field `dropped` holds how many.
+pub const DROPPED_TARGET: &str = "shmpsc::logging";
+
+/// A capacity for a log channel that holds a burst: 16 MiB, about 100,000
+/// typical records (a record with a short message and two fields encodes
+/// to 100-150 bytes), so that a burst of that many records from many
+/// processes reaches a daemon that is briefly busy, instead of being
+/// dropped. The default capacity (1 MiB) holds about 7,000. See
+/// [`channel`].
+pub const BURST_CAPACITY: u64 = 16 << 20;
+
+/// Creates a log channel sized for bursts ([`BURST_CAPACITY`]) and returns
+/// the daemon's sender (keep it, so that the receive loop does not end
+/// while logging processes come and go) and receiver.
+///
+/// ```
+/// let (_keep, rx) = shmpsc::logging::channel("doc-logging-channel")?;
+/// assert_eq!(rx.capacity() as u64, shmpsc::logging::BURST_CAPACITY);
+/// # Ok::<(), shmpsc::OpenError>(())
+/// ```
+pub fn channel(name: &str) -> Result<(Sender<LogRecord>, Receiver<LogRecord>), OpenError> {
+    Builder::new(name).capacity(BURST_CAPACITY).create()
 }
 
 /// One process's connection (see `Shared`).
@@ -420,6 +540,10 @@ struct Proc {
     /// After a failure to start the thread: earliest time (milliseconds
     /// since `Shared::epoch`) of the next try.
     next_spawn_ms: AtomicU64,
+    /// Records this process dropped and did not report to the daemon yet
+    /// (see [`LogSink::send`]); per process, so that a child made by `fork`
+    /// does not report its parent's drops again.
+    unreported: AtomicU64,
 }
 
 /// Guarded by `Proc::state`. Whoever holds the lock never makes a
@@ -495,6 +619,7 @@ impl Proc {
             connected: Condvar::new(),
             worker: AtomicBool::new(false),
             next_spawn_ms: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
         }
     }
 
@@ -654,6 +779,7 @@ impl LogSink {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
         });
         let home = &shared.procs[0];
         // A sink that could not connect waits one interval before its next
@@ -765,7 +891,7 @@ impl LogSink {
     pub fn send(&self, record: LogRecord) -> bool {
         let shared = &self.inner.shared;
         let Some((i, proc)) = shared.current() else {
-            return self.count_dropped(); // forked too deep
+            return self.count_dropped(None); // forked too deep
         };
         // The lock (this process's own) is held only to clone the sender
         // (an `Arc`).
@@ -774,16 +900,86 @@ impl LogSink {
             // Disconnected: the reconnecting thread is on it (or, in a
             // child made by `fork`, is started now).
             shared.ensure_worker(i, proc);
-            return self.count_dropped();
+            return self.count_dropped(Some(proc));
         };
-        match tx.try_send(record) {
-            Ok(()) => self.count_sent(),
-            Err(TrySendError::Disconnected(_))
-            | Err(TrySendError::Rejected(_, Rejection::Forked { .. })) => {
-                shared.lose(i, proc, generation);
-                self.count_dropped()
+        // Records dropped before this one are reported first, in order.
+        let unreported = proc.unreported.swap(0, Ordering::Relaxed);
+        if unreported > 0 {
+            let report = LogRecord::new(
+                Level::Warn,
+                DROPPED_TARGET,
+                format!(
+                    "{unreported} log records dropped (the ring was full or no daemon was there)"
+                ),
+            )
+            .with_field("dropped", unreported);
+            if tx.try_send(report).is_err() {
+                proc.unreported.fetch_add(unreported, Ordering::Relaxed);
             }
-            Err(_) => self.count_dropped(),
+        }
+        let wait = Duration::from_nanos(shared.wait_ns.load(Ordering::Relaxed));
+        let r = if wait.is_zero() {
+            tx.try_send(record).map_err(|e| {
+                matches!(
+                    e,
+                    TrySendError::Disconnected(_)
+                        | TrySendError::Rejected(_, Rejection::Forked { .. })
+                )
+            })
+        } else {
+            tx.send_timeout(record, wait).map_err(|e| {
+                matches!(
+                    e,
+                    SendTimeoutError::Disconnected(_)
+                        | SendTimeoutError::Rejected(_, Rejection::Forked { .. })
+                )
+            })
+        };
+        match r {
+            Ok(()) => self.count_sent(),
+            // The receiver is gone (or this is a fork's copy).
+            Err(true) => {
+                shared.lose(i, proc, generation);
+                self.count_dropped(Some(proc))
+            }
+            // Full, or too large: counted in the channel too, where `shmpsc
+            // stat` and `ls` show it.
+            Err(false) => {
+                tx.count_dropped();
+                self.count_dropped(Some(proc))
+            }
+        }
+    }
+
+    /// Sets what the sink does with a record when the ring is full: drop
+    /// it at once (the default), or wait up to a time for room first. For
+    /// every clone of the sink.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpsc::logging::{LogSink, Policy};
+    /// let sink = LogSink::new("doc-log-sink-policy");
+    /// sink.set_policy(Policy::WaitUpTo(Duration::from_millis(5)));
+    /// assert_eq!(sink.policy(), Policy::WaitUpTo(Duration::from_millis(5)));
+    /// ```
+    pub fn set_policy(&self, policy: Policy) {
+        let ns = match policy {
+            Policy::Drop => 0,
+            Policy::WaitUpTo(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1),
+        };
+        self.inner.shared.wait_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// The sink's policy for a full ring (see [`LogSink::set_policy`]).
+    ///
+    /// ```
+    /// let sink = shmpsc::logging::LogSink::new("doc-log-sink-policy-default");
+    /// assert_eq!(sink.policy(), shmpsc::logging::Policy::Drop);
+    /// ```
+    pub fn policy(&self) -> Policy {
+        match self.inner.shared.wait_ns.load(Ordering::Relaxed) {
+            0 => Policy::Drop,
+            ns => Policy::WaitUpTo(Duration::from_nanos(ns)),
         }
     }
 
@@ -792,8 +988,11 @@ impl LogSink {
         true
     }
 
-    fn count_dropped(&self) -> bool {
+    fn count_dropped(&self, proc: Option<&Proc>) -> bool {
         self.inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(proc) = proc {
+            proc.unreported.fetch_add(1, Ordering::Relaxed);
+        }
         false
     }
 
