@@ -75,6 +75,12 @@ pub struct ChannelInfo {
     pub recovered_bytes: u64,
     /// How many times a receiver took the channel over from a dead one.
     pub takeovers: u32,
+    /// Senders that died and were reaped by the receiver so far (a sender
+    /// killed on a busy channel is reaped within a tick, so [`senders`]
+    /// may never show it dead).
+    ///
+    /// [`senders`]: ChannelInfo::senders
+    pub sender_deaths: u32,
 }
 
 impl ChannelInfo {
@@ -166,6 +172,7 @@ pub fn inspect(name: &str) -> Result<ChannelInfo, OpenError> {
             .sum(),
         recovered_bytes: h.rx.recovered_bytes.load(Ordering::Relaxed),
         takeovers: h.control.takeovers.load(Ordering::Relaxed),
+        sender_deaths: h.control.sender_deaths.load(Ordering::Relaxed),
     })
 }
 

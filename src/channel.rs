@@ -143,6 +143,48 @@ impl Builder {
         self
     }
 
+    /// Sizes the ring by messages: room for at least `messages` messages
+    /// of `message_size` encoded bytes each, all at once (the capacity is
+    /// a power of two, so up to about twice that), and for one message of
+    /// that size even when the default maximum message size (a quarter of
+    /// the ring) applies. Overrides [`Builder::capacity`]. A size too large
+    /// for any ring is reported when the channel is created.
+    ///
+    /// ```
+    /// // 10,000 log records of about 120 bytes: a 2 MiB ring.
+    /// let (_tx, rx) = shmpsc::Builder::new("doc-capacity-for").capacity_for(10_000, 120).create::<u8>()?;
+    /// assert_eq!(rx.capacity(), 2 << 20);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn capacity_for(mut self, messages: u64, message_size: u64) -> Builder {
+        let record = crate::layout::record_size(message_size.min(crate::layout::MAX_MESSAGE));
+        let bytes = record
+            .saturating_mul(messages)
+            .max(record.saturating_mul(4))
+            .max(crate::layout::MIN_CAPACITY);
+        self.capacity = bytes.checked_next_power_of_two().unwrap_or(u64::MAX);
+        self
+    }
+
+    /// [`Builder::capacity_for`] `messages` messages the size of `sample`
+    /// encoded with this builder's codec (set the codec first).
+    ///
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Job { id: u64, name: String }
+    /// let sample = Job { id: 1, name: "resize-image".into() };
+    /// let (_tx, rx) = shmpsc::Builder::new("doc-capacity-for-sample")
+    ///     .capacity_for_sample(50_000, &sample)
+    ///     .create::<Job>()?;
+    /// assert!(rx.capacity() >= 50_000 * 24);
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn capacity_for_sample<T: Serialize>(self, messages: u64, sample: &T) -> Builder {
+        let mut buf = Vec::new();
+        let size = codec::encode(self.codec, sample, &mut buf).map_or(0, |n| n as u64);
+        self.capacity_for(messages, size)
+    }
+
     /// Largest encoded message accepted, in bytes; larger messages are
     /// refused before anything is written. Default: a quarter of the capacity
     /// (at most 4 GiB). At most the capacity minus 8.

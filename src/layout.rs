@@ -130,6 +130,11 @@ pub(crate) struct Control {
     pub(crate) takeovers: AtomicU32,
     /// Futex word senders sleep on while the ring is full.
     pub(crate) space_seq: AtomicU32,
+    /// Senders found dead and reaped by the receiver so far (wrapping): a
+    /// sender killed on a busy channel is reaped within a tick, before
+    /// `shmpsc ls` can show it dead. Zero in segments of earlier builds
+    /// (the line's padding).
+    pub(crate) sender_deaths: AtomicU32,
 }
 
 /// Words of a slot bitmap: one bit per possible sender slot.

@@ -307,6 +307,18 @@ pub(crate) fn sender_alive(seg: &Segment, i: usize) -> bool {
 
 /// Clears the bits of owned slots whose owner died. Returns how many.
 pub(crate) fn reap_dead(seg: &Segment) -> usize {
+    let reaped = reap_dead_slots(seg);
+    if reaped > 0 {
+        seg.header()
+            .control
+            .sender_deaths
+            .fetch_add(reaped as u32, Ordering::Relaxed);
+    }
+    reaped
+}
+
+/// [`reap_dead`] without the count of deaths.
+fn reap_dead_slots(seg: &Segment) -> usize {
     let mut reaped = 0;
     let h = seg.header();
     let dead: Vec<usize> = active_slots(seg)

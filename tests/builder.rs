@@ -79,3 +79,30 @@ fn debug_shows_the_mode_in_octal() {
     let s = format!("{b:?}");
     assert!(s.contains("mode: 0o660"), "{s}");
 }
+
+/// Sized by messages, a ring holds that many messages of the sample's size
+/// at once, with nobody receiving.
+#[test]
+fn capacity_for_holds_that_many_messages() {
+    for n in [1u64, 10, 1000, 5000] {
+        let sample = (u64::MAX, "a log line of moderate length".to_string());
+        let name = unique(&format!("capacity-for-{n}"));
+        let (tx, _rx) = Builder::new(&name)
+            .capacity_for_sample(n, &sample)
+            .create::<(u64, String)>()
+            .unwrap();
+        for i in 0..n {
+            tx.try_send(sample.clone())
+                .unwrap_or_else(|e| panic!("message {i} of {n} did not fit: {e}"));
+        }
+    }
+    // A size no ring can hold is refused when the channel is created.
+    let err = Builder::new(&unique("capacity-for-huge"))
+        .capacity_for(u64::MAX, 1 << 20)
+        .receiver::<u8>()
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), OpenErrorKind::InvalidConfig { .. }),
+        "{err:?}"
+    );
+}

@@ -228,6 +228,13 @@ fn ls_shows_receiver_senders_counters_and_a_killed_sender_as_dead() {
     assert_eq!(row["RECV MSGS"], "8", "{row:?}");
     assert_eq!(row["FILL"], "0.0%", "{row:?}");
 
+    // The receiver's first look at an empty ring reaps the dead sender's
+    // slot: it is no longer listed as dead, but counted as a death.
+    assert!(rx.try_recv().is_err());
+    let row = ls_row(&name).expect("the channel is listed");
+    assert_eq!(row["DEAD SENDERS"], "0 (+1 reaped)", "{row:?}");
+    assert_eq!(shmpsc::inspect(&name).unwrap().sender_deaths, 1);
+
     live.close_stdin();
     live.wait_success();
     drop(rx);

@@ -277,6 +277,17 @@ fn fill(info: &ChannelInfo) -> String {
     format!("{:.1}%", info.used as f64 * 100.0 / info.capacity as f64)
 }
 
+/// Dead senders not reaped yet, and how many died and were reaped:
+/// `1: 4242 (+3 reaped)`.
+fn deaths_cell(unreaped: &[u32], reaped: u32) -> String {
+    let cell = pids_cell(unreaped);
+    if reaped == 0 {
+        cell
+    } else {
+        format!("{cell} (+{reaped} reaped)")
+    }
+}
+
 /// Messages sent and not received, and their bytes: `41 (656 B)`.
 fn pending_cell(info: &ChannelInfo) -> String {
     format!(
@@ -330,7 +341,7 @@ fn ls(prefix: Option<&str>, json: bool) -> Result<bool> {
                     shown(&name),
                     receiver_cell(&info),
                     pids_cell(&pids(true)),
-                    pids_cell(&pids(false)),
+                    deaths_cell(&pids(false), info.sender_deaths),
                     bytes(info.capacity),
                     fill(&info),
                     pending_cell(&info),
@@ -490,6 +501,7 @@ fn info_json(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) -> se
         "dropped_messages": info.dropped_messages,
         "recovered_bytes": info.recovered_bytes,
         "takeovers": info.takeovers,
+        "sender_deaths": info.sender_deaths,
     });
     if let Some((b, dt)) = before {
         v["received_messages_per_s"] = rate(info.received_messages, b.received_messages, dt).into();
@@ -568,10 +580,11 @@ fn print_stat(info: &ChannelInfo, before: Option<(&ChannelInfo, Duration)>) {
     );
     let _ = writeln!(
         out,
-        "senders      {} ({} live, {} dead)",
+        "senders      {} ({} live, {} dead); {} died and were reaped so far",
         info.senders.len(),
         live,
-        info.senders.len() - live
+        info.senders.len() - live,
+        info.sender_deaths
     );
     if info.senders.is_empty() {
         return;
