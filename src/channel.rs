@@ -37,11 +37,28 @@ const MIN_TICK: Duration = Duration::from_millis(1);
 
 /// What a channel of `T` encoded with `codec` carries: endpoints that
 /// disagree on either are refused at open.
-fn message_type<T>(codec: Codec) -> MessageType {
+fn message_type<T>(codec: Codec, schema: Option<&'static str>) -> MessageType {
     MessageType {
         name: std::any::type_name::<T>(),
         codec: codec.fingerprint_name(),
+        schema,
     }
+}
+
+/// `id` as a `&'static str`, the same one for the same id: schema ids live
+/// in `MessageType`s, which are `Copy`. Bounded by the distinct ids a
+/// program uses.
+fn intern(id: &str) -> &'static str {
+    static IDS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut ids = IDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = ids.iter().find(|s| **s == id) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(id.to_owned().into_boxed_str());
+    ids.push(leaked);
+    leaked
 }
 
 /// Creates a channel named `name` with default settings and returns its
@@ -94,6 +111,7 @@ pub struct Builder {
     tick: Duration,
     trusted_owners: Vec<u32>,
     codec: Codec,
+    schema: Option<&'static str>,
 }
 
 impl fmt::Debug for Builder {
@@ -107,6 +125,7 @@ impl fmt::Debug for Builder {
             .field("tick", &self.tick)
             .field("trusted_owners", &self.trusted_owners)
             .field("codec", &self.codec)
+            .field("schema", &self.schema)
             .finish()
     }
 }
@@ -128,6 +147,7 @@ impl Builder {
             tick: DEFAULT_TICK,
             trusted_owners: Vec::new(),
             codec: Codec::default(),
+            schema: None,
         }
     }
 
@@ -317,6 +337,34 @@ impl Builder {
         self
     }
 
+    /// Names what the channel carries with an id of your choosing instead
+    /// of the message type's name (which includes its crate path). Both
+    /// sides must give the same id (and codec): then a daemon crate and a
+    /// worker crate that each define the same `struct Rec` can share a
+    /// channel, and a new id (`"logs-v2"`) for a changed message makes an
+    /// old sender fail at open instead of sending records that do not
+    /// decode. The id is the contract: shmpsc does not compare the types'
+    /// fields. Endpoints made from one ([`Receiver::sender`], clones) keep
+    /// its id; a child given a sender with [`Sender::pass_to`] opens it
+    /// with a builder that names the same id.
+    ///
+    /// ```
+    /// mod daemon { #[derive(serde::Serialize, serde::Deserialize)] pub struct Rec { pub n: u32 } }
+    /// mod worker { #[derive(serde::Serialize, serde::Deserialize)] pub struct Rec { pub n: u32 } }
+    /// let rx = shmpsc::Builder::new("doc-schema").schema("rec-v1").receiver::<daemon::Rec>()?;
+    /// let tx = shmpsc::Builder::new("doc-schema").schema("rec-v1").open_sender::<worker::Rec>()?;
+    /// tx.send(worker::Rec { n: 7 }).unwrap();
+    /// assert_eq!(rx.recv().unwrap().n, 7);
+    /// // Without the id, the type names differ: refused, saying both.
+    /// let err = shmpsc::Sender::<worker::Rec>::open("doc-schema").unwrap_err();
+    /// assert!(err.to_string().contains("carries schema `rec-v1`"), "{err}");
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn schema(mut self, id: &str) -> Builder {
+        self.schema = Some(intern(id));
+        self
+    }
+
     fn geometry(&self) -> Result<Geometry, OpenError> {
         let max_message = self
             .max_message
@@ -352,8 +400,12 @@ impl Builder {
             ));
         }
         let geo = self.geometry()?;
-        let (seg, created) =
-            Segment::create(&self.name, geo, self.mode, message_type::<T>(self.codec))?;
+        let (seg, created) = Segment::create(
+            &self.name,
+            geo,
+            self.mode,
+            message_type::<T>(self.codec, self.schema),
+        )?;
         let consumer = Consumer::new(seg, self.tick).map_err(|bad| {
             OpenError::new(
                 &self.name,
@@ -365,6 +417,7 @@ impl Builder {
         Ok(Receiver {
             consumer,
             codec: self.codec,
+            schema: self.schema,
             taken_over: created == Created::TakenOver,
             fork_generation: {
                 crate::sys::watch_forks();
@@ -403,14 +456,14 @@ impl Builder {
     /// ```
     pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
         self.check()?;
-        let ty = message_type::<T>(self.codec);
+        let ty = message_type::<T>(self.codec, self.schema);
         if let Some(passed) = take_passed(&self.name) {
             if let Some(opened) = self.open_passed(passed, ty) {
                 return opened;
             }
         }
         let seg = Segment::open(&self.name, ty, &self.trusted_owners)?;
-        Sender::attach(seg, self.tick, self.codec)
+        Sender::attach(seg, self.tick, self.codec, self.schema)
     }
 
     /// Adopts the sender that the parent passed (see [`Sender::pass_to`]),
@@ -441,7 +494,7 @@ impl Builder {
         let byte = crate::layout::slot_lock_byte(passed.slot);
         Some(
             match Segment::open_inherited(&self.name, passed.fd, id, byte, ty) {
-                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick, self.codec),
+                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick, self.codec, self.schema),
                 // The descriptor is the passed channel's object but not the
                 // passed sender (which was adopted and dropped, or another
                 // open file description got the number): attach a sender
@@ -480,7 +533,7 @@ impl Builder {
                 )),
             ));
         }
-        Sender::attach(seg, self.tick, self.codec)
+        Sender::attach(seg, self.tick, self.codec, self.schema)
     }
 }
 
@@ -529,6 +582,8 @@ struct SenderInner {
     producer: Producer,
     /// The channel's codec.
     codec: Codec,
+    /// The schema id the sender was opened with (see `Builder::schema`).
+    schema: Option<&'static str>,
     /// The process that opened this sender, and its fork generation then:
     /// a copy of the sender made by `fork` sees another generation, and
     /// refuses to send (it shares the slot's intent word with the original).
@@ -658,7 +713,12 @@ impl<T: Serialize> Sender<T> {
         Builder::new(name).open_sender()
     }
 
-    fn attach(seg: Segment, tick: Duration, codec: Codec) -> Result<Sender<T>, OpenError> {
+    fn attach(
+        seg: Segment,
+        tick: Duration,
+        codec: Codec,
+        schema: Option<&'static str>,
+    ) -> Result<Sender<T>, OpenError> {
         // A remover (`shmpsc gc`) locks every endpoint byte of an unused
         // segment while it removes it: the receiver lock it holds is not a
         // receiver's.
@@ -687,14 +747,21 @@ impl<T: Serialize> Sender<T> {
             peers::release(&seg, slot);
             return Err(gone());
         }
-        Ok(Sender::from_parts(seg, slot, tick, codec))
+        Ok(Sender::from_parts(seg, slot, tick, codec, schema))
     }
 
-    fn from_parts(seg: Segment, slot: usize, tick: Duration, codec: Codec) -> Sender<T> {
+    fn from_parts(
+        seg: Segment,
+        slot: usize,
+        tick: Duration,
+        codec: Codec,
+        schema: Option<&'static str>,
+    ) -> Sender<T> {
         Sender {
             inner: Arc::new(SenderInner {
                 producer: Producer::new(seg, slot, tick),
                 codec,
+                schema,
                 opened_by: crate::sys::current_pid(),
                 fork_generation: {
                     crate::sys::watch_forks();
@@ -713,6 +780,7 @@ impl<T: Serialize> Sender<T> {
         slot: usize,
         tick: Duration,
         codec: Codec,
+        schema: Option<&'static str>,
     ) -> Result<Sender<T>, OpenError> {
         let bad = |why: &str| {
             OpenError::io(
@@ -738,7 +806,7 @@ impl<T: Serialize> Sender<T> {
                 ))
             }
         }
-        Ok(Sender::from_parts(seg, slot, tick, codec))
+        Ok(Sender::from_parts(seg, slot, tick, codec, schema))
     }
 
     /// Opens a sender for a child process and passes it with `cmd`: the
@@ -816,7 +884,7 @@ impl<T: Serialize> Sender<T> {
             .inner
             .producer
             .segment()
-            .reopen(message_type::<T>(self.inner.codec))?;
+            .reopen(message_type::<T>(self.inner.codec, self.inner.schema))?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
         let crate::sys::FileId { dev, ino } = seg.identity()?;
@@ -953,7 +1021,7 @@ impl<T> Sender<T> {
             .get_or_init(|| {
                 self.producer()
                     .segment()
-                    .reopen(message_type::<T>(self.inner.codec))
+                    .reopen(message_type::<T>(self.inner.codec, self.inner.schema))
                     .ok()
                     .map(crate::reactor::Watch::new)
             })
@@ -1154,6 +1222,8 @@ pub struct Receiver<T> {
     consumer: Consumer,
     /// The channel's codec.
     codec: Codec,
+    /// The schema id the channel was made with (see `Builder::schema`).
+    schema: Option<&'static str>,
     taken_over: bool,
     /// The fork generation when the receiver was made: a copy made by
     /// `fork` sees another one, receives nothing and leaves the channel
@@ -1370,7 +1440,7 @@ impl<T> Receiver<T> {
             .get_or_init(|| {
                 self.consumer
                     .segment()
-                    .reopen(message_type::<T>(self.codec))
+                    .reopen(message_type::<T>(self.codec, self.schema))
                     .ok()
                     .map(crate::reactor::Watch::new)
             })
@@ -1400,8 +1470,8 @@ impl<T> Receiver<T> {
         let seg = self
             .consumer
             .segment()
-            .reopen(message_type::<T>(self.codec))?;
-        Sender::attach(seg, self.consumer.tick(), self.codec)
+            .reopen(message_type::<T>(self.codec, self.schema))?;
+        Sender::attach(seg, self.consumer.tick(), self.codec, self.schema)
     }
 
     /// The channel's name.

@@ -564,6 +564,12 @@ pub enum OpenErrorKind {
         expected: u64,
         /// The fingerprint found in the segment.
         found: u64,
+        /// What this endpoint carries, readable: its type and codec, or
+        /// its schema id (see [`Builder::schema`](crate::Builder::schema)).
+        this: String,
+        /// What the channel carries, as its receiver wrote it (`None` for
+        /// a channel made by an earlier build).
+        channel: Option<String>,
     },
     /// The segment was made by an incompatible version of shmpsc.
     IncompatibleVersion {
@@ -725,17 +731,25 @@ impl fmt::Display for OpenError {
                 write!(f, "invalid settings for channel `{name}`: {reason}")
             }
             OpenErrorKind::TypeMismatch {
-                type_name,
-                codec,
                 expected,
                 found,
-            } => write!(
-                f,
-                "channel `{name}` carries another message type or codec than `{type_name}` \
-                 encoded with {codec} (its fingerprint is {found:#018x}, this endpoint's \
-                 {expected:#018x}): open it with the message type and the codec \
-                 (Builder::codec) its receiver uses"
-            ),
+                this,
+                channel,
+                ..
+            } => {
+                match channel {
+                    Some(carried) => write!(f, "channel `{name}` carries {carried}")?,
+                    None => write!(f, "channel `{name}` carries another message type or codec")?,
+                }
+                write!(
+                    f,
+                    "; this endpoint has {this} (fingerprints {found:#018x} and \
+                     {expected:#018x}): open it with the receiver's message type and codec \
+                     (Builder::codec). The type is named with its crate path: when the two \
+                     sides define the same message in different crates, or to version a \
+                     schema, give both the same Builder::schema(\"...\")"
+                )
+            }
             OpenErrorKind::IncompatibleVersion { found, supported } => write!(
                 f,
                 "channel `{name}` has segment layout version {found} but this build of shmpsc \

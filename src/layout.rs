@@ -75,6 +75,43 @@ pub(crate) struct Config {
     /// `FEATURE_*` bits; may change at a takeover.
     pub(crate) features: AtomicU32,
     pub(crate) reserved: AtomicU32,
+    /// What the channel carries, readable (see [`MessageType::label`]), for
+    /// error messages: UTF-8, cut to fit, NUL-padded. Display only (anyone
+    /// may write it); zero in segments of earlier builds (the line's
+    /// padding).
+    pub(crate) label: [AtomicU64; LABEL_WORDS],
+}
+
+/// Words of [`Config::label`].
+pub(crate) const LABEL_WORDS: usize = 7;
+
+impl Config {
+    /// Writes `label`, cut at a character boundary to fit.
+    pub(crate) fn set_label(&self, label: &str) {
+        let mut bytes = [0u8; 8 * LABEL_WORDS];
+        let mut end = label.len().min(bytes.len());
+        while !label.is_char_boundary(end) {
+            end -= 1;
+        }
+        bytes[..end].copy_from_slice(&label.as_bytes()[..end]);
+        for (w, chunk) in self.label.iter().zip(bytes.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            w.store(u64::from_ne_bytes(a), Ordering::Relaxed);
+        }
+    }
+
+    /// The label, if one was written: up to the first NUL, invalid UTF-8
+    /// replaced, control characters escaped (it is untrusted).
+    pub(crate) fn label(&self) -> Option<String> {
+        let bytes: Vec<u8> = self
+            .label
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes())
+            .take_while(|&b| b != 0)
+            .collect();
+        (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).escape_debug().to_string())
+    }
 }
 
 /// The receiver wakes up senders' commits with an asymmetric barrier:
@@ -430,21 +467,38 @@ pub(crate) fn record_size(len: u64) -> u64 {
     RECORD_HEADER + ((len + 7) & !7)
 }
 
-/// What a channel carries: a message type and the codec that encodes it.
-/// The segment keeps only their [`fingerprint`](MessageType::fingerprint).
+/// What a channel carries: a message type and the codec that encodes it,
+/// or an explicit schema id (`Builder::schema`) instead of the type's name.
+/// The segment keeps their [`fingerprint`](MessageType::fingerprint), and a
+/// readable [`label`](MessageType::label) for error messages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MessageType {
     /// The type's name, as `std::any::type_name` spells it.
     pub(crate) name: &'static str,
     /// The codec's name.
     pub(crate) codec: &'static str,
+    /// The schema id that stands for the type, if one was given.
+    pub(crate) schema: Option<&'static str>,
 }
 
 impl MessageType {
     /// The fingerprint a receiver writes into the segment and a sender
-    /// checks.
+    /// checks: of the schema id if there is one, else of the type's name;
+    /// and of the codec.
     pub(crate) fn fingerprint(&self) -> u64 {
-        fingerprint(&[self.name, self.codec])
+        match self.schema {
+            Some(id) => fingerprint(&["schema", id, self.codec]),
+            None => fingerprint(&[self.name, self.codec]),
+        }
+    }
+
+    /// What the channel carries, readable: `` `app::Rec` (postcard) `` or
+    /// `schema `logs-v2` (postcard)`.
+    pub(crate) fn label(&self) -> String {
+        match self.schema {
+            Some(id) => format!("schema `{id}` ({})", self.codec),
+            None => format!("`{}` ({})", self.name, self.codec),
+        }
     }
 }
 

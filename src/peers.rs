@@ -483,6 +483,7 @@ mod tests {
             crate::layout::MessageType {
                 name: "u64",
                 codec: "test",
+                schema: None,
             },
         )
         .unwrap();

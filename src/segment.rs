@@ -505,6 +505,7 @@ impl Segment {
         c.max_senders.store(geo.max_senders, Ordering::Relaxed);
         c.creator_pid.store(sys::current_pid(), Ordering::Relaxed);
         c.fingerprint.store(ty.fingerprint(), Ordering::Relaxed);
+        c.set_label(&ty.label());
         c.segment_len.store(geo.len as u64, Ordering::Relaxed);
         for slot in seg.slots() {
             slot.intent
@@ -1264,10 +1265,13 @@ fn differences(
     }
     let found = seg.header().config.fingerprint.load(Ordering::Relaxed);
     if found != ty.fingerprint() {
-        what.push(format!(
-            "it carries another message type or codec than `{}` ({})",
-            ty.name, ty.codec
-        ));
+        what.push(match seg.header().config.label() {
+            Some(carried) => format!("it carries {carried}, not {}", ty.label()),
+            None => format!(
+                "it carries another message type or codec than {}",
+                ty.label()
+            ),
+        });
     }
     let old = seg.geometry();
     if old.capacity != geo.capacity {
@@ -1375,6 +1379,8 @@ fn validate_header(
                     codec: ty.codec,
                     expected,
                     found,
+                    this: ty.label(),
+                    channel: c.label(),
                 },
             ));
         }
@@ -1628,6 +1634,7 @@ mod tests {
 
     fn any_type() -> MessageType {
         MessageType {
+            schema: None,
             name: "u64",
             codec: "test",
         }

@@ -909,7 +909,15 @@ fn type_mismatch_names_the_type() {
         "{e:?}"
     );
     assert_helpful(&e, &name, &["String"]);
-    assert_says(&e, &["open it with the message type", "Builder::codec"]);
+    assert_says(
+        &e,
+        &[
+            "carries `u64`",
+            "open it with the receiver's message type",
+            "Builder::codec",
+            "Builder::schema",
+        ],
+    );
 }
 
 #[test]
