@@ -45,6 +45,19 @@ fn message_type<T>(codec: Codec, schema: Option<&'static str>) -> MessageType {
     }
 }
 
+/// An endpoint's second mapping of its channel `seg` (carrying `ty`), made
+/// on first use and kept in `cell`. A failure is kept too: its async waits
+/// then poll (see `reactor`).
+#[cfg(feature = "async")]
+fn watch_of(
+    cell: &std::sync::OnceLock<Option<Arc<crate::reactor::Watch>>>,
+    seg: &Segment,
+    ty: MessageType,
+) -> Option<Arc<crate::reactor::Watch>> {
+    cell.get_or_init(|| seg.reopen(ty).ok().map(crate::reactor::Watch::new))
+        .clone()
+}
+
 /// `id` as a `&'static str`, the same one for the same id: schema ids live
 /// in `MessageType`s, which are `Copy`. Bounded by the distinct ids a
 /// program uses.
@@ -1015,17 +1028,8 @@ impl<T> Sender<T> {
     /// made on first use; `None` if it cannot be made (then they poll).
     #[cfg(feature = "async")]
     pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
-        // A failure is kept too: its waits then poll (see `reactor`).
-        self.inner
-            .watch
-            .get_or_init(|| {
-                self.producer()
-                    .segment()
-                    .reopen(message_type::<T>(self.inner.codec, self.inner.schema))
-                    .ok()
-                    .map(crate::reactor::Watch::new)
-            })
-            .clone()
+        let ty = message_type::<T>(self.inner.codec, self.inner.schema);
+        watch_of(&self.inner.watch, self.producer().segment(), ty)
     }
 
     /// The length of `msg` encoded, if it can be encoded.
@@ -1435,16 +1439,8 @@ impl<T> Receiver<T> {
     /// made on first use; `None` if it cannot be made (then they poll).
     #[cfg(feature = "async")]
     pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
-        // A failure is kept too: its waits then poll (see `reactor`).
-        self.watch
-            .get_or_init(|| {
-                self.consumer
-                    .segment()
-                    .reopen(message_type::<T>(self.codec, self.schema))
-                    .ok()
-                    .map(crate::reactor::Watch::new)
-            })
-            .clone()
+        let ty = message_type::<T>(self.codec, self.schema);
+        watch_of(&self.watch, self.consumer.segment(), ty)
     }
 
     /// Whether this is a copy made by `fork` of a receiver made in another

@@ -514,27 +514,17 @@ pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
     h
 }
 
-/// Messages, and their payload bytes, sent and not received: the senders'
-/// statistics (every slot keeps its counters across owners) minus the
-/// receiver's. Approximate while endpoints are active. Statistics live in
-/// shared memory: a nonsense value gives a nonsense count, never a failure.
-pub(crate) fn undelivered(header: &Header, slots: &[Slot]) -> (u64, u64) {
-    let (sent, sent_bytes) = slots.iter().fold((0u64, 0u64), |(m, b), s| {
-        (
-            m.wrapping_add(s.sent_messages.load(Ordering::Relaxed)),
-            b.wrapping_add(s.sent_bytes.load(Ordering::Relaxed)),
-        )
-    });
-    let rx = &header.rx;
-    (
-        sent.saturating_sub(rx.received_messages.load(Ordering::Relaxed)),
-        sent_bytes.saturating_sub(rx.received_bytes.load(Ordering::Relaxed)),
-    )
-}
-
-/// [`undelivered`] messages, as a length.
+/// Messages sent and not received: the senders' statistics (every slot
+/// keeps its counters across owners) minus the receiver's. Approximate
+/// while endpoints are active. Statistics live in shared memory: a
+/// nonsense value gives a nonsense count, never a failure. (What a removal
+/// would lose is read from the ring instead: `Segment::committed_records`.)
 pub(crate) fn pending_messages(header: &Header, slots: &[Slot]) -> usize {
-    usize::try_from(undelivered(header, slots).0).unwrap_or(usize::MAX)
+    let sent = slots.iter().fold(0u64, |m, s| {
+        m.wrapping_add(s.sent_messages.load(Ordering::Relaxed))
+    });
+    let received = header.rx.received_messages.load(Ordering::Relaxed);
+    usize::try_from(sent.saturating_sub(received)).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

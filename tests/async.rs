@@ -157,10 +157,7 @@ fn stream_per_sender_order_tokio_current_thread() {
         COUNT,
     );
     drop(tx);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let mut stream = rx.into_stream();
     let mut tracker = Tracker::new(SENDERS as usize);
     rt.block_on(async {
@@ -232,10 +229,7 @@ fn killed_sender_ends_the_stream() {
         .param("count", 100)
         .spawn();
     child.expect_event("sent");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let mut stream = rx.into_stream();
     let mut tracker = Tracker::new(1);
     rt.block_on(async {
@@ -327,10 +321,7 @@ fn select_cancellation_loses_nothing() {
     let (tx, mut rx) = shmpsc::channel::<Msg>(&name).unwrap();
     let mut children = senders("select_cancellation_loses_nothing", &name, &tx, 2, N);
     drop(tx);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let mut tracker = Tracker::new(2);
     let (mut won, mut lost) = (0u64, 0u64);
     rt.block_on(async {
@@ -366,6 +357,23 @@ fn select_cancellation_loses_nothing() {
     let tx = rx.sender().unwrap();
     tx.send(Msg::new(0, N)).unwrap();
     assert_eq!(rx.recv().unwrap(), Msg::new(0, N));
+}
+
+/// A current-thread tokio runtime.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Spawns a sender child stopped (SIGSTOP, by a test hook) right after its
+/// first claim, before it commits.
+fn stopped_at_claim(mut spawn: Spawn) -> common::Child {
+    spawn.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
+    let mut child = spawn.spawn();
+    child.wait_until_stopped();
+    child
 }
 
 /// Pending once, then ready.
@@ -404,16 +412,12 @@ fn dead_claim_at_head_with_its_slot_reused() {
         .max_senders(1)
         .receiver::<Msg>()
         .unwrap();
-    let mut a = Spawn::new(TEST, "sender", &name)
-        .param("id", 0)
-        .param("count", 1);
-    a.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
-    let mut a = a.spawn();
-    a.wait_until_stopped();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut a = stopped_at_claim(
+        Spawn::new(TEST, "sender", &name)
+            .param("id", 0)
+            .param("count", 1),
+    );
+    let rt = current_thread();
     let got = rt.block_on(async {
         let mut recv = std::pin::pin!(rx.recv_async());
         assert!(poll_once(recv.as_mut()).is_pending());
@@ -438,20 +442,13 @@ fn dead_claim_behind_a_live_claim() {
     const TEST: &str = "dead_claim_behind_a_live_claim";
     let name = unique_name("async-behind");
     let mut rx = Builder::new(&name).receiver::<Msg>().unwrap();
-    let mut b = Spawn::new(TEST, "send_two_then_idle", &name);
-    b.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
-    let mut b = b.spawn();
-    b.wait_until_stopped();
-    let mut a = Spawn::new(TEST, "sender", &name)
-        .param("id", 1)
-        .param("count", 1);
-    a.command().env("SHMPSC_TEST_HOOK", "claimed:1:stop");
-    let mut a = a.spawn();
-    a.wait_until_stopped();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut b = stopped_at_claim(Spawn::new(TEST, "send_two_then_idle", &name));
+    let mut a = stopped_at_claim(
+        Spawn::new(TEST, "sender", &name)
+            .param("id", 1)
+            .param("count", 1),
+    );
+    let rt = current_thread();
     let (first, second) = rt.block_on(async {
         tokio::time::timeout(HANG_GUARD, async {
             let first = {
@@ -491,10 +488,7 @@ fn fork_child_dropping_a_pending_receive_leaves_the_parent_waiting() {
     let name = unique_name("async-fork");
     let mut rx = Builder::new(&name).receiver::<u64>().unwrap();
     let tx = rx.sender().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let r = rt.block_on(async {
         let mut recv = Box::pin(rx.recv_async());
         assert!(poll_once(recv.as_mut()).is_pending());

@@ -903,7 +903,11 @@ impl LogSink {
             return self.count_dropped(Some(proc));
         };
         // Records dropped before this one are reported first, in order.
-        let unreported = proc.unreported.swap(0, Ordering::Relaxed);
+        // A load first: the common case (nothing dropped) writes nothing.
+        let unreported = match proc.unreported.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => proc.unreported.swap(0, Ordering::Relaxed),
+        };
         if unreported > 0 {
             let report = LogRecord::new(
                 Level::Warn,

@@ -244,15 +244,7 @@ impl Consumer {
             // writer alone, so a sender streaming into the ring is not slowed
             // down by its receiver waiting for it.
             let at = self.head.get();
-            // A position a ring past the released bytes cannot become ready
-            // before they are released (inside a callback they cannot be:
-            // a blocking receive there waits for the senders to go).
-            let reachable = at - self.released.get() < seg.geometry().capacity;
-            let ignore = self.stray_word_at(at);
-            let ready = || {
-                (reachable && self.ring.ready_at(at, ignore))
-                    || (!dead_claim && !peers::any_active(seg))
-            };
+            let ready = self.wait_condition(at, dead_claim);
             if !spun {
                 spun = true;
                 if self.streak.get() >= STREAM_STREAK {
@@ -299,16 +291,10 @@ impl Consumer {
         let seg = self.ring.segment();
         let h = seg.header();
         let at = self.head.get();
-        let reachable = at - self.released.get() < seg.geometry().capacity;
-        let ignore = self.stray_word_at(at);
         // `next` reports an empty ring without senders as disconnected:
         // nothing committed and no sender means a dead sender's claim that
         // maintenance skips at its next tick.
-        let dead_claim = !peers::any_active(seg);
-        let ready = || {
-            (reachable && self.ring.ready_at(at, ignore))
-                || (!dead_claim && !peers::any_active(seg))
-        };
+        let ready = self.wait_condition(at, !peers::any_active(seg));
         let me = wait::At {
             word: &h.data.waiting_at,
             value: at + 1,
@@ -683,6 +669,24 @@ impl Consumer {
                 Peek::MustRelease => self.release(),
                 found => return (head, found),
             }
+        }
+    }
+
+    /// The condition a receive waiting for the record at `at` waits for:
+    /// something committed there (or padding, or a malformed word), or,
+    /// unless a dead sender's claim is pending (`dead_claim`), every sender
+    /// gone. What the blocking and the async receive both re-check after
+    /// they announce themselves.
+    fn wait_condition(&self, at: u64, dead_claim: bool) -> impl Fn() -> bool + Copy + '_ {
+        let seg = self.ring.segment();
+        // A position a ring past the released bytes cannot become ready
+        // before they are released (inside a callback they cannot be: a
+        // blocking receive there waits for the senders to go).
+        let reachable = at - self.released.get() < seg.geometry().capacity;
+        let ignore = self.stray_word_at(at);
+        move || {
+            (reachable && self.ring.ready_at(at, ignore))
+                || (!dead_claim && !peers::any_active(seg))
         }
     }
 

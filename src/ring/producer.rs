@@ -178,13 +178,9 @@ impl Producer {
     /// ends.
     #[cfg(feature = "async")]
     pub(crate) fn announce_wait(&self, len: u64) -> Option<u32> {
-        let seg = self.ring.segment();
-        let me = SharedBit {
-            bit: peers::sleeper_bit(seg, self.slot),
-            sleepers: &self.sleepers,
-        };
+        let me = self.sleeper();
         let seen = wait::announce(
-            &seg.header().control.space_seq,
+            &self.ring.segment().header().control.space_seq,
             &me,
             || {},
             || self.room_for(len),
@@ -198,12 +194,16 @@ impl Producer {
     /// Ends the wait that [`Producer::announce_wait`] announced.
     #[cfg(feature = "async")]
     pub(crate) fn withdraw_wait(&self) {
-        let seg = self.ring.segment();
-        let me = SharedBit {
-            bit: peers::sleeper_bit(seg, self.slot),
+        wait::Announce::withdraw(&self.sleeper());
+    }
+
+    /// This slot's announcement that it sleeps waiting for room, shared by
+    /// the clones of this sender (see [`SharedBit`]).
+    fn sleeper(&self) -> SharedBit<'_> {
+        SharedBit {
+            bit: peers::sleeper_bit(self.ring.segment(), self.slot),
             sleepers: &self.sleepers,
-        };
-        wait::Announce::withdraw(&me);
+        }
     }
 
     /// Sends `payload`: claims room, writes, commits. `local` is held from
@@ -293,11 +293,7 @@ impl Producer {
                     return (self.lock(), Err(SendTimeoutError::Timeout(())));
                 };
                 hooks::at(Point::Blocked);
-                let me = SharedBit {
-                    bit: peers::sleeper_bit(seg, self.slot),
-                    sleepers: &self.sleepers,
-                };
-                wait::sleep(&h.control.space_seq, &me, timeout, || {}, room);
+                wait::sleep(&h.control.space_seq, &self.sleeper(), timeout, || {}, room);
             }
             local = self.lock();
             if self.receiver_dropped() || self.receiver_died(&mut local) {
