@@ -71,6 +71,7 @@ impl RecvWait {
                 Err(TryRecvError::Invalid(i)) => return Poll::Ready(Err(RecvError::Invalid(i))),
                 Err(TryRecvError::Empty) => {}
             }
+            crate::hooks::at(crate::hooks::Point::AsyncAnnounce);
             let consumer = rx.consumer();
             let Some(w) = consumer.announce_wait() else {
                 continue;

@@ -34,6 +34,9 @@ pub(crate) enum Point {
     /// `Sender::attach`: the receiver was seen alive, before a slot is
     /// taken.
     SenderChecked,
+    /// An async receive found nothing to receive, before it announces
+    /// itself as waiting.
+    AsyncAnnounce,
 }
 
 #[cfg(feature = "test-hooks")]
@@ -81,6 +84,7 @@ fn armed(point: Point, state: &std::sync::atomic::AtomicU8) {
         Point::RemoveChecked => "remove-checked",
         Point::HeaderRead => "header-read",
         Point::SenderChecked => "sender-checked",
+        Point::AsyncAnnounce => "async-announce",
     };
     if p != name || COUNT.fetch_add(1, Ordering::Relaxed) + 1 != *n {
         return;

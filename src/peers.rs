@@ -123,6 +123,10 @@ pub(crate) fn acquire(seg: &Segment, passed: bool) -> Result<(usize, u32), OpenE
         slot.handover.store(state.word(), Ordering::Release);
         h.active[w].fetch_or(mask, Ordering::AcqRel);
         let _ = sys::ofd_unlock(seg.file(), slot_reset_byte(i));
+        // An async receive looks up the senders it depends on once, when it
+        // starts waiting ([`SendersProbe`]): one more, or a dead one's slot
+        // taken over, sends it to look again.
+        wake_waiting_receiver(seg);
         return Ok((i, state.generation));
     }
     Err(OpenError::new(
@@ -292,6 +296,75 @@ pub(crate) fn release(seg: &Segment, i: usize) {
     // SYNC POINT: sender drop. Pairs with the Acquire loads in `any_active`.
     h.active[w].fetch_and(!mask, Ordering::Release);
     let _ = sys::ofd_unlock(seg.file(), slot_lock_byte(i));
+}
+
+/// Wakes the receiver if it announced that it waits (a sender joined).
+fn wake_waiting_receiver(seg: &Segment) {
+    let h = seg.header();
+    // SYNC POINT: waker. The fence pairs with the receiver's announcement
+    // fence in `wait::announce`: either this sees its announcement, or its
+    // look at the senders (`SendersProbe::take`) sees the bit set above.
+    crate::wait::wake_if_waiting(
+        &h.data.seq,
+        || h.data.waiting_at.load(Ordering::Acquire) != 0,
+        false,
+    );
+}
+
+/// The senders a waiting receiver depends on, looked up once when it
+/// starts waiting, so that checking whether one may be gone, every tick,
+/// reads no shared memory (each check of a page that idled a tick costs a
+/// cold page walk, microseconds on a VM): a lock test per sender.
+///
+/// What makes the snapshot enough: a sender that joins, or takes over a
+/// dead sender's slot, afterwards wakes the receiver ([`acquire`]), which
+/// then looks again; a slot reaped meanwhile has its lock free, which the
+/// test sees; a slot handed to a spawned process (`Sender::pass_to`) is
+/// checked in full, as [`sender_alive`] does, because a stray may hold its
+/// lock after that process died; and a receive that starts waiting with a
+/// claim pending at its position, or with no sender at all, is sent to
+/// look at its first tick, as a blocking receive runs its maintenance.
+#[derive(Debug, Default)]
+pub(crate) struct SendersProbe {
+    /// Slots whose owner's lock is enough.
+    locked: Vec<usize>,
+    /// Slots handed over to a spawned process.
+    handed: Vec<usize>,
+    /// Look at the first tick regardless.
+    look: bool,
+}
+
+impl SendersProbe {
+    /// The senders a receive waiting for position `at` depends on. Call
+    /// after the receiver announced that it waits.
+    pub(crate) fn take(seg: &Segment, at: u64) -> SendersProbe {
+        let mut probe = SendersProbe::default();
+        for i in active_slots(seg) {
+            let kind = seg.slots().get(i).map_or(HANDOVER_NONE, |s| {
+                Handover::parse(s.handover.load(Ordering::Acquire)).kind
+            });
+            if kind == HANDOVER_NONE {
+                probe.locked.push(i);
+            } else {
+                probe.handed.push(i);
+            }
+        }
+        // Relaxed: a claim seen only decides to look at the tick.
+        let claimed = seg.header().tail.load(Ordering::Relaxed) > at;
+        probe.look = claimed || (probe.locked.is_empty() && probe.handed.is_empty());
+        probe
+    }
+
+    /// Whether a sender the receive depends on may be gone (or it must
+    /// look anyway). Lock tests only, but for slots handed over.
+    pub(crate) fn may_be_gone(&self, seg: &Segment) -> bool {
+        self.look
+            || self
+                .locked
+                .iter()
+                .any(|&i| !sys::ofd_is_locked(seg.file(), slot_lock_byte(i)).unwrap_or(true))
+            || self.handed.iter().any(|&i| !sender_alive(seg, i))
+    }
 }
 
 /// Whether the owner of slot `i` is alive: some other open file description

@@ -5,11 +5,16 @@
 //! their own, and wake a task's `Waker` when its word changes.
 //!
 //! Liveness is the one thing no futex reports (a process killed with
-//! SIGKILL wakes nobody): each pending wait carries a [`Watch`], and once
-//! per tick the shard asks the kernel (a lock test, no wake-up of the task)
-//! whether the peer it waits for is gone; only then is the task woken, to
-//! find out as the blocking calls do. An idle wait costs the shard one
-//! lock test per tick, not a poll of the task.
+//! SIGKILL wakes nobody): each pending wait carries a [`Probe`] of the
+//! peers it depends on, looked up when it starts waiting, and once per
+//! tick one more helper thread (the "ticker", one per process) asks the
+//! kernel whether one of them is gone: a lock test per peer, reading no
+//! shared memory (see `peers::SendersProbe` for why that is enough). Only
+//! then is the task woken, to find out as the blocking calls do. Every
+//! [`FULL_CHECK_EVERY`] ticks a wait is checked in full, reading the
+//! channel, as a backstop (a sender of an older build does not wake a
+//! waiting receiver when it joins). The shards themselves never wake for
+//! a tick: re-arming `futex_waitv` costs the kernel a page walk per word.
 //!
 //! A wait never points into the endpoint's own mapping: a [`Watch`] maps
 //! the channel again (`Segment::reopen`), and every pending wait holds it,
@@ -17,13 +22,13 @@
 //! a word that stays mapped.
 #![deny(unsafe_code)]
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::layout::Header;
-use crate::peers;
+use crate::peers::{self, SendersProbe};
 use crate::segment::Segment;
 use crate::sys::{self, FutexWaitv, WaitvEnd, FUTEX_WAITV_MAX};
 
@@ -35,9 +40,13 @@ const PER_SHARD: usize = FUTEX_WAITV_MAX - 1;
 /// this often instead; and a wait without a [`Watch`] is woken this often.
 const FALLBACK_POLL: Duration = Duration::from_millis(1);
 
-/// Without `futex_waitv` and with no pending wait, a shard sleeps on its
-/// doorbell alone, for this long at a time.
+/// With nothing to wait for, a helper thread sleeps on its doorbell alone,
+/// for this long at a time.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
+/// Every this many ticks, a wait's liveness check reads the channel
+/// ([`Watch::peer_gone`]) instead of its [`Probe`] alone.
+const FULL_CHECK_EVERY: u32 = 256;
 
 /// Which peer a wait depends on, and so what the shard checks each tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +74,45 @@ impl Watch {
         Arc::new(Watch { seg })
     }
 
-    /// Whether the peer that a wait of kind `peer` depends on may be gone.
+    /// Whether the peer that a wait of kind `peer` depends on may be gone,
+    /// from the channel itself: the full check (see [`FULL_CHECK_EVERY`]).
     fn peer_gone(&self, peer: Peer) -> bool {
         match peer {
             Peer::Senders { at } => {
                 // Relaxed: only decides whether the receiver looks again.
                 self.seg.header().tail.load(Ordering::Relaxed) > at
+                    || !peers::any_active(&self.seg)
                     || peers::active_slots(&self.seg).any(|i| !peers::sender_alive(&self.seg, i))
             }
             Peer::Receiver => peers::receiver_state(&self.seg) != peers::ReceiverState::Alive,
         }
     }
+
+    /// What the ticker checks for a wait of kind `peer`, looked up now
+    /// (after the waiter announced itself).
+    fn probe(&self, peer: Peer) -> Probe {
+        match peer {
+            Peer::Senders { at } => Probe::Senders(SendersProbe::take(&self.seg, at)),
+            Peer::Receiver => Probe::Receiver,
+        }
+    }
+
+    /// The tick's check: whether the peer may be gone, by lock tests.
+    fn probe_gone(&self, probe: &Probe) -> bool {
+        match probe {
+            Probe::Senders(p) => p.may_be_gone(&self.seg),
+            // A dropped receiver wakes the senders' word itself
+            // (`Consumer::close`); a dead one leaves its lock free.
+            Probe::Receiver => !Segment::receiver_locked(self.seg.file()),
+        }
+    }
+}
+
+/// The peers a wait depends on, as the ticker checks them each tick.
+#[derive(Debug)]
+enum Probe {
+    Senders(SendersProbe),
+    Receiver,
 }
 
 /// The futex word of the header that a wait sleeps on.
@@ -93,14 +130,29 @@ struct Entry {
     word: WordOf,
     seen: u32,
     peer: Peer,
+    /// `None` without a watch.
+    probe: Option<Probe>,
     tick: Duration,
     next_check: Instant,
+    /// Liveness checks made so far.
+    checks: u32,
     waker: Waker,
 }
 
 impl Entry {
     fn word(&self) -> Option<&AtomicU32> {
         self.watch.as_ref().map(|w| (self.word)(w.seg.header()))
+    }
+
+    /// The tick's liveness check: whether the peer may be gone (always,
+    /// without a watch: the task then looks every [`FALLBACK_POLL`]).
+    fn peer_gone(&mut self) -> bool {
+        self.checks = self.checks.wrapping_add(1);
+        match (&self.watch, &self.probe) {
+            (Some(w), _) if self.checks.is_multiple_of(FULL_CHECK_EVERY) => w.peer_gone(self.peer),
+            (Some(w), Some(p)) => w.probe_gone(p),
+            _ => true,
+        }
     }
 }
 
@@ -130,8 +182,6 @@ fn next_check(epoch: Instant, now: Instant, tick: Duration) -> Instant {
 
 /// One helper thread and its waits.
 struct Shard {
-    /// The origin of the liveness checks' grid (see [`next_check`]).
-    epoch: Instant,
     state: Mutex<ShardState>,
     /// Bumped (and woken) when the set of waits changes.
     doorbell: AtomicU32,
@@ -149,15 +199,11 @@ impl Shard {
         let mut fallback = false;
         // The set of waits `words` was built for (see `ShardState::version`).
         let mut built = u64::MAX;
-        // Whether a word may have changed: not after a plain timeout, when
-        // only the liveness checks are due (they touch one page of each
-        // channel instead of two).
-        let mut scan = true;
         loop {
             let bell = self.doorbell.load(Ordering::Acquire);
-            let deadline = {
+            {
                 let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let woken = self.take_due(&mut st, scan || fallback);
+                let woken = take_changed(&mut st, &self.load);
                 if st.version != built {
                     built = st.version;
                     words.clear();
@@ -170,73 +216,148 @@ impl Shard {
                 } else {
                     words[0] = FutexWaitv::new(&self.doorbell, bell);
                 }
-                let next = st.entries.iter().map(|e| e.next_check).min();
                 drop(st);
                 // Outside the lock: a waker may run code that cancels a wait.
                 woken.into_iter().for_each(|e| e.waker.wake());
-                next
-            };
+            }
             if fallback {
                 // Only the doorbell can be waited on: with no waits, until
                 // it rings; else until the next look.
                 let left = if words.len() == 1 {
                     IDLE_WAIT
                 } else {
-                    deadline.map_or(FALLBACK_POLL, |d| {
-                        d.saturating_duration_since(Instant::now())
-                            .min(FALLBACK_POLL)
-                    })
+                    FALLBACK_POLL
                 };
                 sys::futex_wait(&self.doorbell, bell, left);
                 continue;
             }
-            match sys::futex_waitv(&words, deadline) {
-                WaitvEnd::Unsupported => fallback = true,
-                WaitvEnd::TimedOut => scan = false,
-                WaitvEnd::Woken(_) | WaitvEnd::Changed => scan = true,
+            // No deadline: the ticker checks liveness, and rings the
+            // doorbell when it ends a wait.
+            if sys::futex_waitv(&words, None) == WaitvEnd::Unsupported {
+                fallback = true;
             }
         }
     }
 
-    /// Takes out every wait whose word changed, and those whose peer may
-    /// be gone at their tick; returns them (to be woken and dropped outside
-    /// the lock).
-    fn take_due(&self, st: &mut ShardState, scan: bool) -> Vec<Entry> {
-        let now = Instant::now();
+    /// The ticker's part: checks the liveness of every wait due at `now`,
+    /// takes out those whose peer may be gone and returns them (to be
+    /// woken and dropped outside the lock), with the next check due.
+    fn check_liveness(&self, epoch: Instant, now: Instant) -> (Vec<Entry>, Option<Instant>) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut woken = Vec::new();
         let mut i = 0;
         while i < st.entries.len() {
             let e = &mut st.entries[i];
-            // Relaxed: a changed word only sends the task to look again;
-            // what it reads then is ordered by the channel's own protocol.
-            let changed = scan
-                && e.word()
-                    .is_some_and(|w| w.load(Ordering::Relaxed) != e.seen);
-            let gone = !changed && now >= e.next_check && {
-                e.next_check = next_check(self.epoch, now, e.tick);
-                e.watch.as_ref().is_none_or(|w| w.peer_gone(e.peer))
+            let gone = now >= e.next_check && {
+                e.next_check = next_check(epoch, now, e.tick);
+                e.peer_gone()
             };
-            if changed || gone {
+            if gone {
                 let e = st.entries.swap_remove(i);
                 st.version += 1;
-                if gone {
-                    e.outcome.store(GONE, Ordering::Relaxed);
-                }
+                e.outcome.store(GONE, Ordering::Relaxed);
                 self.load.fetch_sub(1, Ordering::Relaxed);
                 woken.push(e);
             } else {
                 i += 1;
             }
         }
-        woken
+        let next = st.entries.iter().map(|e| e.next_check).min();
+        drop(st);
+        if !woken.is_empty() {
+            // The shard no longer waits on their words.
+            self.ring();
+        }
+        (woken, next)
     }
 }
 
-/// The shards of one process: made again in a child of `fork`, where the
-/// parent's threads are gone and its locks may be held for ever.
+/// Takes out every wait whose word changed.
+fn take_changed(st: &mut ShardState, load: &AtomicUsize) -> Vec<Entry> {
+    let mut woken = Vec::new();
+    let mut i = 0;
+    while i < st.entries.len() {
+        // Relaxed: a changed word only sends the task to look again; what
+        // it reads then is ordered by the channel's own protocol.
+        let changed = st.entries[i]
+            .word()
+            .is_some_and(|w| w.load(Ordering::Relaxed) != st.entries[i].seen);
+        if changed {
+            woken.push(st.entries.swap_remove(i));
+            st.version += 1;
+            load.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            i += 1;
+        }
+    }
+    woken
+}
+
+/// The liveness checks of one process's waits: one thread, which wakes at
+/// the ticks (on a grid from the reactor's epoch, so that the checks of
+/// every wait with the same tick, the default mostly, happen in one
+/// wake-up).
+struct Ticker {
+    /// Rung when a wait is added whose first check comes before `planned`.
+    doorbell: AtomicU32,
+    /// When the ticker will wake next, in nanoseconds from the epoch;
+    /// [`SCANNING`] while it looks at the waits, [`IDLE`] with none.
+    planned: AtomicU64,
+}
+
+/// [`Ticker::planned`] while the ticker looks at the waits: a new wait may
+/// be missed by the look, so it rings.
+const SCANNING: u64 = 0;
+/// [`Ticker::planned`] with no wait.
+const IDLE: u64 = u64::MAX;
+
+impl Ticker {
+    fn run(&self, r: &'static Reactor) {
+        loop {
+            let bell = self.doorbell.load(Ordering::Acquire);
+            // SYNC POINT: pairs with the SeqCst load in `Registration::new`
+            // (through the shards' locks): a wait added after a shard's
+            // look below finds `SCANNING` or the plan made after it.
+            self.planned.store(SCANNING, Ordering::SeqCst);
+            let shards: Vec<&'static Shard> = r
+                .shards
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for s in shards {
+                let (woken, due) = s.check_liveness(r.epoch, now);
+                woken.into_iter().for_each(|e| e.waker.wake());
+                next = match (next, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            let planned = next.map_or(IDLE, |d| since(r.epoch, d).max(SCANNING + 1));
+            self.planned.store(planned, Ordering::SeqCst);
+            let left = next.map_or(IDLE_WAIT, |d| d.saturating_duration_since(Instant::now()));
+            if !left.is_zero() {
+                sys::futex_wait(&self.doorbell, bell, left);
+            }
+        }
+    }
+}
+
+/// Nanoseconds from `epoch` to `t` (0 before it).
+fn since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
+/// The helper threads of one process: made again in a child of `fork`,
+/// where the parent's threads are gone and its locks may be held for ever.
 struct Reactor {
     generation: u64,
+    /// The origin of the liveness checks' grid (see [`next_check`]).
+    epoch: Instant,
     shards: Mutex<Vec<&'static Shard>>,
+    /// Started with the first shard.
+    ticker: std::sync::OnceLock<&'static Ticker>,
 }
 
 /// This process's reactor (leaked: one per fork generation that uses
@@ -258,7 +379,9 @@ fn reactor() -> &'static Reactor {
         }
         let fresh: &'static mut Reactor = Box::leak(Box::new(Reactor {
             generation,
+            epoch: Instant::now(),
             shards: Mutex::new(Vec::new()),
+            ticker: std::sync::OnceLock::new(),
         }));
         // SYNC POINT: pairs with the Acquire load above (and in the failed
         // exchange): the reactor is initialised before it is seen.
@@ -271,9 +394,23 @@ fn reactor() -> &'static Reactor {
     }
 }
 
-/// A shard with room for one more wait, started if need be.
-fn shard() -> &'static Shard {
-    let r = reactor();
+/// The ticker of reactor `r`, started if need be.
+fn ticker(r: &'static Reactor) -> &'static Ticker {
+    r.ticker.get_or_init(|| {
+        let t: &'static Ticker = Box::leak(Box::new(Ticker {
+            doorbell: AtomicU32::new(0),
+            planned: AtomicU64::new(IDLE),
+        }));
+        std::thread::Builder::new()
+            .name("shmpsc-ticker".into())
+            .spawn(move || t.run(r))
+            .expect("shmpsc: cannot start the async helper thread");
+        t
+    })
+}
+
+/// A shard of reactor `r` with room for one more wait, started if need be.
+fn shard(r: &'static Reactor) -> &'static Shard {
     let mut shards = r.shards.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(s) = shards
         .iter()
@@ -283,7 +420,6 @@ fn shard() -> &'static Shard {
         return s;
     }
     let s: &'static Shard = Box::leak(Box::new(Shard {
-        epoch: Instant::now(),
         state: Mutex::new(ShardState::default()),
         doorbell: AtomicU32::new(0),
         load: AtomicUsize::new(1),
@@ -318,15 +454,19 @@ impl Registration {
         tick: Duration,
         waker: &Waker,
     ) -> Registration {
-        let shard = shard();
+        let r = reactor();
+        let ticker = ticker(r);
+        let shard = shard(r);
         let outcome = Arc::new(AtomicU32::new(0));
+        // After the waiter's announcement (the caller's): see `SendersProbe`.
+        let probe = watch.map(|w| w.probe(peer));
+        let tick = if watch.is_some() { tick } else { FALLBACK_POLL };
+        let next_check = next_check(r.epoch, Instant::now(), tick);
         let id = {
             let mut st = shard.state.lock().unwrap_or_else(PoisonError::into_inner);
             st.next_id += 1;
             st.version += 1;
             let id = st.next_id;
-            let tick = if watch.is_some() { tick } else { FALLBACK_POLL };
-            let next_check = next_check(shard.epoch, Instant::now(), tick);
             st.entries.push(Entry {
                 id,
                 outcome: outcome.clone(),
@@ -334,13 +474,22 @@ impl Registration {
                 word,
                 seen,
                 peer,
+                probe,
                 tick,
                 next_check,
+                checks: 0,
                 waker: waker.clone(),
             });
             id
         };
         shard.ring();
+        // SYNC POINT: pairs with the SeqCst stores of `planned` in
+        // `Ticker::run`: the ticker looked at the shard before the entry
+        // was in only if this sees `SCANNING` or the plan that look made.
+        let planned = ticker.planned.load(Ordering::SeqCst);
+        if planned == SCANNING || since(r.epoch, next_check) < planned {
+            crate::wait::wake(&ticker.doorbell, true);
+        }
         Registration {
             shard,
             id,

@@ -23,6 +23,7 @@ fn run_role(role: &str) {
         "send_then_idle" => role_send_then_idle(),
         "idle_receiver" => role_idle_receiver(),
         "send_two_then_idle" => role_send_two_then_idle(),
+        "async_receiver" => role_async_receiver(),
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -71,6 +72,19 @@ fn role_idle_receiver() {
     emit("ready");
     wait_for_stdin_eof();
     drop(rx);
+}
+
+/// Creates the channel, reports `ready`, and on a line from the parent
+/// (which has opened a sender) receives once with `recv_async` on a
+/// current-thread runtime, reporting what it got.
+fn role_async_receiver() {
+    let mut rx = Builder::new(&channel_name())
+        .receiver::<Msg>()
+        .expect("create");
+    emit("ready");
+    assert_eq!(common::read_line(), "go");
+    let got = current_thread().block_on(rx.recv_async());
+    emit(format!("got {got:?}"));
 }
 
 /// `count` messages from each of `senders` child processes, received with
@@ -548,4 +562,32 @@ fn async_receiver_after_a_takeover() {
         assert_eq!(end.await, Err(RecvError::Disconnected));
     });
     assert_eq!(tracker.next, [N]);
+}
+
+/// The last sender leaves between an async receive's look (it saw a live
+/// sender and an empty ring) and its announcement (it sees no sender, so
+/// it waits for a dead sender's claim to be skipped at a tick, though
+/// there is none). The receive ends with `Disconnected` at the next tick:
+/// it does not wait for ever for a claim nobody made.
+#[test]
+fn last_sender_leaving_before_the_announcement() {
+    run_child_role(run_role);
+    let name = unique_name("async-leave");
+    let mut spawn = Spawn::new(
+        "last_sender_leaving_before_the_announcement",
+        "async_receiver",
+        &name,
+    );
+    spawn
+        .command()
+        .env("SHMPSC_TEST_HOOK", "async-announce:1:stop");
+    let mut child = spawn.spawn();
+    child.expect_event("ready");
+    let tx = Sender::<Msg>::open(&name).unwrap();
+    child.send_line("go");
+    child.wait_until_stopped();
+    drop(tx);
+    child.signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(child.expect_event("got"), "Err(Disconnected)");
+    child.wait_success();
 }
