@@ -42,6 +42,26 @@ fn message_type<T>(codec: Codec, schema: Option<&'static str>) -> MessageType {
         name: std::any::type_name::<T>(),
         codec: codec.fingerprint_name(),
         schema,
+        shape: None,
+    }
+}
+
+/// What a channel of `T` encoded with `codec` carries, with the serde
+/// format of `T` when it can be traced and no schema id stands for it (see
+/// `shape`): what receivers and most senders are opened as.
+fn traced_type<T: DeserializeOwned>(codec: Codec, schema: Option<&'static str>) -> MessageType {
+    let shape = match schema {
+        Some(_) => None,
+        None => crate::shape::trace::<T>()
+            .ok()
+            .map(|s| crate::layout::ShapeId {
+                fingerprint: fingerprint(&["shape", &s.canonical]),
+                label: intern(&s.label),
+            }),
+    };
+    MessageType {
+        shape,
+        ..message_type::<T>(codec, schema)
     }
 }
 
@@ -350,16 +370,16 @@ impl Builder {
         self
     }
 
-    /// Names what the channel carries with an id of your choosing instead
-    /// of the message type's name (which includes its crate path). Both
-    /// sides must give the same id (and codec): then a daemon crate and a
-    /// worker crate that each define the same `struct Rec` can share a
-    /// channel, and a new id (`"logs-v2"`) for a changed message makes an
-    /// old sender fail at open instead of sending records that do not
-    /// decode. The id is the contract: shmpsc does not compare the types'
-    /// fields. Endpoints made from one ([`Receiver::sender`], clones) keep
-    /// its id; a child given a sender with [`Sender::pass_to`] opens it
-    /// with a builder that names the same id.
+    /// Names what the channel carries with an id of your choosing, instead
+    /// of the message type's serde format (see the crate docs, "Message
+    /// identity"). Both sides must give the same id (and codec). A new id
+    /// (`"logs-v2"`) for a changed message makes an old sender fail at open
+    /// even where the formats would agree (a field whose meaning changed),
+    /// and an id lets types whose format cannot be traced share a channel
+    /// across crates. The id is the contract: shmpsc then compares neither
+    /// names nor formats. Endpoints made from one ([`Receiver::sender`],
+    /// clones) keep its id; a child given a sender with [`Sender::pass_to`]
+    /// opens it with a builder that names the same id.
     ///
     /// ```
     /// mod daemon { #[derive(serde::Serialize, serde::Deserialize)] pub struct Rec { pub n: u32 } }
@@ -368,7 +388,7 @@ impl Builder {
     /// let tx = shmpsc::Builder::new("doc-schema").schema("rec-v1").open_sender::<worker::Rec>()?;
     /// tx.send(worker::Rec { n: 7 }).unwrap();
     /// assert_eq!(rx.recv().unwrap().n, 7);
-    /// // Without the id, the type names differ: refused, saying both.
+    /// // Without the id: refused, saying both sides.
     /// let err = shmpsc::Sender::<worker::Rec>::open("doc-schema").unwrap_err();
     /// assert!(err.to_string().contains("carries schema `rec-v1`"), "{err}");
     /// # Ok::<(), shmpsc::OpenError>(())
@@ -413,12 +433,8 @@ impl Builder {
             ));
         }
         let geo = self.geometry()?;
-        let (seg, created) = Segment::create(
-            &self.name,
-            geo,
-            self.mode,
-            message_type::<T>(self.codec, self.schema),
-        )?;
+        let ty = traced_type::<T>(self.codec, self.schema);
+        let (seg, created) = Segment::create(&self.name, geo, self.mode, ty)?;
         let consumer = Consumer::new(seg, self.tick).map_err(|bad| {
             OpenError::new(
                 &self.name,
@@ -430,7 +446,7 @@ impl Builder {
         Ok(Receiver {
             consumer,
             codec: self.codec,
-            schema: self.schema,
+            ty,
             taken_over: created == Created::TakenOver,
             fork_generation: {
                 crate::sys::watch_forks();
@@ -467,16 +483,42 @@ impl Builder {
     /// assert_eq!(rx.recv(), Ok(2));
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
-    pub fn open_sender<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
+    pub fn open_sender<T: Serialize + DeserializeOwned>(&self) -> Result<Sender<T>, OpenError> {
+        self.open_sender_as(traced_type::<T>(self.codec, self.schema))
+    }
+
+    /// Opens a sender on the existing channel for a message type that
+    /// cannot be deserialized (it borrows, for example), so its serde format
+    /// cannot be traced: the channel is then checked by the type's name
+    /// (crate path included) and the codec, or by the schema id if the
+    /// builder has one. [`Builder::open_sender`] is the usual way.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Line<'a> { text: &'a str }
+    /// #[derive(serde::Deserialize)]
+    /// struct Owned { text: String }
+    /// let rx = shmpsc::Builder::new("doc-by-name").schema("line-v1").receiver::<Owned>()?;
+    /// let tx = shmpsc::Builder::new("doc-by-name")
+    ///     .schema("line-v1")
+    ///     .open_sender_by_name::<Line<'_>>()?;
+    /// tx.send(Line { text: "borrowed" }).unwrap();
+    /// assert_eq!(rx.recv().unwrap().text, "borrowed");
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn open_sender_by_name<T: Serialize>(&self) -> Result<Sender<T>, OpenError> {
+        self.open_sender_as(message_type::<T>(self.codec, self.schema))
+    }
+
+    fn open_sender_as<T: Serialize>(&self, ty: MessageType) -> Result<Sender<T>, OpenError> {
         self.check()?;
-        let ty = message_type::<T>(self.codec, self.schema);
         if let Some(passed) = take_passed(&self.name) {
             if let Some(opened) = self.open_passed(passed, ty) {
                 return opened;
             }
         }
         let seg = Segment::open(&self.name, ty, &self.trusted_owners)?;
-        Sender::attach(seg, self.tick, self.codec, self.schema)
+        Sender::attach(seg, self.tick, self.codec, ty)
     }
 
     /// Adopts the sender that the parent passed (see [`Sender::pass_to`]),
@@ -507,7 +549,7 @@ impl Builder {
         let byte = crate::layout::slot_lock_byte(passed.slot);
         Some(
             match Segment::open_inherited(&self.name, passed.fd, id, byte, ty) {
-                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick, self.codec, self.schema),
+                Ok(seg) => Sender::adopt(seg, passed.slot, self.tick, self.codec, ty),
                 // The descriptor is the passed channel's object but not the
                 // passed sender (which was adopted and dropped, or another
                 // open file description got the number): attach a sender
@@ -546,7 +588,7 @@ impl Builder {
                 )),
             ));
         }
-        Sender::attach(seg, self.tick, self.codec, self.schema)
+        Sender::attach(seg, self.tick, self.codec, ty)
     }
 }
 
@@ -595,8 +637,8 @@ struct SenderInner {
     producer: Producer,
     /// The channel's codec.
     codec: Codec,
-    /// The schema id the sender was opened with (see `Builder::schema`).
-    schema: Option<&'static str>,
+    /// What the sender was opened as: its type, codec and schema id.
+    ty: MessageType,
     /// The process that opened this sender, and its fork generation then:
     /// a copy of the sender made by `fork` sees another generation, and
     /// refuses to send (it shares the slot's intent word with the original).
@@ -693,7 +735,7 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
-impl<T: Serialize> Sender<T> {
+impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// Attaches a new sender to the channel `name`, created by a receiver in
     /// this or another process.
     ///
@@ -701,6 +743,14 @@ impl<T: Serialize> Sender<T> {
     /// [`OpenErrorKind::ReceiverGone`] if its receiver was dropped or died,
     /// [`OpenErrorKind::TypeMismatch`] if it carries another message type, and
     /// [`OpenErrorKind::TooManySenders`] if every slot is held by a live sender.
+    ///
+    /// The message type is checked by its serde format: the names serde
+    /// sees (the type's, its fields', its variants') and every field's
+    /// type, traced from `T`'s `Deserialize` (see the crate docs, "Message
+    /// identity"). A daemon crate and a worker crate that each define the
+    /// same `struct Rec` share a channel; a field added on one side is
+    /// refused here, naming both formats. For a type without `Deserialize`,
+    /// see [`Builder::open_sender_by_name`].
     ///
     /// A sender belongs to the process that opened it. A child created by
     /// `fork` (without `exec`) gets a copy that refuses to send
@@ -725,12 +775,14 @@ impl<T: Serialize> Sender<T> {
     pub fn open(name: &str) -> Result<Sender<T>, OpenError> {
         Builder::new(name).open_sender()
     }
+}
 
+impl<T: Serialize> Sender<T> {
     fn attach(
         seg: Segment,
         tick: Duration,
         codec: Codec,
-        schema: Option<&'static str>,
+        ty: MessageType,
     ) -> Result<Sender<T>, OpenError> {
         // A remover (`shmpsc gc`) locks every endpoint byte of an unused
         // segment while it removes it: the receiver lock it holds is not a
@@ -760,7 +812,7 @@ impl<T: Serialize> Sender<T> {
             peers::release(&seg, slot);
             return Err(gone());
         }
-        Ok(Sender::from_parts(seg, slot, tick, codec, schema))
+        Ok(Sender::from_parts(seg, slot, tick, codec, ty))
     }
 
     fn from_parts(
@@ -768,13 +820,13 @@ impl<T: Serialize> Sender<T> {
         slot: usize,
         tick: Duration,
         codec: Codec,
-        schema: Option<&'static str>,
+        ty: MessageType,
     ) -> Sender<T> {
         Sender {
             inner: Arc::new(SenderInner {
                 producer: Producer::new(seg, slot, tick),
                 codec,
-                schema,
+                ty,
                 opened_by: crate::sys::current_pid(),
                 fork_generation: {
                     crate::sys::watch_forks();
@@ -793,7 +845,7 @@ impl<T: Serialize> Sender<T> {
         slot: usize,
         tick: Duration,
         codec: Codec,
-        schema: Option<&'static str>,
+        ty: MessageType,
     ) -> Result<Sender<T>, OpenError> {
         let bad = |why: &str| {
             OpenError::io(
@@ -819,7 +871,7 @@ impl<T: Serialize> Sender<T> {
                 ))
             }
         }
-        Ok(Sender::from_parts(seg, slot, tick, codec, schema))
+        Ok(Sender::from_parts(seg, slot, tick, codec, ty))
     }
 
     /// Opens a sender for a child process and passes it with `cmd`: the
@@ -893,11 +945,7 @@ impl<T: Serialize> Sender<T> {
     /// # let _ = (total, children); Ok(()) }
     /// ```
     pub fn pass_to(&self, cmd: &mut std::process::Command) -> Result<(), OpenError> {
-        let seg = self
-            .inner
-            .producer
-            .segment()
-            .reopen(message_type::<T>(self.inner.codec, self.inner.schema))?;
+        let seg = self.inner.producer.segment().reopen(self.inner.ty)?;
         let name = seg.name().to_owned();
         let (slot, generation) = peers::acquire(&seg, true)?;
         let crate::sys::FileId { dev, ino } = seg.identity()?;
@@ -1028,7 +1076,7 @@ impl<T> Sender<T> {
     /// made on first use; `None` if it cannot be made (then they poll).
     #[cfg(feature = "async")]
     pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
-        let ty = message_type::<T>(self.inner.codec, self.inner.schema);
+        let ty = self.inner.ty;
         watch_of(&self.inner.watch, self.producer().segment(), ty)
     }
 
@@ -1226,8 +1274,8 @@ pub struct Receiver<T> {
     consumer: Consumer,
     /// The channel's codec.
     codec: Codec,
-    /// The schema id the channel was made with (see `Builder::schema`).
-    schema: Option<&'static str>,
+    /// What the channel was made to carry: its type, codec and schema id.
+    ty: MessageType,
     taken_over: bool,
     /// The fork generation when the receiver was made: a copy made by
     /// `fork` sees another one, receives nothing and leaves the channel
@@ -1439,7 +1487,7 @@ impl<T> Receiver<T> {
     /// made on first use; `None` if it cannot be made (then they poll).
     #[cfg(feature = "async")]
     pub(crate) fn watch(&self) -> Option<Arc<crate::reactor::Watch>> {
-        let ty = message_type::<T>(self.codec, self.schema);
+        let ty = self.ty;
         watch_of(&self.watch, self.consumer.segment(), ty)
     }
 
@@ -1463,11 +1511,8 @@ impl<T> Receiver<T> {
     where
         T: Serialize,
     {
-        let seg = self
-            .consumer
-            .segment()
-            .reopen(message_type::<T>(self.codec, self.schema))?;
-        Sender::attach(seg, self.consumer.tick(), self.codec, self.schema)
+        let seg = self.consumer.segment().reopen(self.ty)?;
+        Sender::attach(seg, self.consumer.tick(), self.codec, self.ty)
     }
 
     /// The channel's name.

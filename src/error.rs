@@ -560,12 +560,14 @@ pub enum OpenErrorKind {
         type_name: &'static str,
         /// The codec this endpoint encodes with.
         codec: &'static str,
-        /// The fingerprint of `type_name` and `codec`.
+        /// This endpoint's fingerprint: of its serde format (or its type's
+        /// name, or its schema id) and `codec`.
         expected: u64,
         /// The fingerprint found in the segment.
         found: u64,
-        /// What this endpoint carries, readable: its type and codec, or
-        /// its schema id (see [`Builder::schema`](crate::Builder::schema)).
+        /// What this endpoint carries, readable: its serde format, type
+        /// name and codec, or its schema id (see
+        /// [`Builder::schema`](crate::Builder::schema)).
         this: String,
         /// What the channel carries, as its receiver wrote it (`None` for
         /// a channel made by an earlier build).
@@ -745,9 +747,11 @@ impl fmt::Display for OpenError {
                     f,
                     "; this endpoint has {this} (fingerprints {found:#018x} and \
                      {expected:#018x}): open it with the receiver's message type and codec \
-                     (Builder::codec). The type is named with its crate path: when the two \
-                     sides define the same message in different crates, or to version a \
-                     schema, give both the same Builder::schema(\"...\")"
+                     (Builder::codec). Types are compared by their serde format (the names \
+                     serde sees and every field's type), or by name where the format cannot \
+                     be traced (a sender opened with Builder::open_sender_by_name, or a type \
+                     that uses deserialize_any); to name what both sides carry yourself, or \
+                     to version a schema, give both the same Builder::schema(\"...\")"
                 )
             }
             OpenErrorKind::IncompatibleVersion { found, supported } => write!(

@@ -10,10 +10,12 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// "SHMPSC" plus a format byte; the first word of every segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPSC\x00\x01");
-/// Bumped whenever the bytes of a segment change meaning, or the lock
-/// protocol on them does (2: the slot reset bytes moved past the remover
-/// byte, which slot 0's reset byte used to share).
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// Bumped whenever the bytes of a segment change meaning, or the protocol
+/// on them does (2: the slot reset bytes moved past the remover byte,
+/// which slot 0's reset byte used to share; 3: the identity line, whose
+/// fingerprint may be of the message's serde format, and a sender that
+/// joins wakes a waiting receiver).
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Written last by the creator (Release), so a reader that sees it (Acquire)
 /// sees a fully initialised header.
 pub(crate) const STATE_READY: u32 = 0x5244_5952; // "RYDR"
@@ -75,17 +77,38 @@ pub(crate) struct Config {
     /// `FEATURE_*` bits; may change at a takeover.
     pub(crate) features: AtomicU32,
     pub(crate) reserved: AtomicU32,
-    /// What the channel carries, readable (see [`MessageType::label`]), for
-    /// error messages: UTF-8, cut to fit, NUL-padded. Display only (anyone
-    /// may write it); zero in segments of earlier builds (the line's
-    /// padding).
+}
+
+/// What [`Identity::kind`] says `Config::fingerprint` is of: the message
+/// type's name and the codec.
+pub(crate) const IDENTITY_NAME: u32 = 1;
+/// ... the message type's serde format (`shape`) and the codec.
+pub(crate) const IDENTITY_SHAPE: u32 = 2;
+/// ... an explicit schema id (`Builder::schema`) and the codec.
+pub(crate) const IDENTITY_SCHEMA: u32 = 3;
+
+/// What the channel carries, written by the receiver that created it (or
+/// took it over) before `state` becomes ready; read-only after. Read at
+/// open from a private copy of the header, like [`Config`].
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Identity {
+    /// One of the `IDENTITY_*` values (anything else: unknown).
+    pub(crate) kind: AtomicU32,
+    pub(crate) reserved: AtomicU32,
+    /// The fingerprint of the receiver's type name and codec, whatever
+    /// `kind` is: what a sender whose type cannot be traced compares.
+    pub(crate) name_fingerprint: AtomicU64,
+    /// What the channel carries, readable (see [`MessageType::label`]),
+    /// for error messages: UTF-8, cut to fit, NUL-padded. Display only
+    /// (anyone may write it).
     pub(crate) label: [AtomicU64; LABEL_WORDS],
 }
 
-/// Words of [`Config::label`].
-pub(crate) const LABEL_WORDS: usize = 7;
+/// Words of [`Identity::label`] (the rest of two lines).
+pub(crate) const LABEL_WORDS: usize = 30;
 
-impl Config {
+impl Identity {
     /// Writes `label`, cut at a character boundary to fit.
     pub(crate) fn set_label(&self, label: &str) {
         let mut bytes = [0u8; 8 * LABEL_WORDS];
@@ -198,6 +221,8 @@ pub(crate) struct Header {
     /// Bit `i` set: the sender of slot `i` announced that it sleeps on
     /// `control.space_seq` waiting for room.
     pub(crate) sleepers: Line<Bitmap>,
+    /// What the channel carries.
+    pub(crate) identity: Line<Identity>,
 }
 
 /// One sender endpoint's slot. Slot `i` is owned by whoever holds the
@@ -283,7 +308,9 @@ impl Handover {
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Header>() == 5 * LINE + 2 * 8 * BITMAP_WORDS);
+const _: () = assert!(std::mem::size_of::<Header>() == 7 * LINE + 2 * 8 * BITMAP_WORDS);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Identity>() == 2 * LINE);
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Slot>() == LINE);
 #[cfg(not(loom))]
@@ -301,6 +328,7 @@ impl Header {
             control: Line::default(),
             active: Line(std::array::from_fn(|_| AtomicU64::new(0))),
             sleepers: Line(std::array::from_fn(|_| AtomicU64::new(0))),
+            identity: Line::default(),
         }
     }
 }
@@ -467,10 +495,13 @@ pub(crate) fn record_size(len: u64) -> u64 {
     RECORD_HEADER + ((len + 7) & !7)
 }
 
-/// What a channel carries: a message type and the codec that encodes it,
-/// or an explicit schema id (`Builder::schema`) instead of the type's name.
-/// The segment keeps their [`fingerprint`](MessageType::fingerprint), and a
-/// readable [`label`](MessageType::label) for error messages.
+/// What a channel carries: a message type and the codec that encodes it.
+/// The type is known by its serde format (its [`shape`](MessageType::shape),
+/// when it could be traced), by an explicit schema id (`Builder::schema`),
+/// or else by its name. The segment keeps the receiver's
+/// [`fingerprint`](MessageType::fingerprint), what it is of, the
+/// fingerprint of its name, and a readable [`label`](MessageType::label)
+/// for error messages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MessageType {
     /// The type's name, as `std::any::type_name` spells it.
@@ -479,25 +510,80 @@ pub(crate) struct MessageType {
     pub(crate) codec: &'static str,
     /// The schema id that stands for the type, if one was given.
     pub(crate) schema: Option<&'static str>,
+    /// The type's serde format, if it was traced (see `shape`).
+    pub(crate) shape: Option<ShapeId>,
+}
+
+/// A traced serde format, as a message type carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShapeId {
+    /// The fingerprint of the format's canonical description.
+    pub(crate) fingerprint: u64,
+    /// The format, readable: `Rec { level: u8, msg: str }`.
+    pub(crate) label: &'static str,
 }
 
 impl MessageType {
-    /// The fingerprint a receiver writes into the segment and a sender
-    /// checks: of the schema id if there is one, else of the type's name;
-    /// and of the codec.
-    pub(crate) fn fingerprint(&self) -> u64 {
-        match self.schema {
-            Some(id) => fingerprint(&["schema", id, self.codec]),
-            None => fingerprint(&[self.name, self.codec]),
+    /// What [`fingerprint`](MessageType::fingerprint) is of: one of the
+    /// `IDENTITY_*` values.
+    pub(crate) fn kind(&self) -> u32 {
+        match (self.schema, self.shape) {
+            (Some(_), _) => IDENTITY_SCHEMA,
+            (None, Some(_)) => IDENTITY_SHAPE,
+            (None, None) => IDENTITY_NAME,
         }
     }
 
-    /// What the channel carries, readable: `` `app::Rec` (postcard) `` or
-    /// `schema `logs-v2` (postcard)`.
+    /// The fingerprint a receiver writes into the segment: of the schema id
+    /// if there is one, else of the serde format if it was traced, else of
+    /// the type's name; and of the codec.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        match (self.schema, self.shape) {
+            (Some(id), _) => fingerprint(&["schema", id, self.codec]),
+            (None, Some(shape)) => {
+                fingerprint(&["shape", &format!("{:016x}", shape.fingerprint), self.codec])
+            }
+            (None, None) => self.name_fingerprint(),
+        }
+    }
+
+    /// The fingerprint of the type's name and the codec.
+    pub(crate) fn name_fingerprint(&self) -> u64 {
+        fingerprint(&[self.name, self.codec])
+    }
+
+    /// Whether an endpoint of this type may use a channel whose receiver
+    /// wrote identity `kind`, `found` and `name_found` (see [`Identity`]).
+    /// A schema id on either side must be on both, and equal. Otherwise
+    /// the serde formats decide when both sides could trace theirs (the
+    /// names then do not matter: two crates' copies of one message agree);
+    /// the names decide when either could not (a sender of a type that has
+    /// no `Deserialize`, or a format `deserialize_any` hides).
+    pub(crate) fn accepts(&self, kind: u32, found: u64, name_found: u64) -> bool {
+        if self.schema.is_some() || kind == IDENTITY_SCHEMA {
+            return self.schema.is_some() && found == self.fingerprint();
+        }
+        if self.shape.is_some() && kind == IDENTITY_SHAPE {
+            found == self.fingerprint()
+        } else {
+            name_found == self.name_fingerprint()
+        }
+    }
+
+    /// What the channel carries, readable: its format and the type's name,
+    /// `` `Rec { n: u32 }` (`app::Rec`, postcard) ``;
+    /// `` `app::Rec` (postcard) `` (not traced); or
+    /// `` schema `logs-v2` (postcard) ``.
     pub(crate) fn label(&self) -> String {
-        match self.schema {
-            Some(id) => format!("schema `{id}` ({})", self.codec),
-            None => format!("`{}` ({})", self.name, self.codec),
+        match (self.schema, self.shape) {
+            (Some(id), _) => format!("schema `{id}` ({})", self.codec),
+            (None, Some(shape)) if shape.label == self.name => {
+                format!("`{}` ({})", shape.label, self.codec)
+            }
+            (None, Some(shape)) => {
+                format!("`{}` (`{}`, {})", shape.label, self.name, self.codec)
+            }
+            (None, None) => format!("`{}` ({})", self.name, self.codec),
         }
     }
 }

@@ -89,6 +89,41 @@
 //! ([`Sender::codec`], [`Receiver::codec`]); encoding and decoding failures
 //! are a [`CodecError`].
 //!
+//! ## Message identity
+//!
+//! A channel knows what it carries, and an endpoint that disagrees is
+//! refused at open with [`OpenErrorKind::TypeMismatch`], which shows both
+//! sides. What is compared is the message type's **serde format**, traced
+//! from its `Deserialize` implementation without a value: the names serde
+//! sees (the type's, its fields', its variants', after `rename`) and every
+//! field's type, nested types and every enum variant included. So a daemon
+//! crate and a worker crate that each define the same `struct Rec` share a
+//! channel, and a version that adds, renames or retypes a field is refused
+//! at open rather than failing to decode later:
+//!
+//! ```
+//! mod daemon { #[derive(serde::Serialize, serde::Deserialize)] pub struct Rec { pub level: u8, pub msg: String } }
+//! mod worker { #[derive(serde::Serialize, serde::Deserialize)] pub struct Rec { pub level: u8, pub msg: String } }
+//! mod worker_v2 { #[derive(serde::Serialize, serde::Deserialize)] pub struct Rec { pub level: u8, pub msg: String, pub pid: u32 } }
+//! let rx = shmpsc::Builder::new("doc-identity").receiver::<daemon::Rec>()?;
+//! let tx = shmpsc::Sender::<worker::Rec>::open("doc-identity")?;
+//! tx.send(worker::Rec { level: 1, msg: "same format".into() }).unwrap();
+//! assert_eq!(rx.recv().unwrap().msg, "same format");
+//! let err = shmpsc::Sender::<worker_v2::Rec>::open("doc-identity").unwrap_err();
+//! let text = err.to_string();
+//! assert!(text.contains("carries `Rec { level: u8, msg: str }`"), "{text}");
+//! assert!(text.contains("this endpoint has `Rec { level: u8, msg: str, pid: u32 }`"), "{text}");
+//! # Ok::<(), shmpsc::OpenError>(())
+//! ```
+//!
+//! The type's name (crate path included) stands in for the format where
+//! the format cannot be traced: a sender opened with
+//! [`Builder::open_sender_by_name`] (for a type without `Deserialize`, one
+//! that borrows), or a type whose `Deserialize` uses `deserialize_any`
+//! (which neither codec supports anyway). An explicit id,
+//! [`Builder::schema`] on both sides, replaces the comparison altogether.
+//! The codec is part of the identity too.
+//!
 //! ## How it works
 //!
 //! From `send` to `recv`: [`Sender`] encodes the message (`codec`) and
@@ -159,6 +194,7 @@ mod segment;
 #[cfg(loom)]
 #[path = "segment_heap.rs"]
 mod segment;
+mod shape;
 mod sync;
 #[cfg(not(loom))]
 mod sys;

@@ -557,6 +557,7 @@ mod tests {
                 name: "u64",
                 codec: "test",
                 schema: None,
+                shape: None,
             },
         )
         .unwrap();

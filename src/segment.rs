@@ -505,7 +505,11 @@ impl Segment {
         c.max_senders.store(geo.max_senders, Ordering::Relaxed);
         c.creator_pid.store(sys::current_pid(), Ordering::Relaxed);
         c.fingerprint.store(ty.fingerprint(), Ordering::Relaxed);
-        c.set_label(&ty.label());
+        let id = &h.identity;
+        id.kind.store(ty.kind(), Ordering::Relaxed);
+        id.name_fingerprint
+            .store(ty.name_fingerprint(), Ordering::Relaxed);
+        id.set_label(&ty.label());
         c.segment_len.store(geo.len as u64, Ordering::Relaxed);
         for slot in seg.slots() {
             slot.intent
@@ -1270,9 +1274,9 @@ fn differences(
             "its mode is {perms:#o}, not the {mode:#o} asked for"
         ));
     }
-    let found = seg.header().config.fingerprint.load(Ordering::Relaxed);
-    if found != ty.fingerprint() {
-        what.push(match seg.header().config.label() {
+    let h = seg.header();
+    if !accepts(&ty, h) {
+        what.push(match h.identity.label() {
             Some(carried) => format!("it carries {carried}, not {}", ty.label()),
             None => format!(
                 "it carries another message type or codec than {}",
@@ -1378,7 +1382,7 @@ fn validate_header(
     }
     if let Some(ty) = ty {
         let (expected, found) = (ty.fingerprint(), c.fingerprint.load(Ordering::Relaxed));
-        if found != expected {
+        if !accepts(&ty, header) {
             return Err(OpenError::new(
                 name,
                 OpenErrorKind::TypeMismatch {
@@ -1387,12 +1391,22 @@ fn validate_header(
                     expected,
                     found,
                     this: ty.label(),
-                    channel: c.label(),
+                    channel: header.identity.label(),
                 },
             ));
         }
     }
     Ok(geo)
+}
+
+/// Whether an endpoint of type `ty` may use the channel of `header`.
+fn accepts(ty: &MessageType, header: &Header) -> bool {
+    let id = &header.identity;
+    ty.accepts(
+        id.kind.load(Ordering::Relaxed),
+        header.config.fingerprint.load(Ordering::Relaxed),
+        id.name_fingerprint.load(Ordering::Relaxed),
+    )
 }
 
 /// Whether two open files are the same object (device and inode).
@@ -1641,6 +1655,7 @@ mod tests {
 
     fn any_type() -> MessageType {
         MessageType {
+            shape: None,
             schema: None,
             name: "u64",
             codec: "test",

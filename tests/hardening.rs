@@ -110,9 +110,15 @@ fn run_role(role: &str) {
                     .create::<u64>()
                     .unwrap();
                 let raw = Raw::open(&name);
-                (0..raw::LINE / 8)
-                    .map(|i| raw.u64(8 * i))
-                    .collect::<Vec<_>>()
+                let words = |at: usize, lines: usize| {
+                    (0..lines * raw::LINE / 8)
+                        .map(|i| (at + 8 * i, raw.u64(at + 8 * i)))
+                        .collect::<Vec<_>>()
+                };
+                // The configuration, and what the channel carries.
+                let mut header = words(0, 1);
+                header.extend(words(raw::IDENTITY, 2));
+                header
             };
             const CAP: u64 = 1 << 20;
             let len = raw::segment_len(CAP, raw::DEFAULT_SENDERS);
@@ -124,8 +130,8 @@ fn run_role(role: &str) {
                 .unwrap();
             drop(file);
             let raw = Raw::try_open(&name, Some((CAP, raw::DEFAULT_SENDERS))).unwrap();
-            for (i, w) in header.iter().enumerate() {
-                raw.set_u64(8 * i, *w);
+            for &(at, w) in &header {
+                raw.set_u64(at, w);
             }
             raw.set_u64(raw::CAPACITY, CAP);
             raw.set_u64(raw::SEGMENT_LEN, len as u64);
@@ -718,12 +724,12 @@ fn other_layout_version_is_refused_as_incompatible() {
             match e.kind() {
                 OpenErrorKind::IncompatibleVersion {
                     found: 99,
-                    supported: 2,
+                    supported: 3,
                 } => {}
                 other => panic!("expected IncompatibleVersion, got {other:?}"),
             }
             assert_helpful(&e, name, &["same shmpsc version"]);
-            assert_says(&e, &["99", "2"]);
+            assert_says(&e, &["99", "3"]);
         },
     );
 }

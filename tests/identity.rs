@@ -1,8 +1,9 @@
 //! Message identity (issue 15): a daemon crate and a worker crate that
-//! each define the same message share a channel by giving both sides the
-//! same `Builder::schema` id; a changed schema (a new id) is refused at
-//! open; and a refusal names what the channel carries and what the
-//! endpoint has.
+//! each define the same message share a channel, compared by serde format;
+//! a changed message (a field added, renamed or retyped) is refused at
+//! open, naming both formats; an explicit `Builder::schema` id stands for
+//! the format on both sides, and a new id is refused at open; a sender of
+//! a type without `Deserialize` is compared by name.
 
 mod common;
 
@@ -27,12 +28,54 @@ mod worker {
     }
 }
 
+/// The worker's next version: a field added.
+mod worker_v2 {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    pub struct Rec {
+        pub level: u8,
+        pub msg: String,
+        pub pid: u32,
+    }
+}
+
+/// Changes that each make another format.
+mod changed {
+    /// A field renamed.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Rec {
+        pub level: u8,
+        pub text: String,
+    }
+    /// A field's type changed.
+    pub mod retyped {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Rec {
+            pub level: u16,
+            pub msg: String,
+        }
+    }
+    /// The struct renamed (serde passes its name: part of the format).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Record {
+        pub level: u8,
+        pub msg: String,
+    }
+}
+
 fn run_role(role: &str) {
     let name = channel_name();
     match role {
-        // The daemon, in its own process: schema "rec-v1"; receives one
+        // The daemon, in its own process, with no schema id: receives one
         // record and reports it.
         "daemon" => {
+            let (_keep, rx) = Builder::new(&name).create::<daemon::Rec>().expect("create");
+            emit("ready");
+            let r = rx.recv().expect("recv");
+            emit(format!("got {} {}", r.level, r.msg));
+            wait_for_stdin_eof();
+        }
+        // The same with schema "rec-v1".
+        "schema_daemon" => {
             // Its own sender keeps the receive from ending while no
             // worker is attached yet.
             let (_keep, rx) = Builder::new(&name)
@@ -49,12 +92,112 @@ fn run_role(role: &str) {
 }
 
 #[test]
+fn the_same_message_in_two_crates_shares_a_channel() {
+    run_child_role(run_role);
+    let name = unique_name("identity-shape");
+    let mut d = Spawn::new(
+        "the_same_message_in_two_crates_shares_a_channel",
+        "daemon",
+        &name,
+    )
+    .spawn();
+    d.expect_event("ready");
+
+    // Version 2 of the worker added a field: refused at open, naming both
+    // formats (and the types they were traced from).
+    let err = Sender::<worker_v2::Rec>::open(&name).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err.kind(), OpenErrorKind::TypeMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains(
+            "carries `Rec { level: u8, msg: str }` (`identity::daemon::Rec`, postcard-1)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "this endpoint has `Rec { level: u8, msg: str, pid: u32 }` \
+             (`identity::worker_v2::Rec`, postcard-1)"
+        ),
+        "{text}"
+    );
+
+    // The worker crate's copy of the message: accepted, and it arrives.
+    let tx = Sender::<worker::Rec>::open(&name).unwrap();
+    tx.send(worker::Rec {
+        level: 2,
+        msg: "same format".into(),
+    })
+    .unwrap();
+    assert_eq!(d.expect_event("got"), "2 same format");
+}
+
+#[test]
+fn a_renamed_or_retyped_field_or_struct_is_refused() {
+    let name = unique_name("identity-changed");
+    let _rx = Builder::new(&name).receiver::<daemon::Rec>().unwrap();
+    let texts = [
+        Sender::<changed::Rec>::open(&name).map(|_| ()),
+        Sender::<changed::retyped::Rec>::open(&name).map(|_| ()),
+        Sender::<changed::Record>::open(&name).map(|_| ()),
+    ]
+    .map(|r| r.unwrap_err().to_string());
+    assert!(
+        texts[0].contains("has `Rec { level: u8, text: str }`"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].contains("has `Rec { level: u16, msg: str }`"),
+        "{}",
+        texts[1]
+    );
+    assert!(
+        texts[2].contains("has `Record { level: u8, msg: str }`"),
+        "{}",
+        texts[2]
+    );
+}
+
+#[test]
+fn senders_by_name_compare_names() {
+    // A sender by name (a type without `Deserialize`, here one that
+    // borrows) reaches a receiver whose format was traced, when the names
+    // agree; the daemon's type under another name does not.
+    #[derive(serde::Serialize)]
+    struct Borrowed<'a> {
+        level: u8,
+        msg: &'a str,
+    }
+    let name = unique_name("identity-by-name");
+    let rx = Builder::new(&name).receiver::<daemon::Rec>().unwrap();
+    let by_name = Builder::new(&name)
+        .open_sender_by_name::<daemon::Rec>()
+        .unwrap();
+    by_name
+        .send(daemon::Rec {
+            level: 1,
+            msg: "by name".into(),
+        })
+        .unwrap();
+    assert_eq!(rx.recv().unwrap().msg, "by name");
+    let e = Builder::new(&name)
+        .open_sender_by_name::<Borrowed<'_>>()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("Borrowed"), "{e}");
+}
+
+#[test]
 fn the_same_message_in_two_crates_shares_a_channel_by_schema_id() {
     run_child_role(run_role);
     let name = unique_name("identity");
     let mut d = Spawn::new(
         "the_same_message_in_two_crates_shares_a_channel_by_schema_id",
-        "daemon",
+        "schema_daemon",
         &name,
     )
     .spawn();
@@ -72,7 +215,9 @@ fn the_same_message_in_two_crates_shares_a_channel_by_schema_id() {
         "{text}"
     );
     assert!(
-        text.contains("this endpoint has `identity::worker::Rec` (postcard-1)"),
+        text.contains(
+            "this endpoint has `Rec { level: u8, msg: str }` (`identity::worker::Rec`, postcard-1)"
+        ),
         "{text}"
     );
     assert!(text.contains("Builder::schema"), "{text}");
@@ -101,26 +246,26 @@ fn the_same_message_in_two_crates_shares_a_channel_by_schema_id() {
 }
 
 #[test]
-fn without_ids_a_mismatch_names_both_types() {
+fn a_mismatch_names_both_sides() {
     let name = unique_name("identity-names");
     let _rx = Builder::new(&name).receiver::<daemon::Rec>().unwrap();
-    let err = Sender::<worker::Rec>::open(&name).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("carries `identity::daemon::Rec` (postcard-1)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("has `identity::worker::Rec` (postcard-1)"),
-        "{text}"
-    );
+    let err = Sender::<worker_v2::Rec>::open(&name).unwrap_err();
     match err.kind() {
-        OpenErrorKind::TypeMismatch { this, channel, .. } => {
-            assert_eq!(this, "`identity::worker::Rec` (postcard-1)");
+        OpenErrorKind::TypeMismatch {
+            this,
+            channel,
+            type_name,
+            ..
+        } => {
+            assert_eq!(
+                this,
+                "`Rec { level: u8, msg: str, pid: u32 }` (`identity::worker_v2::Rec`, postcard-1)"
+            );
             assert_eq!(
                 channel.as_deref(),
-                Some("`identity::daemon::Rec` (postcard-1)")
+                Some("`Rec { level: u8, msg: str }` (`identity::daemon::Rec`, postcard-1)")
             );
+            assert_eq!(*type_name, "identity::worker_v2::Rec");
         }
         other => panic!("{other:?}"),
     }

@@ -104,7 +104,10 @@ fn another_type_on_a_stale_channel_with_messages_is_refused_with_what_to_do() {
         "{text}"
     );
     assert!(
-        text.contains("it carries `stale::RecV1` (postcard-1), not `stale::RecV2` (postcard-1)"),
+        text.contains(
+            "it carries `RecV1 { level: u8, msg: str }` (`stale::RecV1`, postcard-1), \
+             not `RecV2 { level: u8, msg: str, pid: u32 }` (`stale::RecV2`, postcard-1)"
+        ),
         "{text}"
     );
     assert!(

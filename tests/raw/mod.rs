@@ -4,8 +4,8 @@
 //!
 //! Layout: the `Header` at offset 0 (five 128-byte lines: config, `tail`,
 //! the receiver's words, the data futex, control; then the `active` and
-//! `sleepers` bitmaps of 64 words each), the slot table (128 bytes a slot),
-//! then the data area, `capacity` bytes.
+//! `sleepers` bitmaps of 64 words each; then the identity, two lines), the
+//! slot table (128 bytes a slot), then the data area, `capacity` bytes.
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
@@ -16,7 +16,7 @@ use memmap2::MmapRaw;
 /// Distance between the header's hot lines.
 pub const LINE: usize = 128;
 /// `size_of::<Header>()`.
-pub const HEADER: usize = 5 * LINE + 2 * 8 * 64;
+pub const HEADER: usize = 5 * LINE + 2 * 8 * 64 + 2 * LINE;
 /// Bytes of one sender slot.
 pub const SLOT: usize = 128;
 
@@ -46,6 +46,8 @@ pub const RX_STATE: usize = 4 * LINE;
 pub const ACTIVE: usize = 5 * LINE;
 /// Bit `i`: the sender of slot `i` sleeps waiting for room.
 pub const SLEEPERS: usize = 5 * LINE + 8 * 64;
+/// `Header::identity`: what the channel carries (two lines).
+pub const IDENTITY: usize = 5 * LINE + 2 * 8 * 64;
 /// Offset of `Slot::intent` in a slot.
 pub const SLOT_INTENT: usize = 8;
 
