@@ -304,10 +304,11 @@ fn wake_waiting_receiver(seg: &Segment) {
     // SYNC POINT: waker. The fence pairs with the receiver's announcement
     // fence in `wait::announce`: either this sees its announcement, or its
     // look at the senders (`SendersProbe::take`) sees the bit set above.
+    // All, as `Ring::wake_receiver_at`.
     crate::wait::wake_if_waiting(
         &h.data.seq,
         || h.data.waiting_at.load(Ordering::Acquire) != 0,
-        false,
+        true,
     );
 }
 

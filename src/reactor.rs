@@ -44,8 +44,9 @@ const FALLBACK_POLL: Duration = Duration::from_millis(1);
 /// for this long at a time.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
-/// Every this many ticks, a wait's liveness check reads the channel
-/// ([`Watch::peer_gone`]) instead of its [`Probe`] alone.
+/// Every this many ticks (on a grid from the epoch), a wait's liveness
+/// check reads the channel ([`Watch::peer_gone`]) instead of its [`Probe`]
+/// alone.
 const FULL_CHECK_EVERY: u32 = 256;
 
 /// Which peer a wait depends on, and so what the shard checks each tick.
@@ -134,8 +135,10 @@ struct Entry {
     probe: Option<Probe>,
     tick: Duration,
     next_check: Instant,
-    /// Liveness checks made so far.
-    checks: u32,
+    /// When the next liveness check is a full one: on a grid of
+    /// [`FULL_CHECK_EVERY`] ticks from the epoch, so that a wait made
+    /// again and again (a busy receive) does not put it off.
+    next_full: Instant,
     waker: Waker,
 }
 
@@ -144,16 +147,25 @@ impl Entry {
         self.watch.as_ref().map(|w| (self.word)(w.seg.header()))
     }
 
-    /// The tick's liveness check: whether the peer may be gone (always,
-    /// without a watch: the task then looks every [`FALLBACK_POLL`]).
-    fn peer_gone(&mut self) -> bool {
-        self.checks = self.checks.wrapping_add(1);
+    /// The tick's liveness check at `now`: whether the peer may be gone
+    /// (always, without a watch: the task then looks every
+    /// [`FALLBACK_POLL`]).
+    fn peer_gone(&mut self, epoch: Instant, now: Instant) -> bool {
+        let full = now >= self.next_full;
+        if full {
+            self.next_full = next_check(epoch, now, full_period(self.tick));
+        }
         match (&self.watch, &self.probe) {
-            (Some(w), _) if self.checks.is_multiple_of(FULL_CHECK_EVERY) => w.peer_gone(self.peer),
+            (Some(w), _) if full => w.peer_gone(self.peer),
             (Some(w), Some(p)) => w.probe_gone(p),
             _ => true,
         }
     }
+}
+
+/// Time between full liveness checks of a wait with this tick.
+fn full_period(tick: Duration) -> Duration {
+    tick.saturating_mul(FULL_CHECK_EVERY)
 }
 
 #[derive(Default)]
@@ -250,7 +262,7 @@ impl Shard {
             let e = &mut st.entries[i];
             let gone = now >= e.next_check && {
                 e.next_check = next_check(epoch, now, e.tick);
-                e.peer_gone()
+                e.peer_gone(epoch, now)
             };
             if gone {
                 let e = st.entries.swap_remove(i);
@@ -461,7 +473,9 @@ impl Registration {
         // After the waiter's announcement (the caller's): see `SendersProbe`.
         let probe = watch.map(|w| w.probe(peer));
         let tick = if watch.is_some() { tick } else { FALLBACK_POLL };
-        let next_check = next_check(r.epoch, Instant::now(), tick);
+        let now = Instant::now();
+        let next_full = next_check(r.epoch, now, full_period(tick));
+        let next_check = next_check(r.epoch, now, tick);
         let id = {
             let mut st = shard.state.lock().unwrap_or_else(PoisonError::into_inner);
             st.next_id += 1;
@@ -477,7 +491,7 @@ impl Registration {
                 probe,
                 tick,
                 next_check,
-                checks: 0,
+                next_full,
                 waker: waker.clone(),
             });
             id

@@ -591,3 +591,80 @@ fn last_sender_leaving_before_the_announcement() {
     assert_eq!(child.expect_event("got"), "Err(Disconnected)");
     child.wait_success();
 }
+
+/// A pending receive leaked (`mem::forget`) while its wait is registered,
+/// in a process whose waits fill more than one helper thread: the live
+/// receive's wait sits in another thread than the leaked ones, on the same
+/// futex word. The commit of its record wakes every thread waiting on
+/// that word, not one (which could be a leaked wait's): the receive gets
+/// its record. The tick is long, so a liveness check would not rescue it
+/// within the hang guard.
+#[test]
+fn leaked_receives_do_not_take_the_wake_up_of_a_live_one() {
+    let name = unique_name("async-leaked");
+    let mut rx = Builder::new(&name)
+        .tick(std::time::Duration::from_secs(3600))
+        .receiver::<u64>()
+        .unwrap();
+    let tx = rx.sender().unwrap();
+    let rt = current_thread();
+    let mut leak = || {
+        let mut leaked = Box::pin(rx.recv_async());
+        assert!(poll_once(leaked.as_mut()).is_pending());
+        std::mem::forget(leaked);
+    };
+    // One helper thread takes 127 waits: these fill the first, which is
+    // then parked on them before a second helper is started (so the first
+    // waits on the word ahead of the second, and a wake-one would reach
+    // it).
+    for _ in 0..127 {
+        leak();
+    }
+    wait_until_helpers_park(1);
+    leak();
+    wait_until_helpers_park(2);
+    let got = rt.block_on(async {
+        let mut recv = std::pin::pin!(rx.recv_async());
+        assert!(poll_once(recv.as_mut()).is_pending());
+        wait_until_helpers_park(2);
+        tx.send(7).unwrap();
+        tokio::time::timeout(HANG_GUARD, recv)
+            .await
+            .expect("hang guard: the commit woke only a leaked wait")
+    });
+    assert_eq!(got, Ok(7));
+}
+
+/// Waits (at most [`HANG_GUARD`]) until `n` of this process's async helper
+/// threads (`shmpsc-async`) are blocked in `futex_waitv` (system call 449
+/// on x86-64 and aarch64): each has then built its wait from every wait
+/// registered with it (a doorbell rung after it looked would have made
+/// the call return at once).
+fn wait_until_helpers_park(n: usize) {
+    const FUTEX_WAITV: &str = "449";
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let parked = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| {
+                let dir = t.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                let syscall = std::fs::read_to_string(dir.join("syscall")).ok()?;
+                let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+                (comm.trim() == "shmpsc-async"
+                    && state == 'S'
+                    && syscall.split(' ').next() == Some(FUTEX_WAITV))
+                .then_some(())
+            })
+            .count();
+        if parked >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hang guard: {parked} of {n} helper threads parked"
+        );
+        std::thread::yield_now();
+    }
+}

@@ -450,8 +450,11 @@ impl Ring {
         // SYNC POINT: the Acquire load pairs with the SeqCst swap of the
         // announcement in `wait::sleep` (through `wait::At`).
         let waiting = || d.waiting_at.load(Ordering::Acquire) == pos.wrapping_add(1);
+        // All: the receiver's process may wait on the word in more than one
+        // thread (async helper threads, one of which may hold only a
+        // leaked future's wait); a wake-one could reach that one alone.
         self.wake
-            .wake_if_waiting(&h.config.features, &d.seq, waiting, false);
+            .wake_if_waiting(&h.config.features, &d.seq, waiting, true);
     }
 
     // -------------------------------------------------------------- receiver

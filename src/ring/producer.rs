@@ -109,10 +109,11 @@ impl Producer {
         let seg = self.ring.segment();
         peers::release(seg, self.slot);
         let h = seg.header();
+        // All, as `Ring::wake_receiver_at`.
         wait::wake_if_waiting(
             &h.data.seq,
             || h.data.waiting_at.load(Ordering::Acquire) != 0,
-            false,
+            true,
         );
     }
 
