@@ -164,7 +164,8 @@ impl<'a, T> Batch<'a, T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'b>(&mut self, bytes: &'b [u8]) -> Result<(), SendError<&'b [u8]>> {
-        self.stage(bytes).map_err(|e| e.carrying(bytes).into_send())
+        self.stage(bytes, true)
+            .map_err(|e| e.carrying(bytes).into_send())
     }
 
     /// Makes every staged message visible to the receiver: one claim, one
@@ -218,8 +219,9 @@ impl<'a, T> Batch<'a, T> {
         self.block.messages() == 0
     }
 
-    /// Stages one encoded message (see [`Batch::send_bytes`]).
-    fn stage(&mut self, bytes: &[u8]) -> Result<(), SendTimeoutError<()>> {
+    /// Stages one message's bytes (see [`Batch::send_bytes`]), raw or
+    /// encoded by the channel's codec.
+    fn stage(&mut self, bytes: &[u8], raw: bool) -> Result<(), SendTimeoutError<()>> {
         let max = self.tx.max_message_size();
         let len = bytes.len() as u64;
         if len > max {
@@ -232,9 +234,14 @@ impl<'a, T> Batch<'a, T> {
         }
         if size > self.limit {
             // Too large for any block: on its own, in order after the rest.
-            return self.tx.send_payload(Payload::One(bytes), Deadline::Never);
+            let one = if raw {
+                Payload::Raw(bytes)
+            } else {
+                Payload::One(bytes)
+            };
+            return self.tx.send_payload(one, Deadline::Never);
         }
-        self.block.push(bytes);
+        self.block.push(bytes, raw);
         Ok(())
     }
 
@@ -275,7 +282,7 @@ impl<T: Serialize> Batch<'_, T> {
     pub fn send(&mut self, msg: T) -> Result<(), SendError<T>> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let r = match codec::encode(self.tx.codec(), &msg, &mut scratch) {
-            Ok(len) => self.stage(&scratch[..len]),
+            Ok(len) => self.stage(&scratch[..len], false),
             Err(e) => Err(SendTimeoutError::Rejected((), Rejection::Encode(e))),
         };
         self.scratch = scratch;

@@ -1029,8 +1029,15 @@ impl<T: Serialize> Sender<T> {
 }
 
 impl<T> Sender<T> {
-    /// Sends bytes that the caller encoded: the receiver gets exactly these
-    /// bytes (see [`Receiver::recv_bytes_with`]). Blocks while the ring is full.
+    /// Sends raw bytes: the receiver gets exactly these bytes with
+    /// [`Receiver::recv_bytes_with`]. Blocks while the ring is full.
+    ///
+    /// The record is marked raw: a typed receive ([`Receiver::recv`] and
+    /// the rest) reports it as [`RecvError::Invalid`] (see
+    /// [`InvalidMessage::was_sent_raw`](crate::InvalidMessage::was_sent_raw))
+    /// instead of decoding bytes the codec did not write. To send a message
+    /// that you encoded with the channel's codec yourself, for typed
+    /// receives to decode, use [`Sender::send_encoded_bytes`].
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<()>("doc-send-bytes")?;
@@ -1040,7 +1047,26 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
-        self.send_raw(bytes, Deadline::Never)
+        self.send_raw(bytes, true, Deadline::Never)
+            .map_err(SendTimeoutError::into_send)
+    }
+
+    /// Sends a message that the caller encoded with the channel's codec
+    /// ([`Sender::codec`]): typed receives decode it as if [`Sender::send`]
+    /// had encoded it. For a message encoded once and sent to many
+    /// channels, or a record received with [`Receiver::recv_bytes_with`]
+    /// and passed on. Bytes that are not such an encoding are reported by
+    /// the typed receive as undecodable. Blocks while the ring is full.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-send-encoded-bytes")?;
+    /// let encoded = postcard::to_allocvec("once").unwrap();
+    /// tx.send_encoded_bytes(&encoded).unwrap();
+    /// assert_eq!(rx.recv().as_deref(), Ok("once"));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn send_encoded_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
+        self.send_raw(bytes, false, Deadline::Never)
             .map_err(SendTimeoutError::into_send)
     }
 
@@ -1053,18 +1079,24 @@ impl<T> Sender<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_send_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        self.send_raw(bytes, Deadline::Now)
+        self.send_raw(bytes, true, Deadline::Now)
             .map_err(SendTimeoutError::into_try_send)
     }
 
-    /// Sends `bytes` as they are; the error is the richest one, which the
-    /// public sends map down to theirs.
+    /// Sends `bytes` as they are, marked `raw` or encoded; the error is the
+    /// richest one, which the public sends map down to theirs.
     fn send_raw<'a>(
         &self,
         bytes: &'a [u8],
+        raw: bool,
         deadline: Deadline,
     ) -> Result<(), SendTimeoutError<&'a [u8]>> {
-        self.send_payload(Payload::One(bytes), deadline)
+        let payload = if raw {
+            Payload::Raw(bytes)
+        } else {
+            Payload::One(bytes)
+        };
+        self.send_payload(payload, deadline)
             .map_err(|e| e.carrying(bytes))
     }
 
@@ -1339,7 +1371,7 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv_bytes_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
-        match self.recv_raw(Deadline::Never, |b| Ok(f(b))) {
+        match self.recv_raw(Deadline::Never, false, |b| Ok(f(b))) {
             Ok(r) => Ok(r),
             Err(RecvFail::Invalid(i)) => Err(RecvError::Invalid(i)),
             Err(_) => Err(RecvError::Disconnected),
@@ -1422,7 +1454,7 @@ impl<T> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_recv_bytes_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
-        self.recv_raw(Deadline::Now, |b| Ok(f(b)))
+        self.recv_raw(Deadline::Now, false, |b| Ok(f(b)))
             .map_err(TryRecvError::from_fail)
     }
 
@@ -1440,7 +1472,7 @@ impl<T> Receiver<T> {
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvTimeoutError> {
-        self.recv_raw(Deadline::after(timeout), |b| Ok(f(b)))
+        self.recv_raw(Deadline::after(timeout), false, |b| Ok(f(b)))
             .map_err(RecvTimeoutError::from_fail)
     }
 
@@ -1588,16 +1620,23 @@ impl<T> Receiver<T> {
     }
 
     /// Receives the next message: lends its bytes to `f` (which decodes
-    /// them), then marks it delivered.
+    /// them, if `typed`), then marks it delivered. A typed receive reports
+    /// a record sent raw (`send_bytes`) as undecodable, without decoding
+    /// it.
     fn recv_raw<R>(
         &self,
         deadline: Deadline,
+        typed: bool,
         f: impl FnOnce(&[u8]) -> Result<R, CodecError>,
     ) -> Result<R, RecvFail> {
         if self.forked() {
             return Err(RecvFail::Disconnected);
         }
         let msg = self.consumer.next(deadline)?;
+        if typed && msg.is_raw() {
+            let refused = self.consumer.refuse_raw(msg, std::any::type_name::<T>());
+            return Err(RecvFail::Invalid(refused));
+        }
         let r = self.consumer.lend(&msg, f);
         let (position, len) = (msg.position(), msg.len());
         // A callback that forked returns twice: in the child, this copy of
@@ -1760,7 +1799,14 @@ impl<T> ZeroCopy<'_, T> {
             return Err(RecvFail::Disconnected);
         }
         let codec = self.codec;
-        let (bytes, position, consumer) = self.cursor.next(deadline)?;
+        let (bytes, position, raw, consumer) = self.cursor.next(deadline)?;
+        if raw {
+            return Err(RecvFail::Invalid(consumer.raw_record(
+                position,
+                bytes.len() as u64,
+                std::any::type_name::<U>(),
+            )));
+        }
         codec::decode::<U>(codec, bytes).map_err(|e| {
             RecvFail::Invalid(consumer.undecodable(
                 position,
@@ -1809,7 +1855,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv(&self) -> Result<T, RecvError> {
-        match self.recv_raw(Deadline::Never, |b| codec::decode::<T>(self.codec, b)) {
+        match self.recv_raw(Deadline::Never, true, |b| codec::decode::<T>(self.codec, b)) {
             Ok(t) => Ok(t),
             Err(RecvFail::Invalid(i)) => Err(RecvError::Invalid(i)),
             Err(_) => Err(RecvError::Disconnected),
@@ -1826,7 +1872,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.recv_raw(Deadline::Now, |b| codec::decode::<T>(self.codec, b))
+        self.recv_raw(Deadline::Now, true, |b| codec::decode::<T>(self.codec, b))
             .map_err(TryRecvError::from_fail)
     }
 
@@ -1841,7 +1887,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_raw(Deadline::after(timeout), |b| {
+        self.recv_raw(Deadline::after(timeout), true, |b| {
             codec::decode::<T>(self.codec, b)
         })
         .map_err(RecvTimeoutError::from_fail)
@@ -1857,7 +1903,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # Ok::<(), shmpsc::OpenError>(())
     /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
-        self.recv_raw(Deadline::At(deadline), |b| {
+        self.recv_raw(Deadline::At(deadline), true, |b| {
             codec::decode::<T>(self.codec, b)
         })
         .map_err(RecvTimeoutError::from_fail)

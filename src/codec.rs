@@ -927,7 +927,7 @@ mod tests {
 /// ```
 /// use shmpsc::{CodecErrorKind, RecvError};
 /// let (tx, rx) = shmpsc::channel::<String>("doc-codec-error")?;
-/// tx.send_bytes(&[5, b'a']).unwrap(); // a length of 5, one byte present
+/// tx.send_encoded_bytes(&[5, b'a']).unwrap(); // a length of 5, one byte present
 /// let RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
 /// let e = invalid.codec_error().expect("a decoding error");
 /// assert_eq!(e.kind(), CodecErrorKind::Truncated);
@@ -947,7 +947,7 @@ pub struct CodecError {
 /// ```
 /// use shmpsc::CodecErrorKind;
 /// let (tx, rx) = shmpsc::channel::<u8>("doc-codec-error-kind")?;
-/// tx.send_bytes(&[1, 2]).unwrap(); // a `u8` is one byte
+/// tx.send_encoded_bytes(&[1, 2]).unwrap(); // a `u8` is one byte
 /// let invalid = rx.recv().unwrap_err();
 /// let shmpsc::RecvError::Invalid(invalid) = invalid else { panic!() };
 /// assert_eq!(invalid.codec_error().unwrap().kind(), CodecErrorKind::TrailingBytes);
@@ -994,7 +994,7 @@ impl CodecError {
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<bool>("doc-codec-error-codec")?;
-    /// tx.send_bytes(&[7]).unwrap(); // neither 0 nor 1
+    /// tx.send_encoded_bytes(&[7]).unwrap(); // neither 0 nor 1
     /// let shmpsc::RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
     /// assert_eq!(invalid.codec_error().unwrap().codec(), shmpsc::Codec::Postcard);
     /// # Ok::<(), shmpsc::OpenError>(())
@@ -1007,7 +1007,7 @@ impl CodecError {
     ///
     /// ```
     /// let (tx, rx) = shmpsc::channel::<bool>("doc-codec-error-kind-fn")?;
-    /// tx.send_bytes(&[7]).unwrap(); // neither 0 nor 1
+    /// tx.send_encoded_bytes(&[7]).unwrap(); // neither 0 nor 1
     /// let shmpsc::RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
     /// assert_eq!(invalid.codec_error().unwrap().kind(), shmpsc::CodecErrorKind::Invalid);
     /// # Ok::<(), shmpsc::OpenError>(())

@@ -294,7 +294,7 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
 /// ```
 /// // A sender of `String` and a receiver of `u64` disagree on the bytes.
 /// let (tx, rx) = shmpsc::channel::<u64>("doc-invalid")?;
-/// tx.send_bytes(&[0xFF; 3]).unwrap();
+/// tx.send_encoded_bytes(&[0xFF; 3]).unwrap();
 /// tx.send(5).unwrap();
 /// let err = rx.recv().unwrap_err();
 /// assert!(err.to_string().contains("could not be decoded"));
@@ -310,6 +310,8 @@ pub struct InvalidMessage {
     pub(crate) reason: String,
     /// For a record that could not be decoded, the codec's error.
     pub(crate) codec_error: Option<CodecError>,
+    /// The record was sent raw (`send_bytes`) and met a typed receive.
+    pub(crate) raw: bool,
 }
 
 impl InvalidMessage {
@@ -337,8 +339,10 @@ impl InvalidMessage {
     /// for bytes that break the protocol.
     ///
     /// ```
-    /// let (tx, rx) = shmpsc::channel::<String>("doc-invalid-codec-error")?;
-    /// tx.send_bytes(&[0xFF]).unwrap(); // a length prefix that never ends
+    /// // Two sides that claim one schema but do not agree on it.
+    /// let rx = shmpsc::Builder::new("doc-invalid-codec-error").schema("s").receiver::<String>()?;
+    /// let tx = shmpsc::Builder::new("doc-invalid-codec-error").schema("s").open_sender::<u64>()?;
+    /// tx.send(255).unwrap(); // as a string: a length of 255, and no bytes
     /// let shmpsc::RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
     /// let e = invalid.codec_error().expect("could not be decoded");
     /// assert_eq!(e.kind(), shmpsc::CodecErrorKind::Truncated);
@@ -346,6 +350,28 @@ impl InvalidMessage {
     /// ```
     pub fn codec_error(&self) -> Option<&CodecError> {
         self.codec_error.as_ref()
+    }
+}
+
+impl InvalidMessage {
+    /// Whether the record was sent raw ([`Sender::send_bytes`]) and met a
+    /// typed receive, which reports it rather than decode bytes the codec
+    /// did not write (receive raw records with
+    /// [`Receiver::recv_bytes_with`]).
+    ///
+    /// [`Sender::send_bytes`]: crate::Sender::send_bytes
+    /// [`Receiver::recv_bytes_with`]: crate::Receiver::recv_bytes_with
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-invalid-raw")?;
+    /// tx.send_bytes(&[0; 8]).unwrap();
+    /// let shmpsc::RecvError::Invalid(invalid) = rx.recv().unwrap_err() else { panic!() };
+    /// assert!(invalid.was_sent_raw());
+    /// assert!(invalid.codec_error().is_none());
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn was_sent_raw(&self) -> bool {
+        self.raw
     }
 }
 

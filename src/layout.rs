@@ -451,6 +451,11 @@ pub(crate) enum Record {
 const KIND_CLAIMED: u64 = 0xC1;
 const KIND_COMMITTED: u64 = 0xA5;
 const KIND_PADDING: u64 = 0x9D;
+/// A committed message whose bytes were sent raw (`send_bytes`), not
+/// encoded by the channel's codec: a [`Record::Committed`] to the ring,
+/// told apart by [`is_raw_record`] so that a typed receive reports it
+/// instead of decoding it by accident.
+const KIND_RAW: u64 = 0xB3;
 
 fn tag(pos: u64) -> u64 {
     (pos >> 3) & 0xFF_FFFF
@@ -470,6 +475,31 @@ pub(crate) fn record_word(r: Record, pos: u64) -> u64 {
     (tag(pos) << 40) | (kind << 32) | len as u64
 }
 
+/// The committed header word of a record at `pos` whose `len` bytes were
+/// sent raw (see `KIND_RAW`).
+#[inline]
+pub(crate) fn raw_record_word(len: u32, pos: u64) -> u64 {
+    (tag(pos) << 40) | (KIND_RAW << 32) | len as u64
+}
+
+/// The committed header word of a message of `len` bytes at `pos`, raw or
+/// encoded.
+#[inline]
+pub(crate) fn committed_word(len: u32, pos: u64, raw: bool) -> u64 {
+    if raw {
+        raw_record_word(len, pos)
+    } else {
+        record_word(Record::Committed(len), pos)
+    }
+}
+
+/// Whether a header word that [`parse_record`] parsed as committed is of
+/// a raw record.
+#[inline]
+pub(crate) fn is_raw_record(word: u64) -> bool {
+    (word >> 32) & 0xFF == KIND_RAW
+}
+
 /// Parses a header word read at `pos`. `Err` says what is wrong with it.
 #[inline]
 pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, &'static str> {
@@ -482,7 +512,7 @@ pub(crate) fn parse_record(word: u64, pos: u64) -> Result<Record, &'static str> 
     }
     match (word >> 32) & 0xFF {
         KIND_CLAIMED => Ok(Record::Claimed(len)),
-        KIND_COMMITTED => Ok(Record::Committed(len)),
+        KIND_COMMITTED | KIND_RAW => Ok(Record::Committed(len)),
         KIND_PADDING => Ok(Record::Padding(len)),
         _ => Err("has an unknown kind"),
     }
@@ -651,6 +681,25 @@ mod tests {
         }
         assert_eq!(parse_record(0, 64), Ok(Record::Empty));
         assert!(parse_record(0x0000_0012_0000_0001, 0).is_err());
+    }
+
+    #[test]
+    fn raw_records_are_committed_records_marked_raw() {
+        for pos in [0u64, 8, 4096, 1 << 40, !7] {
+            for len in [0u32, 1, 4088, MAX_MESSAGE as u32] {
+                let raw = committed_word(len, pos, true);
+                let encoded = committed_word(len, pos, false);
+                assert_eq!(parse_record(raw, pos), Ok(Record::Committed(len)));
+                assert_eq!(parse_record(encoded, pos), Ok(Record::Committed(len)));
+                assert!(is_raw_record(raw) && !is_raw_record(encoded));
+                assert_eq!(encoded, record_word(Record::Committed(len), pos));
+                // The position's tag is checked for raw records too.
+                assert!(parse_record(raw, pos.wrapping_add(8)).is_err());
+            }
+            for r in [Record::Claimed(5), Record::Padding(8)] {
+                assert!(!is_raw_record(record_word(r, pos)));
+            }
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn postcard_is_the_default_on_every_endpoint() {
 fn a_record_that_cannot_be_decoded_has_a_codec_error_as_its_source() {
     let name = unique_name("invalid");
     let (tx, rx) = shmpsc::channel::<String>(&name).unwrap();
-    tx.send_bytes(&[3, b'a']).unwrap(); // claims 3 bytes, holds 1
+    tx.send_encoded_bytes(&[3, b'a']).unwrap(); // claims 3 bytes, holds 1
     let Err(RecvError::Invalid(invalid)) = rx.recv() else {
         panic!("expected Invalid")
     };
@@ -149,7 +149,7 @@ mod bincode {
             .codec(Codec::Bincode)
             .create::<bool>()
             .unwrap();
-        tx.send_bytes(&[7]).unwrap();
+        tx.send_encoded_bytes(&[7]).unwrap();
         let Err(RecvError::Invalid(invalid)) = rx.recv() else {
             panic!("expected Invalid")
         };

@@ -44,7 +44,7 @@ fn run_role(role: &str) {
                     .codec(*codec)
                     .create::<String>()
                     .expect("create");
-                tx.send_bytes(bytes).expect("send");
+                tx.send_encoded_bytes(bytes).expect("send");
                 match rx.recv() {
                     Err(RecvError::Invalid(e)) => {
                         assert!(e.to_string().contains("could not be decoded"), "{e}");
@@ -609,7 +609,7 @@ fn unencodable_message_is_rejected_and_the_channel_works_on() {
         other => panic!("expected Rejected(Encode), got {other:?}"),
     }
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-    tx.send_bytes(&[]).unwrap(); // `()` encodes to nothing
+    tx.send_encoded_bytes(&[]).unwrap(); // `()` encodes to nothing
     assert_eq!(rx.recv(), Ok(Unencodable));
 }
 

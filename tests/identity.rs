@@ -287,3 +287,92 @@ fn endpoints_made_from_a_schema_endpoint_keep_its_id() {
     .unwrap();
     assert_eq!(rx.recv().unwrap().msg, "derived");
 }
+
+// ------------------------------------------------ raw and encoded records
+
+/// Raw bytes (`send_bytes`) on a typed channel: a typed receive reports
+/// them instead of decoding them (eight zero bytes used to arrive as a
+/// string of seven NULs), counts them, and goes on with the next record;
+/// the bytes API receives both kinds.
+#[test]
+fn a_typed_receive_reports_raw_records_instead_of_decoding_them() {
+    let name = unique_name("raw-typed");
+    let (tx, rx) = shmpsc::channel::<String>(&name).unwrap();
+    tx.send_bytes(&[0; 8]).unwrap();
+    tx.send("encoded".to_string()).unwrap();
+    match rx.recv() {
+        Err(shmpsc::RecvError::Invalid(i)) => {
+            assert!(i.was_sent_raw(), "{i}");
+            assert_eq!(i.len(), 8);
+            let text = i.to_string();
+            assert!(text.contains("sent raw (send_bytes)"), "{text}");
+            assert!(text.contains("recv_bytes_with"), "{text}");
+        }
+        other => panic!("a raw record on a typed receive: {other:?}"),
+    }
+    assert_eq!(rx.recv().as_deref(), Ok("encoded"));
+    let info = shmpsc::inspect(&name).unwrap();
+    assert_eq!(info.invalid_messages, 1);
+    assert_eq!(info.pending_messages(), 0);
+
+    // try_recv and recv_timeout report it too; iteration skips it.
+    tx.send_bytes(b"raw").unwrap();
+    assert!(matches!(
+        rx.try_recv(),
+        Err(shmpsc::TryRecvError::Invalid(i)) if i.was_sent_raw()
+    ));
+    tx.send_bytes(b"raw").unwrap();
+    assert!(matches!(
+        rx.recv_timeout(std::time::Duration::from_secs(60)),
+        Err(shmpsc::RecvTimeoutError::Invalid(i)) if i.was_sent_raw()
+    ));
+    tx.send_bytes(b"raw").unwrap();
+    tx.send("after".to_string()).unwrap();
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["after"]);
+
+    // The bytes API takes both.
+    tx.send_bytes(b"raw").unwrap();
+    tx.send("enc".to_string()).unwrap();
+    assert_eq!(rx.recv_bytes_with(|b| b.to_vec()).unwrap(), b"raw");
+    let encoded = rx.recv_bytes_with(|b| b.to_vec()).unwrap();
+    assert_eq!(encoded, [3, b'e', b'n', b'c']);
+}
+
+/// A batch that mixes encoded and raw records keeps each one's kind, in
+/// one block and on its own (a raw record too large for a block).
+#[test]
+fn a_batch_keeps_each_records_kind() {
+    let name = unique_name("raw-batch");
+    let (tx, mut rx) = Builder::new(&name)
+        .capacity(1 << 17)
+        .max_message_size(60_000)
+        .create::<String>()
+        .unwrap();
+    let big = vec![7u8; 40_000];
+    let mut batch = tx.batch();
+    batch.send("a".to_string()).unwrap();
+    batch.send_bytes(b"x").unwrap();
+    batch.send("b".to_string()).unwrap();
+    batch.send_bytes(&big).unwrap();
+    batch.send("c".to_string()).unwrap();
+    drop(batch);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(match rx.recv() {
+            Ok(s) => s,
+            Err(shmpsc::RecvError::Invalid(i)) if i.was_sent_raw() => format!("raw {}", i.len()),
+            Err(e) => panic!("{e:?}"),
+        });
+    }
+    assert_eq!(got, ["a", "raw 1", "b", "raw 40000", "c"]);
+
+    // Zero-copy receives report it as well.
+    tx.send_bytes(b"raw").unwrap();
+    tx.send("borrowed".to_string()).unwrap();
+    let mut view = rx.zero_copy();
+    assert!(matches!(
+        view.recv::<&str>(),
+        Err(shmpsc::RecvError::Invalid(i)) if i.was_sent_raw()
+    ));
+    assert_eq!(view.recv::<&str>(), Ok("borrowed"));
+}

@@ -456,6 +456,34 @@ impl Consumer {
             len,
             reason: format!("could not be decoded as `{type_name}`"),
             codec_error: Some(error),
+            raw: false,
+        }
+    }
+
+    /// A typed receive of `type_name` met `msg`, a record sent raw
+    /// (`send_bytes`): receives it without decoding it, and reports it
+    /// (see [`Consumer::raw_record`]).
+    pub(crate) fn refuse_raw(&self, msg: Message, type_name: &str) -> InvalidMessage {
+        let (position, len) = (msg.position(), msg.len());
+        self.count_received(1, len);
+        self.finish(msg);
+        self.raw_record(position, len, type_name)
+    }
+
+    /// Counts and describes a record sent raw (`send_bytes`) that a typed
+    /// receive of `type_name` met: reported, not decoded by accident.
+    pub(crate) fn raw_record(&self, position: u64, len: u64, type_name: &str) -> InvalidMessage {
+        let rx = &self.ring.segment().header().rx;
+        rx.invalid_messages.fetch_add(1, Ordering::Relaxed);
+        InvalidMessage {
+            position,
+            len,
+            reason: format!(
+                "was sent raw (send_bytes), not encoded as `{type_name}`: a typed receive does \
+                 not decode it; receive raw records with recv_bytes_with"
+            ),
+            codec_error: None,
+            raw: true,
         }
     }
 
@@ -587,6 +615,7 @@ impl Consumer {
                 end - head
             ),
             codec_error: None,
+            raw: false,
         })
     }
 
@@ -615,6 +644,7 @@ impl Consumer {
                  written by something that breaks the protocol and is closed; create it again"
             ),
             codec_error: None,
+            raw: false,
         })
     }
 
@@ -750,9 +780,13 @@ impl<'a> LendingCursor<'a> {
 
     /// Finishes the message lent last, then receives the next one (see
     /// [`Consumer::next`]) and lends its bytes (with its position, and the
-    /// consumer, to report it undecodable) until the next call.
+    /// consumer, to report it undecodable; and whether it was sent raw)
+    /// until the next call.
     #[allow(unsafe_code)]
-    pub(crate) fn next(&mut self, deadline: Deadline) -> Result<(&[u8], u64, &Consumer), Fail> {
+    pub(crate) fn next(
+        &mut self,
+        deadline: Deadline,
+    ) -> Result<(&[u8], u64, bool, &Consumer), Fail> {
         self.finish_current();
         let msg = self.consumer.next(deadline)?;
         // Received once lent, whatever becomes of the value (as `lend`).
@@ -762,9 +796,9 @@ impl<'a> LendingCursor<'a> {
         // `&mut self`, so the slice (which borrows `self`) is no longer
         // used by then.
         let bytes = unsafe { self.consumer.ring.payload(&msg) };
-        let position = msg.position();
+        let (position, raw) = (msg.position(), msg.is_raw());
         self.current = Some(msg);
-        Ok((bytes, position, self.consumer))
+        Ok((bytes, position, raw, self.consumer))
     }
 
     fn finish_current(&mut self) {

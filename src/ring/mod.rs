@@ -18,7 +18,8 @@ use crate::sync::{fence, AtomicU64, Ordering};
 
 use crate::hooks::{self, Point};
 use crate::layout::{
-    parse_record, record_size, record_word, Record, Slot, MAX_POSITION, NO_INTENT, RECORD_HEADER,
+    committed_word, is_raw_record, parse_record, record_size, record_word, Record, Slot,
+    MAX_POSITION, NO_INTENT, RECORD_HEADER,
 };
 use crate::segment::Segment;
 use crate::wait;
@@ -57,10 +58,15 @@ pub(crate) struct Claimed {
 /// that dies before that leaves one claim that the receiver skips whole
 /// (its length is in the first header), so none of an unfinished block is
 /// delivered.
+/// In a staged record's header (private memory, see [`Block`]): its bytes
+/// were sent raw.
+const RAW_IN_BLOCK: u64 = 1 << 32;
+
 #[derive(Debug, Default)]
 pub(crate) struct Block {
-    /// Records: an 8-byte header (the payload length, until the block is
-    /// committed), the payload, zeros up to a multiple of 8.
+    /// Records: an 8-byte header (until the block is committed: the
+    /// payload length, plus [`RAW_IN_BLOCK`] for raw bytes), the payload,
+    /// zeros up to a multiple of 8.
     buf: Vec<u8>,
     messages: u64,
     payload_bytes: u64,
@@ -82,12 +88,14 @@ impl Block {
         self.payload_bytes
     }
 
-    /// Appends a record holding `payload` (the caller keeps the block
-    /// within the limits the ring accepts: see [`block_limit`]).
-    pub(crate) fn push(&mut self, payload: &[u8]) {
+    /// Appends a record holding `payload`, sent raw (`send_bytes`) or
+    /// encoded (the caller keeps the block within the limits the ring
+    /// accepts: see [`block_limit`]).
+    pub(crate) fn push(&mut self, payload: &[u8], raw: bool) {
         let len = payload.len() as u64;
         debug_assert!(len <= u32::MAX as u64);
-        self.buf.extend_from_slice(&len.to_ne_bytes());
+        let header = if raw { len | RAW_IN_BLOCK } else { len };
+        self.buf.extend_from_slice(&header.to_ne_bytes());
         self.buf.extend_from_slice(payload);
         let padded = self.buf.len().next_multiple_of(RECORD_HEADER as usize);
         self.buf.resize(padded, 0);
@@ -127,6 +135,8 @@ pub(crate) struct Message {
     pos: u64,
     len: u64,
     offset: usize,
+    /// Sent raw (`send_bytes`), not encoded by the channel's codec.
+    raw: bool,
 }
 
 impl Message {
@@ -138,6 +148,12 @@ impl Message {
     /// Payload length.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Whether its bytes were sent raw (`send_bytes`): a typed receive
+    /// reports it instead of decoding it.
+    pub(crate) fn is_raw(&self) -> bool {
+        self.raw
     }
 
     /// Where the next record starts.
@@ -347,10 +363,11 @@ impl Ring {
         }
     }
 
-    /// Writes the payload of a claimed record and commits it. `payload`
-    /// must have the length that was claimed.
+    /// Writes the payload of a claimed record and commits it, marked raw
+    /// (`send_bytes`) or encoded. `payload` must have the length that was
+    /// claimed.
     #[inline]
-    pub(crate) fn commit(&self, slot: &Slot, claimed: Claimed, payload: &[u8]) {
+    pub(crate) fn commit(&self, slot: &Slot, claimed: Claimed, payload: &[u8], raw: bool) {
         let Claimed { pos, len } = claimed;
         assert_eq!(payload.len() as u64, len, "a claim commits what it claimed");
         let off = self.offset(pos);
@@ -372,7 +389,7 @@ impl Ring {
         unsafe { self.seg.data().write(off + RECORD_HEADER as usize, payload) };
         hooks::at(Point::Payload);
         // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`.
-        word.store(record_word(Record::Committed(len), pos), Ordering::Release);
+        word.store(committed_word(len, pos, raw), Ordering::Release);
         // SYNC POINT: pairs with the Acquire loads of intents in
         // `peers::live_intents`: an intent seen cleared implies the commit
         // above is visible.
@@ -389,16 +406,18 @@ impl Ring {
         let off = self.offset(pos);
         // The inner headers get their final form (they carry their
         // position's tag) in private memory; the first stays for last.
+        // A staged header: the length, and whether the bytes are raw.
         let header = |buf: &[u8], at: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&buf[at..at + 8]);
-            u64::from_ne_bytes(w) as u32
+            let h = u64::from_ne_bytes(w);
+            (h as u32, h & RAW_IN_BLOCK != 0)
         };
-        let first = header(&block.buf, 0);
+        let (first, first_raw) = header(&block.buf, 0);
         let mut at = record_size(first as u64) as usize;
         while at < block.buf.len() {
-            let l = header(&block.buf, at);
-            let word = record_word(Record::Committed(l), pos + at as u64);
+            let (l, raw) = header(&block.buf, at);
+            let word = committed_word(l, pos + at as u64, raw);
             block.buf[at..at + 8].copy_from_slice(&word.to_ne_bytes());
             at += record_size(l as u64) as usize;
         }
@@ -429,10 +448,7 @@ impl Ring {
         // SYNC POINT: sender commit. Pairs with the Acquire load in `peek`:
         // the receiver that sees the first record committed sees the
         // block's other records (written above) committed too.
-        word.store(
-            record_word(Record::Committed(first), pos),
-            Ordering::Release,
-        );
+        word.store(committed_word(first, pos, first_raw), Ordering::Release);
         // SYNC POINT: as in `commit`.
         slot.intent.store(NO_INTENT, Ordering::Release);
         block.clear();
@@ -582,6 +598,7 @@ impl Ring {
                             pos: head,
                             len,
                             offset: off + RECORD_HEADER as usize,
+                            raw: is_raw_record(word),
                         }),
                     );
                 }

@@ -21,8 +21,10 @@ use crate::wait::{self, Deadline};
 /// What one claim carries: one message, or a block of them (a `Batch`).
 #[derive(Debug)]
 pub(crate) enum Payload<'p> {
-    /// One message's bytes.
+    /// One message, encoded by the channel's codec.
     One(&'p [u8]),
+    /// One message's bytes, sent raw (`send_bytes`): committed marked so.
+    Raw(&'p [u8]),
     /// Staged records; cleared once committed.
     Block(&'p mut Block),
 }
@@ -31,7 +33,7 @@ impl Payload<'_> {
     /// The payload length of the claim.
     fn claim_len(&self) -> u64 {
         match self {
-            Payload::One(b) => b.len() as u64,
+            Payload::One(b) | Payload::Raw(b) => b.len() as u64,
             Payload::Block(b) => b.claim_len(),
         }
     }
@@ -228,7 +230,7 @@ impl Producer {
         let geo = seg.geometry();
         let len = payload.claim_len();
         let refused = match &payload {
-            Payload::One(_) => len > geo.max_message,
+            Payload::One(_) | Payload::Raw(_) => len > geo.max_message,
             Payload::Block(b) => b.size() == 0 || b.size() > block_limit(geo.capacity),
         };
         if refused {
@@ -250,7 +252,11 @@ impl Producer {
                     // record (a block's first).
                     let (messages, bytes) = match &mut payload {
                         Payload::One(b) => {
-                            self.ring.commit(slot, claimed, b);
+                            self.ring.commit(slot, claimed, b, false);
+                            (1, len)
+                        }
+                        Payload::Raw(b) => {
+                            self.ring.commit(slot, claimed, b, true);
                             (1, len)
                         }
                         Payload::Block(b) => {

@@ -23,7 +23,7 @@ fn send(ring: &Ring, payload: &[u8]) -> u64 {
     match ring.claim(slot(ring), payload.len() as u64, &mut cached) {
         Claim::At(c) => {
             let pos = c.pos;
-            ring.commit(slot(ring), c, payload);
+            ring.commit(slot(ring), c, payload, false);
             pos
         }
         other => panic!("no room: {other:?}"),
@@ -71,7 +71,7 @@ fn commit_checks_the_claimed_length() {
     let Claim::At(c) = ring.claim(slot(&ring), 4, &mut 0) else {
         panic!("room");
     };
-    ring.commit(slot(&ring), c, b"longer than claimed");
+    ring.commit(slot(&ring), c, b"longer than claimed", false);
 }
 
 #[test]
@@ -197,9 +197,15 @@ fn resync_resumes_at_the_next_plausible_header() {
 /// Stages `payloads` in a block, claims it and commits it; returns its
 /// position.
 fn send_block(ring: &Ring, payloads: &[&[u8]]) -> u64 {
+    let kinds: Vec<(&[u8], bool)> = payloads.iter().map(|p| (*p, false)).collect();
+    send_block_of(ring, &kinds)
+}
+
+/// [`send_block`] with each record's kind: raw (`true`) or encoded.
+fn send_block_of(ring: &Ring, records: &[(&[u8], bool)]) -> u64 {
     let mut block = Block::default();
-    for p in payloads {
-        block.push(p);
+    for &(p, raw) in records {
+        block.push(p, raw);
     }
     let mut cached = ring.segment().header().rx.head.load(Ordering::Relaxed);
     match ring.claim(slot(ring), block.claim_len(), &mut cached) {
@@ -211,6 +217,49 @@ fn send_block(ring: &Ring, payloads: &[&[u8]]) -> u64 {
         }
         other => panic!("no room: {other:?}"),
     }
+}
+
+#[test]
+fn raw_and_encoded_records_keep_their_kind_alone_and_in_blocks() {
+    let ring = ring();
+    let mut cached = 0;
+    let raw_one = match ring.claim(slot(&ring), 3, &mut cached) {
+        Claim::At(c) => {
+            let pos = c.pos;
+            ring.commit(slot(&ring), c, b"raw", true);
+            pos
+        }
+        other => panic!("no room: {other:?}"),
+    };
+    send(&ring, b"enc");
+    send_block_of(
+        &ring,
+        &[(b"r1", true), (b"e1", false), (b"", true), (b"e2", false)],
+    );
+    // The first record of a block carries the block's commit: raw too.
+    send_block_of(&ring, &[(b"r-first", true), (b"e3", false)]);
+    let mut head = 0;
+    let mut got = Vec::new();
+    while let (_, Peek::Message(m)) = ring.peek(head, 0) {
+        head = m.end();
+        got.push((ring.with_payload(&m, |b| b.to_vec()), m.is_raw()));
+    }
+    let want: Vec<(Vec<u8>, bool)> = [
+        (&b"raw"[..], true),
+        (b"enc", false),
+        (b"r1", true),
+        (b"e1", false),
+        (b"", true),
+        (b"e2", false),
+        (b"r-first", true),
+        (b"e3", false),
+    ]
+    .iter()
+    .map(|(p, r)| (p.to_vec(), *r))
+    .collect();
+    assert_eq!(raw_one, 0);
+    assert_eq!(got, want);
+    assert_eq!(head, tail(&ring));
 }
 
 #[test]
@@ -265,7 +314,7 @@ fn a_block_whose_sender_died_before_its_commit_is_skipped_whole() {
     // the other records complete and committed.
     let mut block = Block::default();
     for p in [&b"aaaa"[..], b"bbbb", b"cccc"] {
-        block.push(p);
+        block.push(p, false);
     }
     let size = block.size();
     let Claim::At(c) = ring.claim(slot(&ring), block.claim_len(), &mut 0) else {
