@@ -234,12 +234,12 @@ impl<'a, T> Batch<'a, T> {
         }
         if size > self.limit {
             // Too large for any block: on its own, in order after the rest.
-            let one = if raw {
-                Payload::Raw(bytes)
+            let one = Payload::One(bytes);
+            return if raw {
+                self.tx.send_payload::<true>(one, Deadline::Never)
             } else {
-                Payload::One(bytes)
+                self.tx.send_payload::<false>(one, Deadline::Never)
             };
-            return self.tx.send_payload(one, Deadline::Never);
         }
         self.block.push(bytes, raw);
         Ok(())
@@ -253,7 +253,7 @@ impl<'a, T> Batch<'a, T> {
         }
         let r = self
             .tx
-            .send_payload(Payload::Block(&mut self.block), Deadline::Never);
+            .send_payload::<false>(Payload::Block(&mut self.block), Deadline::Never);
         // Sent (and cleared), or never to be sent.
         self.block.clear();
         r

@@ -1019,10 +1019,10 @@ impl<T: Serialize> Sender<T> {
                 return Err(SendTimeoutError::Rejected(msg, Rejection::Encode(e)));
             }
         };
-        let (mut local, r) = self
-            .inner
-            .producer
-            .send(local, Payload::One(&buf[..len]), deadline);
+        let (mut local, r) =
+            self.inner
+                .producer
+                .send::<false>(local, Payload::One(&buf[..len]), deadline);
         local.buf = buf;
         r.map_err(|e| e.carrying(msg))
     }
@@ -1091,13 +1091,12 @@ impl<T> Sender<T> {
         raw: bool,
         deadline: Deadline,
     ) -> Result<(), SendTimeoutError<&'a [u8]>> {
-        let payload = if raw {
-            Payload::Raw(bytes)
+        if raw {
+            self.send_payload::<true>(Payload::One(bytes), deadline)
         } else {
-            Payload::One(bytes)
-        };
-        self.send_payload(payload, deadline)
-            .map_err(|e| e.carrying(bytes))
+            self.send_payload::<false>(Payload::One(bytes), deadline)
+        }
+        .map_err(|e| e.carrying(bytes))
     }
 
     pub(crate) fn producer(&self) -> &Producer {
@@ -1132,13 +1131,13 @@ impl<T> Sender<T> {
     }
 
     /// Sends one claim's payload (a message, or a batch's block).
-    pub(crate) fn send_payload(
+    pub(crate) fn send_payload<const RAW: bool>(
         &self,
         payload: Payload<'_>,
         deadline: Deadline,
     ) -> Result<(), SendTimeoutError<()>> {
         let local = self.inner.begin()?;
-        self.inner.producer.send(local, payload, deadline).1
+        self.inner.producer.send::<RAW>(local, payload, deadline).1
     }
 
     /// The channel's name.

@@ -769,9 +769,23 @@ impl fmt::Display for OpenError {
                     Some(carried) => write!(f, "channel `{name}` carries {carried}")?,
                     None => write!(f, "channel `{name}` carries another message type or codec")?,
                 }
+                write!(f, "; this endpoint has {this}")?;
+                // The readable forms show nested types by name: when they
+                // agree, the difference is inside one (the type paths, also
+                // shown, do not take part in the comparison).
+                let format = |s: &str| s.split('`').nth(1).map(str::to_owned);
+                if let (Some(a), Some(b)) = (channel.as_deref().and_then(format), format(this)) {
+                    if a == b && !this.starts_with("schema") {
+                        write!(
+                            f,
+                            ", which reads alike: the two formats differ inside a type \
+                             they contain (or in the codec); compare those types' fields"
+                        )?;
+                    }
+                }
                 write!(
                     f,
-                    "; this endpoint has {this} (fingerprints {found:#018x} and \
+                    " (fingerprints {found:#018x} and \
                      {expected:#018x}): open it with the receiver's message type and codec \
                      (Builder::codec). Types are compared by their serde format (the names \
                      serde sees and every field's type), or by name where the format cannot \

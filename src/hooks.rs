@@ -36,6 +36,7 @@ pub(crate) enum Point {
     SenderChecked,
     /// An async receive found nothing to receive, before it announces
     /// itself as waiting.
+    #[cfg(feature = "async")]
     AsyncAnnounce,
 }
 
@@ -84,6 +85,7 @@ fn armed(point: Point, state: &std::sync::atomic::AtomicU8) {
         Point::RemoveChecked => "remove-checked",
         Point::HeaderRead => "header-read",
         Point::SenderChecked => "sender-checked",
+        #[cfg(feature = "async")]
         Point::AsyncAnnounce => "async-announce",
     };
     if p != name || COUNT.fetch_add(1, Ordering::Relaxed) + 1 != *n {

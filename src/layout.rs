@@ -14,8 +14,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPSC\x00\x01");
 /// on them does (2: the slot reset bytes moved past the remover byte,
 /// which slot 0's reset byte used to share; 3: the identity line, whose
 /// fingerprint may be of the message's serde format, and a sender that
-/// joins wakes a waiting receiver).
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// joins wakes a waiting receiver; 4: the raw record kind, which a build
+/// of version 3 would take for a malformed word).
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Written last by the creator (Release), so a reader that sees it (Acquire)
 /// sees a fully initialised header.
 pub(crate) const STATE_READY: u32 = 0x5244_5952; // "RYDR"

@@ -325,6 +325,7 @@ fn wake_waiting_receiver(seg: &Segment) {
 /// lock after that process died; and a receive that starts waiting with a
 /// claim pending at its position, or with no sender at all, is sent to
 /// look at its first tick, as a blocking receive runs its maintenance.
+#[cfg(feature = "async")]
 #[derive(Debug, Default)]
 pub(crate) struct SendersProbe {
     /// Slots whose owner's lock is enough.
@@ -335,6 +336,7 @@ pub(crate) struct SendersProbe {
     look: bool,
 }
 
+#[cfg(feature = "async")]
 impl SendersProbe {
     /// The senders a receive waiting for position `at` depends on. Call
     /// after the receiver announced that it waits.

@@ -69,8 +69,9 @@
 //!   sites, so this bounds the descent.
 //! * **Rejected values.** A visitor that rejects the value it is given (`0`
 //!   for `NonZeroU32`) is given another one (`1`, `true`, `'b'`, `"0"`, a
-//!   non-empty byte string) in a further pass; an enum whose variant
-//!   identifier rejects the variant index is given the variant name.
+//!   non-empty byte string) in a further pass. An enum whose variant
+//!   identifier rejects an index among the names serde gives is not traced
+//!   (see below).
 //! * **Bounds.** At most 4096 passes, 128 levels of nesting and four million
 //!   `deserialize_*` calls in all; beyond them the trace fails rather than
 //!   run away.
@@ -89,6 +90,12 @@
 //! * a type with no finite value (`struct Bad(Box<Bad>)`, an enum without
 //!   variants), one nested deeper than 128 levels, or one too large for the
 //!   bounds above;
+//! * names that do not pair with what is read: serde lists aliases
+//!   (`#[serde(alias)]`) among a struct's field names and an enum's variant
+//!   names, so a struct that reads fewer fields than it names, or an enum
+//!   whose identifier rejects the index of one of its names, is refused
+//!   (else two different formats could trace alike: an alias in the middle
+//!   shifts every later name);
 //! * a `Deserialize` impl that asks for different formats on different runs,
 //!   or leaves part of a format unexplored.
 #![deny(unsafe_code)]
@@ -97,7 +104,7 @@ use std::any::type_name;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use serde::de::value::{StrDeserializer, U32Deserializer};
+use serde::de::value::U32Deserializer;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
     VariantAccess, Visitor,
@@ -258,8 +265,6 @@ struct Tracer {
     steps: u64,
     /// Visitor types that rejected the first value and are given the alternative.
     alt: HashSet<&'static str>,
-    /// Enums whose variant identifier is given as a name rather than an index.
-    by_name: HashSet<usize>,
     /// A value was rejected for the first time: the pass is worth running again.
     retry: bool,
     /// This pass met a new container or traced a new variant.
@@ -1074,6 +1079,16 @@ impl<'de> Deserializer<'de> for De<'_> {
         let (value, fmts) = visit_seq(self.t, fields.len(), visitor)?;
         self.t.stack.pop();
         self.t.leave();
+        // serde lists aliases (`#[serde(alias)]`) among the fields' names:
+        // then the names no longer pair with the fields read, in order.
+        if fmts.len() != fields.len() {
+            return Err(self.t.fail(format!(
+                "`{name}` reads {} fields but serde names {}: aliases (#[serde(alias)]) \
+                 or a custom Deserialize",
+                fmts.len(),
+                fields.len()
+            )));
+        }
         let body = Body::Struct(fields.iter().copied().zip(fmts).collect());
         self.t.commit_plain(id, body)?;
         *self.out = Fmt::Named(id);
@@ -1101,9 +1116,9 @@ impl<'de> Deserializer<'de> for De<'_> {
         let mut body = None;
         let value = visitor.visit_enum(Enum {
             t: &mut *self.t,
-            id,
             index,
-            name: variants[index],
+            enum_name: name,
+            variants: variants.len(),
             body: &mut body,
         })?;
         let cost = self.t.steps - start;
@@ -1226,9 +1241,10 @@ impl<'de> MapAccess<'de> for Map<'_> {
 /// The chosen variant of an enum.
 struct Enum<'a> {
     t: &'a mut Tracer,
-    id: usize,
     index: usize,
-    name: &'static str,
+    /// The enum's name, and how many variant names serde gave.
+    enum_name: &'static str,
+    variants: usize,
     body: &'a mut Option<Body>,
 }
 
@@ -1240,14 +1256,14 @@ impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
         self,
         seed: S,
     ) -> Result<(S::Value, Variant<'a>), Error> {
-        let by_name = self.t.by_name.contains(&self.id);
-        let tag = if by_name {
-            seed.deserialize(StrDeserializer::<Error>::new(self.name))
-        } else {
-            let index = u32::try_from(self.index).unwrap_or(u32::MAX);
-            seed.deserialize(U32Deserializer::<Error>::new(index))
-        };
-        match tag {
+        // The index, as the binary codecs encode a variant. An identifier
+        // that rejects an index of the names serde gave is not the one the
+        // names describe: `#[serde(alias)]` adds names without variants
+        // (serde lists aliases among the variants' names), and a custom
+        // identifier may map indices as it likes. Either way the position
+        // of a name says nothing sure about the variant on the wire.
+        let index = u32::try_from(self.index).unwrap_or(u32::MAX);
+        match seed.deserialize(U32Deserializer::<Error>::new(index)) {
             Ok(tag) => Ok((
                 tag,
                 Variant {
@@ -1255,12 +1271,11 @@ impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
                     body: self.body,
                 },
             )),
-            Err(e) => {
-                if !by_name && self.t.by_name.insert(self.id) {
-                    self.t.retry = true;
-                }
-                Err(e)
-            }
+            Err(e) => Err(self.t.fail(format!(
+                "the variant identifier rejects index {index} of the {} names serde gives \
+                 for `{}` ({e}): aliases (#[serde(alias)]) or a custom identifier",
+                self.variants, self.enum_name
+            ))),
         }
     }
 }
@@ -1747,6 +1762,56 @@ mod tests {
             A(u8),
         }
         assert!(error::<Adjacent>().contains("rejected"));
+    }
+
+    #[test]
+    fn aliases_are_errors_not_shifted_names() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct FieldAlias {
+            #[serde(alias = "lvl")]
+            level: u8,
+            msg: String,
+        }
+        assert!(
+            error::<FieldAlias>().contains("alias"),
+            "{}",
+            error::<FieldAlias>()
+        );
+        // An alias in the middle of the names shifts every later one: with
+        // names by position, these two would trace alike, and a receiver of
+        // one would decode the other's `B(5)` as `C(5)`.
+        mod a {
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            pub enum E {
+                #[serde(alias = "X")]
+                A(u8),
+                B(u16),
+                C(u32),
+            }
+        }
+        mod b {
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            pub enum E {
+                A(u8),
+                X(u16),
+                B(u32),
+                C(u32),
+            }
+        }
+        assert!(error::<a::E>().contains("alias"), "{}", error::<a::E>());
+        assert_eq!(
+            canonical::<b::E>(),
+            "E; enum E { A(u8), X(u16), B(u32), C(u32) }"
+        );
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Holder {
+            e: Vec<a::E>,
+        }
+        assert!(error::<Holder>().contains("alias"));
     }
 
     #[test]

@@ -724,12 +724,12 @@ fn other_layout_version_is_refused_as_incompatible() {
             match e.kind() {
                 OpenErrorKind::IncompatibleVersion {
                     found: 99,
-                    supported: 3,
+                    supported: 4,
                 } => {}
                 other => panic!("expected IncompatibleVersion, got {other:?}"),
             }
             assert_helpful(&e, name, &["same shmpsc version"]);
-            assert_says(&e, &["99", "3"]);
+            assert_says(&e, &["99", "4"]);
         },
     );
 }

@@ -376,3 +376,62 @@ fn a_batch_keeps_each_records_kind() {
     ));
     assert_eq!(view.recv::<&str>(), Ok("borrowed"));
 }
+
+/// Two formats that differ only inside a nested type read alike: the
+/// refusal says so instead of showing two equal texts.
+#[test]
+fn a_difference_inside_a_nested_type_is_pointed_at() {
+    mod old {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Inner {
+            pub a: u8,
+        }
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Outer {
+            pub inner: Inner,
+        }
+    }
+    mod new {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Inner {
+            pub a: u16,
+        }
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Outer {
+            pub inner: Inner,
+        }
+    }
+    let name = unique_name("identity-nested");
+    let _rx = Builder::new(&name).receiver::<old::Outer>().unwrap();
+    let text = Sender::<new::Outer>::open(&name)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("carries `Outer { inner: Inner }`"), "{text}");
+    assert!(text.contains("has `Outer { inner: Inner }`"), "{text}");
+    assert!(text.contains("differ inside a type they contain"), "{text}");
+}
+
+/// A message with a serde alias cannot be traced (serde lists aliases among
+/// the names): it is compared by name, never by a format that would pair
+/// names with the wrong fields.
+#[test]
+fn a_message_with_aliases_is_compared_by_name() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Aliased {
+        #[serde(alias = "lvl")]
+        level: u8,
+    }
+    let name = unique_name("identity-alias");
+    let rx = Builder::new(&name).receiver::<Aliased>().unwrap();
+    let tx = Sender::<Aliased>::open(&name).unwrap();
+    tx.send(Aliased { level: 4 }).unwrap();
+    assert_eq!(rx.recv().unwrap(), Aliased { level: 4 });
+    let e = Sender::<worker::Rec>::open(&name).map(|_| ()).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "carries `identity::a_message_with_aliases_is_compared_by_name::Aliased` (postcard-1)"
+        ),
+        "{e}"
+    );
+}

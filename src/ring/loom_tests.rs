@@ -41,7 +41,7 @@ fn consumer(seg: &Segment) -> Consumer {
 }
 
 fn send(p: &Producer, payload: &[u8]) {
-    let (_local, r) = p.send(p.lock(), Payload::One(payload), Deadline::Never);
+    let (_local, r) = p.send::<false>(p.lock(), Payload::One(payload), Deadline::Never);
     r.expect("sent");
 }
 

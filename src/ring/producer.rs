@@ -21,10 +21,8 @@ use crate::wait::{self, Deadline};
 /// What one claim carries: one message, or a block of them (a `Batch`).
 #[derive(Debug)]
 pub(crate) enum Payload<'p> {
-    /// One message, encoded by the channel's codec.
+    /// One message's bytes (raw or encoded: see [`Producer::send`]).
     One(&'p [u8]),
-    /// One message's bytes, sent raw (`send_bytes`): committed marked so.
-    Raw(&'p [u8]),
     /// Staged records; cleared once committed.
     Block(&'p mut Block),
 }
@@ -33,7 +31,7 @@ impl Payload<'_> {
     /// The payload length of the claim.
     fn claim_len(&self) -> u64 {
         match self {
-            Payload::One(b) | Payload::Raw(b) => b.len() as u64,
+            Payload::One(b) => b.len() as u64,
             Payload::Block(b) => b.claim_len(),
         }
     }
@@ -219,8 +217,12 @@ impl Producer {
     /// before the deadline (at once for `Deadline::Now`: the ring is full),
     /// `Disconnected` if the receiver was dropped or died or the channel is
     /// corrupt, `Rejected` if the message is too large. Callers map it down
-    /// to the error of their operation.
-    pub(crate) fn send<'a>(
+    /// to the error of their operation. With `RAW`, a [`Payload::One`] is
+    /// committed marked raw (`send_bytes`); a block's records carry their
+    /// own kinds. (A parameter of the type, not of the call: each kind of
+    /// send gets its own copy, and the encoded one pays nothing for it.)
+    #[inline]
+    pub(crate) fn send<'a, const RAW: bool>(
         &'a self,
         mut local: Guard<'a, Local>,
         mut payload: Payload<'_>,
@@ -230,7 +232,7 @@ impl Producer {
         let geo = seg.geometry();
         let len = payload.claim_len();
         let refused = match &payload {
-            Payload::One(_) | Payload::Raw(_) => len > geo.max_message,
+            Payload::One(_) => len > geo.max_message,
             Payload::Block(b) => b.size() == 0 || b.size() > block_limit(geo.capacity),
         };
         if refused {
@@ -252,11 +254,7 @@ impl Producer {
                     // record (a block's first).
                     let (messages, bytes) = match &mut payload {
                         Payload::One(b) => {
-                            self.ring.commit(slot, claimed, b, false);
-                            (1, len)
-                        }
-                        Payload::Raw(b) => {
-                            self.ring.commit(slot, claimed, b, true);
+                            self.ring.commit(slot, claimed, b, RAW);
                             (1, len)
                         }
                         Payload::Block(b) => {
