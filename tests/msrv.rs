@@ -110,3 +110,45 @@ fn rust_version_covers_every_dependency() {
         "the README's toolchain line does not say {major_minor}"
     );
 }
+
+/// The files README.md links to ship in the package (so the links work on
+/// the registry), and the manifest points at the documentation.
+#[test]
+fn readme_links_ship_in_the_package() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let linked: HashSet<&str> = readme
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .map(|target| target.split('#').next().unwrap_or(target))
+        .filter(|target| !target.is_empty() && !target.contains("://"))
+        .collect();
+    assert!(
+        linked.iter().any(|l| l.starts_with("docs/")),
+        "README.md links into docs/: {linked:?}"
+    );
+    let out = Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root)
+        .output()
+        .expect("running cargo package --list");
+    assert!(
+        out.status.success(),
+        "cargo package --list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let files: HashSet<&str> = listed.lines().collect();
+    for l in &linked {
+        assert!(
+            files.contains(l),
+            "README.md links to {l}, which the package leaves out"
+        );
+    }
+    let manifest = std::fs::read_to_string(format!("{root}/Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest.contains("documentation = \"https://docs.rs/shmpsc\""),
+        "Cargo.toml names the documentation"
+    );
+}
