@@ -460,18 +460,9 @@ impl Consumer {
         }
     }
 
-    /// A typed receive of `type_name` met `msg`, a record sent raw
-    /// (`send_bytes`): receives it without decoding it, and reports it
-    /// (see [`Consumer::raw_record`]).
-    pub(crate) fn refuse_raw(&self, msg: Message, type_name: &str) -> InvalidMessage {
-        let (position, len) = (msg.position(), msg.len());
-        self.count_received(1, len);
-        self.finish(msg);
-        self.raw_record(position, len, type_name)
-    }
-
     /// Counts and describes a record sent raw (`send_bytes`) that a typed
-    /// receive of `type_name` met: reported, not decoded by accident.
+    /// receive of `type_name` met: reported, not decoded by accident. (The
+    /// record was received: lent, or passed by a lending cursor.)
     pub(crate) fn raw_record(&self, position: u64, len: u64, type_name: &str) -> InvalidMessage {
         let rx = &self.ring.segment().header().rx;
         rx.invalid_messages.fetch_add(1, Ordering::Relaxed);

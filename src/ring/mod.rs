@@ -133,11 +133,15 @@ pub(crate) fn block_limit(cap: u64) -> u64 {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Message {
     pos: u64,
-    len: u64,
+    /// The payload length, plus [`RAW_MESSAGE`] if the bytes were sent raw
+    /// (`send_bytes`), not encoded by the channel's codec. (One word: the
+    /// receive path returns a message in registers.)
+    len_kind: u64,
     offset: usize,
-    /// Sent raw (`send_bytes`), not encoded by the channel's codec.
-    raw: bool,
 }
+
+/// In [`Message::len_kind`]: sent raw. Lengths are below 2^32.
+const RAW_MESSAGE: u64 = 1 << 63;
 
 impl Message {
     /// Where the record starts.
@@ -146,19 +150,21 @@ impl Message {
     }
 
     /// Payload length.
+    #[inline]
     pub(crate) fn len(&self) -> u64 {
-        self.len
+        self.len_kind & !RAW_MESSAGE
     }
 
     /// Whether its bytes were sent raw (`send_bytes`): a typed receive
     /// reports it instead of decoding it.
+    #[inline]
     pub(crate) fn is_raw(&self) -> bool {
-        self.raw
+        self.len_kind & RAW_MESSAGE != 0
     }
 
     /// Where the next record starts.
     pub(crate) fn end(&self) -> u64 {
-        self.pos + record_size(self.len)
+        self.pos + record_size(self.len())
     }
 }
 
@@ -596,9 +602,8 @@ impl Ring {
                         head,
                         Peek::Message(Message {
                             pos: head,
-                            len,
+                            len_kind: len | (u64::from(is_raw_record(word)) << 63),
                             offset: off + RECORD_HEADER as usize,
-                            raw: is_raw_record(word),
                         }),
                     );
                 }
@@ -667,7 +672,7 @@ impl Ring {
         // the lap, so the payload lies in the data area; the record is
         // committed and no sender writes it until the receiver releases it,
         // which it does not while `f` runs.
-        unsafe { self.seg.data().read(msg.offset, msg.len as usize, f) }
+        unsafe { self.seg.data().read(msg.offset, msg.len() as usize, f) }
     }
 
     /// The payload of a message found by `peek`, borrowed from the ring.
@@ -683,7 +688,7 @@ impl Ring {
         // the lap; the record is committed and no sender writes it until
         // the receiver releases it, which the caller promises it does not
         // while the slice is used.
-        unsafe { self.seg.data().bytes(msg.offset, msg.len as usize) }
+        unsafe { self.seg.data().bytes(msg.offset, msg.len() as usize) }
     }
 
     /// Records that everything before `next` was delivered to the
