@@ -255,6 +255,9 @@ struct Entry {
 struct Tracer {
     /// Named containers, in the order the trace first met them.
     entries: Vec<Entry>,
+    /// Enums whose identifier was given the index past its names (see
+    /// `Probe`).
+    probed: HashSet<usize>,
     /// Registry index by (serde name, visitor type name).
     ids: HashMap<(&'static str, &'static str), usize>,
     /// The named containers being deserialized, innermost last.
@@ -1108,6 +1111,17 @@ impl<'de> Deserializer<'de> for De<'_> {
                 .fail(format!("enum `{name}` has no variants: it has no value")));
         }
         let id = self.t.entry::<V>(name, Some(variants))?;
+        if self.t.probed.insert(id) {
+            // Met for the first time: this pass only asks its identifier
+            // about the index past its names (see `Probe`), and is run
+            // again.
+            self.t.retry = true;
+            return visitor.visit_enum(Probe {
+                t: &mut *self.t,
+                enum_name: name,
+                variants: variants.len(),
+            });
+        }
         let index = self.t.choose(id);
         self.t.enter()?;
         self.t.stack.push(id);
@@ -1280,6 +1294,40 @@ impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
     }
 }
 
+/// The first look at an enum: its identifier is given the index one past
+/// the names serde gave. A derived identifier rejects it, unless a variant
+/// is `#[serde(other)]` (which takes every index past the real variants)
+/// or the identifier is hand-written. Then the names' positions cannot be
+/// trusted (an alias adds a name and no variant, and `other` hides that
+/// the index past the variants is an alias's), so the enum is not traced.
+struct Probe<'a> {
+    t: &'a mut Tracer,
+    enum_name: &'static str,
+    variants: usize,
+}
+
+impl<'de, 'a> EnumAccess<'de> for Probe<'a> {
+    type Error = Error;
+    type Variant = Variant<'a>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Variant<'a>), Error> {
+        let past = u32::try_from(self.variants).unwrap_or(u32::MAX);
+        match seed.deserialize(U32Deserializer::<Error>::new(past)) {
+            Ok(_) => Err(self.t.fail(format!(
+                "the variant identifier of `{}` accepts index {past}, past its {} names: \
+                 #[serde(other)] or a custom identifier, so the names' positions cannot be \
+                 trusted",
+                self.enum_name, self.variants
+            ))),
+            // As it should: this pass ends here, and is run again.
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The contents of the chosen variant.
 struct Variant<'a> {
     t: &'a mut Tracer,
@@ -1316,6 +1364,15 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let (value, fmts) = visit_seq(self.t, fields.len(), visitor)?;
+        // As in `deserialize_struct`: aliases among the names.
+        if fmts.len() != fields.len() {
+            return Err(self.t.fail(format!(
+                "a struct variant reads {} fields but serde names {}: aliases \
+                 (#[serde(alias)]) or a custom Deserialize",
+                fmts.len(),
+                fields.len()
+            )));
+        }
         *self.body = Some(Body::Struct(fields.iter().copied().zip(fmts).collect()));
         Ok(value)
     }
@@ -1812,6 +1869,39 @@ mod tests {
             e: Vec<a::E>,
         }
         assert!(error::<Holder>().contains("alias"));
+        // With `#[serde(other)]` the index past the real variants is taken,
+        // so the alias's extra name is not rejected: refused all the same.
+        mod c {
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            pub enum E {
+                #[serde(alias = "X")]
+                A(u8),
+                B(u16),
+                #[serde(other)]
+                C,
+            }
+        }
+        assert!(
+            error::<c::E>().contains("serde(other)"),
+            "{}",
+            error::<c::E>()
+        );
+        // Aliases on a struct variant's fields.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        enum StructVariant {
+            V {
+                #[serde(alias = "x")]
+                a: u8,
+                b: u16,
+            },
+        }
+        assert!(
+            error::<StructVariant>().contains("alias"),
+            "{}",
+            error::<StructVariant>()
+        );
     }
 
     #[test]
