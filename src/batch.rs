@@ -168,6 +168,26 @@ impl<'a, T> Batch<'a, T> {
             .map_err(|e| e.carrying(bytes).into_send())
     }
 
+    /// Stages a message that the caller encoded with the channel's codec,
+    /// for typed receives to decode (see [`Sender::send_encoded_bytes`]);
+    /// otherwise as [`Batch::send_bytes`].
+    ///
+    /// ```
+    /// let (tx, rx) = shmpsc::channel::<String>("doc-batch-encoded-bytes")?;
+    /// let encoded = postcard::to_allocvec("relayed").unwrap();
+    /// let mut batch = tx.batch();
+    /// batch.send_encoded_bytes(&encoded).unwrap();
+    /// batch.send("typed".to_string()).unwrap();
+    /// drop(batch); // flushes
+    /// assert_eq!(rx.recv().as_deref(), Ok("relayed"));
+    /// assert_eq!(rx.recv().as_deref(), Ok("typed"));
+    /// # Ok::<(), shmpsc::OpenError>(())
+    /// ```
+    pub fn send_encoded_bytes<'b>(&mut self, bytes: &'b [u8]) -> Result<(), SendError<&'b [u8]>> {
+        self.stage(bytes, false)
+            .map_err(|e| e.carrying(bytes).into_send())
+    }
+
     /// Makes every staged message visible to the receiver: one claim, one
     /// copy, one commit. Blocks while the ring has no room for the block.
     ///

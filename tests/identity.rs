@@ -366,6 +366,19 @@ fn a_batch_keeps_each_records_kind() {
     }
     assert_eq!(got, ["a", "raw 1", "b", "raw 40000", "c"]);
 
+    // Encoded bytes staged by the caller are decoded, in a block and alone.
+    let mut batch = tx.batch();
+    batch
+        .send_encoded_bytes(&postcard::to_allocvec("pre-encoded").unwrap())
+        .unwrap();
+    let long = "l".repeat(40_000);
+    batch
+        .send_encoded_bytes(&postcard::to_allocvec(&long).unwrap())
+        .unwrap();
+    drop(batch);
+    assert_eq!(rx.recv().as_deref(), Ok("pre-encoded"));
+    assert_eq!(rx.recv().as_deref(), Ok(long.as_str()));
+
     // Zero-copy receives report it as well.
     tx.send_bytes(b"raw").unwrap();
     tx.send("borrowed".to_string()).unwrap();
