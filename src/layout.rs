@@ -548,7 +548,8 @@ pub(crate) struct MessageType {
 /// A traced serde format, as a message type carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ShapeId {
-    /// The fingerprint of the format's canonical description.
+    /// The fingerprint of the format's canonical description (with a
+    /// `"shape"` prefix, apart from names and schema ids).
     pub(crate) fingerprint: u64,
     /// The format, readable: `Rec { level: u8, msg: str }`.
     pub(crate) label: &'static str,
@@ -571,9 +572,7 @@ impl MessageType {
     pub(crate) fn fingerprint(&self) -> u64 {
         match (self.schema, self.shape) {
             (Some(id), _) => fingerprint(&["schema", id, self.codec]),
-            (None, Some(shape)) => {
-                fingerprint(&["shape", &format!("{:016x}", shape.fingerprint), self.codec])
-            }
+            (None, Some(shape)) => fingerprint_from(shape.fingerprint, &[self.codec]),
             (None, None) => self.name_fingerprint(),
         }
     }
@@ -621,7 +620,12 @@ impl MessageType {
 
 /// 64-bit FNV-1a, for the message type and codec fingerprint.
 pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fingerprint_from(0xcbf2_9ce4_8422_2325, parts)
+}
+
+/// [`fingerprint`] going on from the state `h`: of what `h` is the
+/// fingerprint of, followed by `parts`.
+pub(crate) fn fingerprint_from(mut h: u64, parts: &[&str]) -> u64 {
     for p in parts {
         for b in p.bytes().chain(std::iter::once(0xFF)) {
             h ^= b as u64;

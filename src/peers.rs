@@ -362,10 +362,7 @@ impl SendersProbe {
     /// look anyway). Lock tests only, but for slots handed over.
     pub(crate) fn may_be_gone(&self, seg: &Segment) -> bool {
         self.look
-            || self
-                .locked
-                .iter()
-                .any(|&i| !sys::ofd_is_locked(seg.file(), slot_lock_byte(i)).unwrap_or(true))
+            || self.locked.iter().any(|&i| !slot_held(seg, i))
             || self.handed.iter().any(|&i| !sender_alive(seg, i))
     }
 }
@@ -374,11 +371,14 @@ impl SendersProbe {
 /// holds its lock and, for a sender passed to a spawned process, that
 /// process lives.
 pub(crate) fn sender_alive(seg: &Segment, i: usize) -> bool {
-    // An error here (it should not happen) counts as alive, as for the
-    // receiver (`Segment::receiver_locked`): never skip a
-    // claim on a guess.
+    slot_held(seg, i) && handed_to_gone_process(seg, i).is_none()
+}
+
+/// Whether some open file description holds slot `i`'s lock. An error
+/// here (it should not happen) counts as held, as for the receiver
+/// (`Segment::receiver_locked`): never skip a claim on a guess.
+fn slot_held(seg: &Segment, i: usize) -> bool {
     sys::ofd_is_locked(seg.file(), slot_lock_byte(i)).unwrap_or(true)
-        && handed_to_gone_process(seg, i).is_none()
 }
 
 /// Clears the bits of owned slots whose owner died. Returns how many.

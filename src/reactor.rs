@@ -177,6 +177,15 @@ struct ShardState {
     version: u64,
 }
 
+impl ShardState {
+    /// Takes wait `i` out (its shard's `load` goes down with it).
+    fn remove(&mut self, i: usize, load: &AtomicUsize) -> Entry {
+        self.version += 1;
+        load.fetch_sub(1, Ordering::Relaxed);
+        self.entries.swap_remove(i)
+    }
+}
+
 /// The outcome of a wait that a liveness check ended.
 const GONE: u32 = 1;
 
@@ -265,10 +274,8 @@ impl Shard {
                 e.peer_gone(epoch, now)
             };
             if gone {
-                let e = st.entries.swap_remove(i);
-                st.version += 1;
+                let e = st.remove(i, &self.load);
                 e.outcome.store(GONE, Ordering::Relaxed);
-                self.load.fetch_sub(1, Ordering::Relaxed);
                 woken.push(e);
             } else {
                 i += 1;
@@ -295,9 +302,7 @@ fn take_changed(st: &mut ShardState, load: &AtomicUsize) -> Vec<Entry> {
             .word()
             .is_some_and(|w| w.load(Ordering::Relaxed) != st.entries[i].seen);
         if changed {
-            woken.push(st.entries.swap_remove(i));
-            st.version += 1;
-            load.fetch_sub(1, Ordering::Relaxed);
+            woken.push(st.remove(i, load));
         } else {
             i += 1;
         }
@@ -561,9 +566,7 @@ impl Drop for Registration {
         let Some(i) = st.entries.iter().position(|e| e.id == self.id) else {
             return;
         };
-        let entry = st.entries.swap_remove(i);
-        st.version += 1;
-        self.shard.load.fetch_sub(1, Ordering::Relaxed);
+        let entry = st.remove(i, &self.shard.load);
         drop(st);
         // Outside the lock (see `pending`).
         drop(entry);

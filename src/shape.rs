@@ -162,23 +162,19 @@ pub(crate) fn trace<T: DeserializeOwned>() -> Result<Shape, TraceError> {
             )));
         }
         tracer.begin_pass();
-        let mut fmt = Fmt::Unknown;
-        let result = T::deserialize(De {
-            t: &mut tracer,
-            out: &mut fmt,
-        });
+        let result = traced(&mut tracer, std::marker::PhantomData::<T>);
         if let Some(message) = tracer.fatal.take() {
             return Err(TraceError(message));
         }
-        match result {
-            Ok(_) => {}
+        let fmt = match result {
+            Ok((_, fmt)) => fmt,
             Err(_) if tracer.retry => continue,
             Err(e) => {
                 return Err(TraceError(format!(
                     "a value given while tracing was rejected: {e}"
                 )))
             }
-        }
+        };
         merge(&mut root, fmt).map_err(|()| {
             TraceError("the type asks for different formats on different runs".into())
         })?;
@@ -1082,17 +1078,7 @@ impl<'de> Deserializer<'de> for De<'_> {
         let (value, fmts) = visit_seq(self.t, fields.len(), visitor)?;
         self.t.stack.pop();
         self.t.leave();
-        // serde lists aliases (`#[serde(alias)]`) among the fields' names:
-        // then the names no longer pair with the fields read, in order.
-        if fmts.len() != fields.len() {
-            return Err(self.t.fail(format!(
-                "`{name}` reads {} fields but serde names {}: aliases (#[serde(alias)]) \
-                 or a custom Deserialize",
-                fmts.len(),
-                fields.len()
-            )));
-        }
-        let body = Body::Struct(fields.iter().copied().zip(fmts).collect());
+        let body = struct_body(self.t, &format!("`{name}`"), fields, fmts)?;
         self.t.commit_plain(id, body)?;
         *self.out = Fmt::Named(id);
         Ok(value)
@@ -1176,6 +1162,34 @@ fn visit_seq<'de, V: Visitor<'de>>(
     Ok((value, fmts))
 }
 
+/// Deserializes one value through the tracer: the value, and its format.
+fn traced<'de, S: DeserializeSeed<'de>>(t: &mut Tracer, seed: S) -> Result<(S::Value, Fmt), Error> {
+    let mut fmt = Fmt::Unknown;
+    let value = seed.deserialize(De { t, out: &mut fmt })?;
+    Ok((value, fmt))
+}
+
+/// A struct's (or struct variant's) body from the names serde gave and
+/// the formats read. serde lists aliases (`#[serde(alias)]`) among the
+/// names: when fewer fields were read than named, the names no longer pair
+/// with the fields, and the type is not traced.
+fn struct_body(
+    t: &mut Tracer,
+    what: &str,
+    fields: &'static [&'static str],
+    fmts: Vec<Fmt>,
+) -> Result<Body, Error> {
+    if fmts.len() != fields.len() {
+        return Err(t.fail(format!(
+            "{what} reads {} fields but serde names {}: aliases (#[serde(alias)]) or a \
+             custom Deserialize",
+            fmts.len(),
+            fields.len()
+        )));
+    }
+    Ok(Body::Struct(fields.iter().copied().zip(fmts).collect()))
+}
+
 /// Elements of a sequence, a tuple or a struct.
 struct Seq<'a> {
     t: &'a mut Tracer,
@@ -1194,11 +1208,7 @@ impl<'de> SeqAccess<'de> for Seq<'_> {
             return Ok(None);
         }
         self.left -= 1;
-        let mut fmt = Fmt::Unknown;
-        let value = seed.deserialize(De {
-            t: &mut *self.t,
-            out: &mut fmt,
-        })?;
+        let (value, fmt) = traced(self.t, seed)?;
         self.out.push(fmt);
         Ok(Some(value))
     }
@@ -1227,21 +1237,13 @@ impl<'de> MapAccess<'de> for Map<'_> {
             return Ok(None);
         }
         self.left -= 1;
-        let mut fmt = Fmt::Unknown;
-        let key = seed.deserialize(De {
-            t: &mut *self.t,
-            out: &mut fmt,
-        })?;
+        let (key, fmt) = traced(self.t, seed)?;
         merge(self.key, fmt).map_err(|()| self.t.fail("map keys of different formats".into()))?;
         Ok(Some(key))
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Error> {
-        let mut fmt = Fmt::Unknown;
-        let value = seed.deserialize(De {
-            t: &mut *self.t,
-            out: &mut fmt,
-        })?;
+        let (value, fmt) = traced(self.t, seed)?;
         merge(self.value, fmt)
             .map_err(|()| self.t.fail("map values of different formats".into()))?;
         Ok(value)
@@ -1343,11 +1345,7 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
     }
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, Error> {
-        let mut fmt = Fmt::Unknown;
-        let value = seed.deserialize(De {
-            t: &mut *self.t,
-            out: &mut fmt,
-        })?;
+        let (value, fmt) = traced(self.t, seed)?;
         *self.body = Some(Body::Newtype(fmt));
         Ok(value)
     }
@@ -1364,16 +1362,7 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let (value, fmts) = visit_seq(self.t, fields.len(), visitor)?;
-        // As in `deserialize_struct`: aliases among the names.
-        if fmts.len() != fields.len() {
-            return Err(self.t.fail(format!(
-                "a struct variant reads {} fields but serde names {}: aliases \
-                 (#[serde(alias)]) or a custom Deserialize",
-                fmts.len(),
-                fields.len()
-            )));
-        }
-        *self.body = Some(Body::Struct(fields.iter().copied().zip(fmts).collect()));
+        *self.body = Some(struct_body(self.t, "a struct variant", fields, fmts)?);
         Ok(value)
     }
 }
